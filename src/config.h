@@ -1,0 +1,101 @@
+/*
+ * config: relayd.conf (libconfig syntax) parsed and validated into one
+ * immutable generation.  Example and every option: conf/relayd.conf and
+ * relayd.conf(5).
+ *
+ *   node_id = "relay1";                 # required, 1..64 printable chars
+ *   listen = "127.0.0.1:7400";          # host:port (IPv6 as [addr]:port)
+ *   control_socket = "/run/relayd/relayd.sock";
+ *   store_dir = "/var/lib/relayd/store";
+ *   max_payload = 1073741824;           # bytes
+ *   stream_inactivity_timeout = 30.0;   # seconds, >= 0.1
+ *   handshake_timeout = 10.0;           # seconds
+ *   result_timeout = 60.0;              # seconds to wait for RESULT
+ *   connect_timeout = 5.0;              # seconds
+ *   idle_timeout = 60.0;                # PING an idle link this often;
+ *                                       # drop it after 2 unanswered
+ *   conn_window = 4194304;              # bytes of credit per connection
+ *   stream_window = 1048576;            # bytes of credit per stream
+ *   max_streams_per_peer = 1024;
+ *   max_buffered = 268435456;           # bytes held by all streams
+ *   peers = (
+ *     { name = "relay2"; address = "127.0.0.1:7401";
+ *       rate_limit = 0; }               # bytes/s sent to it, 0 = none
+ *   );
+ *   routes = (                          # longest matching prefix wins
+ *     { prefix = "";                    # "" matches every key
+ *       hops = [ "relay2" ];            # peer names; may be empty
+ *       mode = "fanout";                # or "failover"
+ *       store = true; }                 # store locally too
+ *   );
+ *
+ * Ownership: config_load() returns one reference; holders (the daemon's
+ * current generation, each stream that was routed by it) take their own
+ * with config_ref() and drop them with config_unref().
+ */
+#ifndef RELAYD_CONFIG_H
+#define RELAYD_CONFIG_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#define CONFIG_MAX_HOPS		16
+#define CONFIG_NAME_MAX		64
+
+enum route_mode {
+	ROUTE_FANOUT = 0,
+	ROUTE_FAILOVER = 1,
+};
+
+struct peer_conf {
+	char		 name[CONFIG_NAME_MAX + 1];
+	char		*host;		/* numeric address or name */
+	char		*port;
+	uint64_t	 rate_limit;	/* bytes/s, 0 = unlimited */
+};
+
+struct route_conf {
+	char		*prefix;
+	size_t		 prefix_len;
+	enum route_mode	 mode;
+	int		 store;
+	unsigned int	 nhops;
+	unsigned int	 hops[CONFIG_MAX_HOPS];	/* indexes into peers */
+};
+
+struct config {
+	int		 refcnt;
+	unsigned int	 generation;
+	char		*path;
+	char		 node_id[CONFIG_NAME_MAX + 1];
+	char		*listen_host;	/* NULL: no listener */
+	char		*listen_port;
+	char		*control_socket;
+	char		*store_dir;
+	uint64_t	 max_payload;
+	double		 stream_inactivity_timeout;	/* seconds */
+	double		 handshake_timeout;
+	double		 result_timeout;
+	double		 connect_timeout;
+	double		 idle_timeout;
+	uint32_t	 conn_window;
+	uint32_t	 stream_window;
+	uint32_t	 max_streams_per_peer;
+	uint64_t	 max_buffered;
+	unsigned int	 npeers;
+	struct peer_conf *peers;
+	unsigned int	 nroutes;
+	struct route_conf *routes;
+};
+
+/*
+ * Parse and validate path.  On failure returns NULL and writes one line per
+ * problem into err ("FILE:LINE: message"), as much as fits.
+ */
+struct config	*config_load(const char *path, char *err, size_t errlen);
+void		 config_ref(struct config *);
+void		 config_unref(struct config *);
+/* The peer named name, or NULL. */
+const struct peer_conf *config_peer(const struct config *, const char *name);
+
+#endif

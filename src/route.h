@@ -1,0 +1,45 @@
+/*
+ * route: the next hops for a PUT, from the config, and loop protection.
+ */
+#ifndef RELAYD_ROUTE_H
+#define RELAYD_ROUTE_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "config.h"
+
+struct route_plan {
+	const struct route_conf	*route;		/* NULL: no route matched */
+	int			 store;		/* store on this hop */
+	enum route_mode		 mode;
+	unsigned int		 nhops;		/* 0 if budget exhausted */
+	const struct peer_conf	*hops[CONFIG_MAX_HOPS];
+	uint8_t			 next_budget;	/* hop budget to send on */
+	int			 budget_exhausted; /* route had hops, budget 0 */
+};
+
+/*
+ * Choose the next hops for key with the received hop budget.  The route
+ * with the longest matching prefix wins.  Returns 0, or -1 when no route
+ * matches (plan->route is then NULL).
+ */
+int	route_plan(const struct config *, const char *key, size_t key_len,
+	    uint8_t budget, struct route_plan *plan);
+
+/*
+ * Loop protection: a set of PUT ids seen recently.  route_seen_add()
+ * returns 1 if the id was already present (a loop or a replay), 0 if it
+ * was added, -1 on allocation failure.  Entries older than ttl seconds
+ * are dropped by route_seen_expire(now).  Memory is bounded by max ids:
+ * at the limit the oldest entry goes first.
+ */
+struct route_seen;
+struct route_seen *route_seen_new(unsigned int max, double ttl);
+void	route_seen_free(struct route_seen *);
+int	route_seen_add(struct route_seen *, const uint8_t id[16], double now);
+void	route_seen_del(struct route_seen *, const uint8_t id[16]);
+void	route_seen_expire(struct route_seen *, double now);
+unsigned int route_seen_count(const struct route_seen *);
+
+#endif
