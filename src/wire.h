@@ -199,7 +199,12 @@ struct wire_frame {
  * whole here, so wire_result_entry() cannot fail afterwards.
  */
 int	wire_decode(const uint8_t *buf, size_t len, struct wire_frame *f);
-/* Decode only the header (len >= WIRE_HDR_LEN); checks it like above. */
+/*
+ * Decode only the header, checked like above, including the body length
+ * bounds its type fixes.  Returns WIRE_OK (0, not a byte count),
+ * WIRE_EAGAIN if len < WIRE_HDR_LEN and the bytes so far are valid, or
+ * another enum wire_err.
+ */
 int	wire_decode_hdr(const uint8_t *buf, size_t len, struct wire_hdr *h);
 /* The i-th entry of a decoded RESULT frame; 0 or WIRE_EBODY. */
 int	wire_result_entry(const struct wire_frame *f, unsigned int i,

@@ -1,0 +1,1035 @@
+/*
+ * config: read relayd.conf with libconfig, validate every setting, and
+ * build one immutable, reference-counted generation.  Every problem is
+ * reported as "FILE:LINE: message"; validation goes on after an error so
+ * that one run shows them all.
+ */
+#include <sys/stat.h>
+#include <sys/un.h>
+
+#include <arpa/inet.h>
+#include <ctype.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <inttypes.h>
+#include <libconfig.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "config.h"
+#include "log.h"
+
+#define CONFIG_FILE_MAX		(16 * 1024 * 1024)
+#define CONFIG_KIB		1024ULL
+#define CONFIG_MIB		(1024 * CONFIG_KIB)
+#define CONFIG_GIB		(1024 * CONFIG_MIB)
+
+#define CONFIG_MAX_ERRORS	100
+
+struct config_error {
+	const char	*file;		/* ctx->path or libconfig's copy */
+	unsigned int	 line;
+	unsigned int	 seq;
+	char		*msg;
+};
+
+/*
+ * Parsing state of one config_load(); never outlives it.  Errors are
+ * kept, then sorted by file and line, so the report reads top to bottom.
+ */
+struct config_ctx {
+	const char		*path;
+	unsigned int		 nerr;
+	unsigned int		 nkept;
+	struct config_error	 errs[CONFIG_MAX_ERRORS];
+	struct config		*cf;
+};
+
+struct config_opt {
+	const char	*name;
+	void		(*set)(struct config_ctx *, const struct config_opt *,
+			    const config_setting_t *);
+	size_t		 off;
+	uint64_t	 imin;
+	uint64_t	 imax;
+	double		 dmin;
+	double		 dmax;
+};
+
+static unsigned int	config_generation;
+
+static void	config_set_node(struct config_ctx *, const struct config_opt *,
+		    const config_setting_t *);
+static void	config_set_listen(struct config_ctx *,
+		    const struct config_opt *, const config_setting_t *);
+static void	config_set_path(struct config_ctx *, const struct config_opt *,
+		    const config_setting_t *);
+static void	config_set_u64(struct config_ctx *, const struct config_opt *,
+		    const config_setting_t *);
+static void	config_set_u32(struct config_ctx *, const struct config_opt *,
+		    const config_setting_t *);
+static void	config_set_secs(struct config_ctx *, const struct config_opt *,
+		    const config_setting_t *);
+static void	config_set_peers(struct config_ctx *,
+		    const struct config_opt *, const config_setting_t *);
+static void	config_set_routes(struct config_ctx *,
+		    const struct config_opt *, const config_setting_t *);
+
+#define OFF(f)	offsetof(struct config, f)
+#define I64MAX	((uint64_t)INT64_MAX)
+
+/* Peers come before routes: routes name peers. */
+static const struct config_opt config_opts[] = {
+	{ "node_id", config_set_node, 0, 0, 0, 0, 0 },
+	{ "listen", config_set_listen, 0, 0, 0, 0, 0 },
+	{ "control_socket", config_set_path, OFF(control_socket),
+	    0, 0, 0, 0 },
+	{ "store_dir", config_set_path, OFF(store_dir), 0, 0, 0, 0 },
+	{ "max_payload", config_set_u64, OFF(max_payload), 1, I64MAX, 0, 0 },
+	{ "stream_inactivity_timeout", config_set_secs,
+	    OFF(stream_inactivity_timeout), 0, 0, 0.1, 3600 },
+	{ "handshake_timeout", config_set_secs, OFF(handshake_timeout),
+	    0, 0, 0.1, 3600 },
+	{ "result_timeout", config_set_secs, OFF(result_timeout),
+	    0, 0, 0.1, 3600 },
+	{ "connect_timeout", config_set_secs, OFF(connect_timeout),
+	    0, 0, 0.1, 3600 },
+	{ "idle_timeout", config_set_secs, OFF(idle_timeout),
+	    0, 0, 0.1, 3600 },
+	{ "conn_window", config_set_u32, OFF(conn_window),
+	    65536, CONFIG_GIB, 0, 0 },
+	{ "stream_window", config_set_u32, OFF(stream_window),
+	    65536, CONFIG_GIB, 0, 0 },
+	{ "max_streams_per_peer", config_set_u32, OFF(max_streams_per_peer),
+	    1, 1048576, 0, 0 },
+	{ "max_buffered", config_set_u64, OFF(max_buffered),
+	    65536, I64MAX, 0, 0 },
+	{ "peers", config_set_peers, 0, 0, 0, 0, 0 },
+	{ "routes", config_set_routes, 0, 0, 0, 0, 0 },
+};
+
+#define NOPTS	(sizeof(config_opts) / sizeof(config_opts[0]))
+
+static void
+config_verr(struct config_ctx *ctx, const char *file, unsigned int line,
+    const char *fmt, va_list ap)
+{
+	struct config_error	*e;
+	char			 msg[1024];
+
+	if (ctx->nkept < CONFIG_MAX_ERRORS) {
+		vsnprintf(msg, sizeof(msg), fmt, ap);
+		e = &ctx->errs[ctx->nkept];
+		e->file = file;
+		e->line = line;
+		e->seq = ctx->nerr;
+		if ((e->msg = strdup(msg)) != NULL)
+			ctx->nkept++;
+	}
+	ctx->nerr++;
+}
+
+static int
+config_error_cmp(const void *a, const void *b)
+{
+	const struct config_error	*x = a, *y = b;
+	int				 c;
+
+	if ((c = strcmp(x->file, y->file)) != 0)
+		return c;
+	if (x->line != y->line)
+		return x->line < y->line ? -1 : 1;
+	return x->seq < y->seq ? -1 : x->seq > y->seq;
+}
+
+/* Writes the kept errors into err, one per line, as much as fits. */
+static void
+config_errors_flush(struct config_ctx *ctx, char *err, size_t errlen)
+{
+	size_t		 pos = 0;
+	unsigned int	 i;
+	int		 n;
+
+	qsort(ctx->errs, ctx->nkept, sizeof(ctx->errs[0]), config_error_cmp);
+	for (i = 0; i < ctx->nkept; i++) {
+		if (err != NULL && pos + 1 < errlen) {
+			n = snprintf(err + pos, errlen - pos, "%s%s:%u: %s",
+			    i > 0 ? "\n" : "", ctx->errs[i].file,
+			    ctx->errs[i].line, ctx->errs[i].msg);
+			if (n > 0)
+				pos += (size_t)n;
+		}
+		free(ctx->errs[i].msg);
+	}
+	if (err != NULL && pos + 1 < errlen && ctx->nerr > ctx->nkept)
+		snprintf(err + pos, errlen - pos, "\n%s:0: %u more errors not "
+		    "shown", ctx->path, ctx->nerr - ctx->nkept);
+	ctx->nkept = 0;
+}
+
+static void __attribute__((format(printf, 4, 5)))
+config_err_file(struct config_ctx *ctx, const char *file, unsigned int line,
+    const char *fmt, ...)
+{
+	va_list	 ap;
+
+	va_start(ap, fmt);
+	config_verr(ctx, file, line, fmt, ap);
+	va_end(ap);
+}
+
+/* An error in the main file, at line (0: the file as a whole). */
+#define config_err_line(ctx, line, ...)					\
+	config_err_file((ctx), (ctx)->path, (line), __VA_ARGS__)
+
+static unsigned int
+config_line_at(const char *buf, const char *at)
+{
+	unsigned int	 line = 1;
+
+	for (; buf < at; buf++)
+		if (*buf == '\n')
+			line++;
+	return line;
+}
+
+/* An error about setting s, at its file and line. */
+static void __attribute__((format(printf, 3, 4)))
+config_err(struct config_ctx *ctx, const config_setting_t *s,
+    const char *fmt, ...)
+{
+	va_list		 ap;
+	const char	*file = ctx->path;
+	unsigned int	 line = 1;
+
+	if (s != NULL) {
+		if (config_setting_source_file(s) != NULL)
+			file = config_setting_source_file(s);
+		if (config_setting_source_line(s) > 0)
+			line = config_setting_source_line(s);
+	}
+	va_start(ap, fmt);
+	config_verr(ctx, file, line, fmt, ap);
+	va_end(ap);
+}
+
+static const char *
+config_type_name(const config_setting_t *s)
+{
+	switch (config_setting_type(s)) {
+	case CONFIG_TYPE_GROUP:
+		return "a group";
+	case CONFIG_TYPE_INT:
+	case CONFIG_TYPE_INT64:
+		return "an integer";
+	case CONFIG_TYPE_FLOAT:
+		return "a float";
+	case CONFIG_TYPE_STRING:
+		return "a string";
+	case CONFIG_TYPE_BOOL:
+		return "a boolean";
+	case CONFIG_TYPE_ARRAY:
+		return "an array";
+	case CONFIG_TYPE_LIST:
+		return "a list";
+	default:
+		return "an unknown type";
+	}
+}
+
+/* The string value of s, or NULL after reporting a type error. */
+static const char *
+config_str(struct config_ctx *ctx, const config_setting_t *s,
+    const char *what)
+{
+	if (config_setting_type(s) != CONFIG_TYPE_STRING) {
+		config_err(ctx, s, "%s: expected a string, got %s", what,
+		    config_type_name(s));
+		return NULL;
+	}
+	return config_setting_get_string(s);
+}
+
+static int
+config_int(struct config_ctx *ctx, const config_setting_t *s,
+    const char *what, uint64_t min, uint64_t max, uint64_t *v)
+{
+	int64_t	 i;
+
+	switch (config_setting_type(s)) {
+	case CONFIG_TYPE_INT:
+		i = config_setting_get_int(s);
+		break;
+	case CONFIG_TYPE_INT64:
+		i = config_setting_get_int64(s);
+		break;
+	default:
+		config_err(ctx, s, "%s: expected an integer, got %s", what,
+		    config_type_name(s));
+		return -1;
+	}
+	if (i < 0 || (uint64_t)i < min || (uint64_t)i > max) {
+		config_err(ctx, s, "%s: %" PRId64 " out of range "
+		    "(%" PRIu64 "..%" PRIu64 ")", what, i, min, max);
+		return -1;
+	}
+	*v = (uint64_t)i;
+	return 0;
+}
+
+/* Node and peer names: 1..CONFIG_NAME_MAX printable, non-blank chars. */
+static int
+config_name(struct config_ctx *ctx, const config_setting_t *s,
+    const char *what, char *dst)
+{
+	const char	*v;
+	size_t		 i, len;
+
+	if ((v = config_str(ctx, s, what)) == NULL)
+		return -1;
+	len = strlen(v);
+	if (len == 0 || len > CONFIG_NAME_MAX) {
+		config_err(ctx, s, "%s: must be 1..%d characters long, not %zu",
+		    what, CONFIG_NAME_MAX, len);
+		return -1;
+	}
+	for (i = 0; i < len; i++) {
+		if (!isgraph((unsigned char)v[i])) {
+			config_err(ctx, s, "%s: non-printable or blank "
+			    "character 0x%02x at offset %zu", what,
+			    (unsigned char)v[i], i);
+			return -1;
+		}
+	}
+	memcpy(dst, v, len + 1);
+	return 0;
+}
+
+static int
+config_host_ok(const char *h)
+{
+	if (*h == '\0')
+		return 0;
+	for (; *h != '\0'; h++)
+		if (!isalnum((unsigned char)*h) && strchr(".-_", *h) == NULL)
+			return 0;
+	return 1;
+}
+
+/*
+ * Split "host:port" or "[v6]:port" into newly allocated strings.  Port 0
+ * is accepted only when any_port is set.  On error returns -1 and points
+ * why at a message.
+ */
+static int
+config_addr(const char *s, int any_port, char **hostp, char **portp,
+    const char **why)
+{
+	struct in6_addr	 a6;
+	const char	*h, *p, *end;
+	char		 host[256], port[8];
+	unsigned long	 n;
+	size_t		 hlen;
+
+	if (*s == '[') {
+		h = s + 1;
+		if ((end = strchr(h, ']')) == NULL || end[1] != ':') {
+			*why = "expected [IPv6]:port";
+			return -1;
+		}
+		p = end + 2;
+	} else {
+		h = s;
+		if ((end = strrchr(s, ':')) == NULL) {
+			*why = "missing :port";
+			return -1;
+		}
+		if (memchr(s, ':', end - s) != NULL) {
+			*why = "IPv6 addresses go in brackets: [addr]:port";
+			return -1;
+		}
+		p = end + 1;
+	}
+	if ((hlen = end - h) >= sizeof(host)) {
+		*why = "host name too long";
+		return -1;
+	}
+	memcpy(host, h, hlen);
+	host[hlen] = '\0';
+	if (*s == '[' ? inet_pton(AF_INET6, host, &a6) != 1 :
+	    !config_host_ok(host)) {
+		*why = "bad host";
+		return -1;
+	}
+	if (*p == '\0' || strlen(p) > 5 || strspn(p, "0123456789") !=
+	    strlen(p) || (n = strtoul(p, NULL, 10)) > 65535 ||
+	    (n == 0 && !any_port)) {
+		*why = any_port ? "port must be 0..65535" :
+		    "port must be 1..65535";
+		return -1;
+	}
+	snprintf(port, sizeof(port), "%lu", n);
+	*hostp = strdup(host);
+	*portp = strdup(port);
+	if (*hostp == NULL || *portp == NULL) {
+		free(*hostp);
+		free(*portp);
+		*hostp = *portp = NULL;
+		*why = "out of memory";
+		return -1;
+	}
+	return 0;
+}
+
+static void
+config_set_node(struct config_ctx *ctx, const struct config_opt *o,
+    const config_setting_t *s)
+{
+	config_name(ctx, s, o->name, ctx->cf->node_id);
+}
+
+static void
+config_set_listen(struct config_ctx *ctx, const struct config_opt *o,
+    const config_setting_t *s)
+{
+	const char	*v, *why;
+
+	if ((v = config_str(ctx, s, o->name)) == NULL)
+		return;
+	if (config_addr(v, 1, &ctx->cf->listen_host, &ctx->cf->listen_port,
+	    &why) == -1)
+		config_err(ctx, s, "%s: bad address \"%s\": %s", o->name, v,
+		    why);
+}
+
+static void
+config_set_path(struct config_ctx *ctx, const struct config_opt *o,
+    const config_setting_t *s)
+{
+	struct sockaddr_un	 sun;
+	char			**dst = (char **)((char *)ctx->cf + o->off);
+	const char		*v;
+	char			*copy;
+
+	if ((v = config_str(ctx, s, o->name)) == NULL)
+		return;
+	if (*v == '\0') {
+		config_err(ctx, s, "%s: empty path", o->name);
+		return;
+	}
+	if (dst == &ctx->cf->control_socket &&
+	    strlen(v) >= sizeof(sun.sun_path)) {
+		config_err(ctx, s, "%s: path longer than %zu bytes", o->name,
+		    sizeof(sun.sun_path) - 1);
+		return;
+	}
+	if ((copy = strdup(v)) == NULL) {
+		config_err(ctx, s, "%s: out of memory", o->name);
+		return;
+	}
+	free(*dst);
+	*dst = copy;
+}
+
+static void
+config_set_u64(struct config_ctx *ctx, const struct config_opt *o,
+    const config_setting_t *s)
+{
+	uint64_t	 v;
+
+	if (config_int(ctx, s, o->name, o->imin, o->imax, &v) == 0)
+		*(uint64_t *)((char *)ctx->cf + o->off) = v;
+}
+
+static void
+config_set_u32(struct config_ctx *ctx, const struct config_opt *o,
+    const config_setting_t *s)
+{
+	uint64_t	 v;
+
+	if (config_int(ctx, s, o->name, o->imin, o->imax, &v) == 0)
+		*(uint32_t *)((char *)ctx->cf + o->off) = (uint32_t)v;
+}
+
+static void
+config_set_secs(struct config_ctx *ctx, const struct config_opt *o,
+    const config_setting_t *s)
+{
+	double	 v;
+
+	switch (config_setting_type(s)) {
+	case CONFIG_TYPE_FLOAT:
+		v = config_setting_get_float(s);
+		break;
+	case CONFIG_TYPE_INT:
+		v = config_setting_get_int(s);
+		break;
+	case CONFIG_TYPE_INT64:
+		v = (double)config_setting_get_int64(s);
+		break;
+	default:
+		config_err(ctx, s, "%s: expected a number of seconds, got %s",
+		    o->name, config_type_name(s));
+		return;
+	}
+	/* Written so that NaN fails too. */
+	if (!(v >= o->dmin && v <= o->dmax)) {
+		config_err(ctx, s, "%s: %g out of range (%g..%g seconds)",
+		    o->name, v, o->dmin, o->dmax);
+		return;
+	}
+	*(double *)((char *)ctx->cf + o->off) = v;
+}
+
+/*
+ * peers and routes are lists of groups; an empty array ("[]") is
+ * accepted as an empty list.  Returns the number of elements, or -1.
+ */
+static int
+config_list(struct config_ctx *ctx, const config_setting_t *s,
+    const char *what)
+{
+	int	 n = config_setting_length(s);
+
+	if (config_setting_type(s) == CONFIG_TYPE_LIST ||
+	    (config_setting_type(s) == CONFIG_TYPE_ARRAY && n == 0))
+		return n;
+	config_err(ctx, s, "%s: expected a list of groups ( { ... }, ... ), "
+	    "got %s", what, config_type_name(s));
+	return -1;
+}
+
+/* Reports members of group g not named in known (NULL-terminated). */
+static void
+config_unknown_members(struct config_ctx *ctx, const config_setting_t *g,
+    const char *what, const char *const *known)
+{
+	const config_setting_t	*m;
+	const char		*name;
+	int			 i, k;
+
+	for (i = 0; (m = config_setting_get_elem(g, i)) != NULL; i++) {
+		name = config_setting_name(m);
+		for (k = 0; known[k] != NULL; k++)
+			if (name != NULL && strcmp(name, known[k]) == 0)
+				break;
+		if (known[k] == NULL)
+			config_err(ctx, m, "%s: unknown setting \"%s\"", what,
+			    name != NULL ? name : "");
+	}
+}
+
+static void
+config_peer_parse(struct config_ctx *ctx, const config_setting_t *g,
+    unsigned int i, struct peer_conf *p)
+{
+	static const char *const known[] = { "name", "address", "rate_limit",
+	    NULL };
+	const config_setting_t	*s;
+	const char		*v, *why;
+	char			 what[64];
+
+	snprintf(what, sizeof(what), "peers[%u]", i);
+	if (config_setting_type(g) != CONFIG_TYPE_GROUP) {
+		config_err(ctx, g, "%s: expected a group { name = ...; "
+		    "address = ...; }, got %s", what, config_type_name(g));
+		return;
+	}
+	config_unknown_members(ctx, g, what, known);
+	snprintf(what, sizeof(what), "peers[%u].name", i);
+	if ((s = config_setting_get_member(g, "name")) == NULL)
+		config_err(ctx, g, "%s: missing (required)", what);
+	else
+		config_name(ctx, s, what, p->name);
+	snprintf(what, sizeof(what), "peers[%u].address", i);
+	if ((s = config_setting_get_member(g, "address")) == NULL)
+		config_err(ctx, g, "%s: missing (required)", what);
+	else if ((v = config_str(ctx, s, what)) != NULL &&
+	    config_addr(v, 0, &p->host, &p->port, &why) == -1)
+		config_err(ctx, s, "%s: bad address \"%s\": %s", what, v, why);
+	snprintf(what, sizeof(what), "peers[%u].rate_limit", i);
+	if ((s = config_setting_get_member(g, "rate_limit")) != NULL)
+		config_int(ctx, s, what, 0, I64MAX, &p->rate_limit);
+}
+
+static void
+config_set_peers(struct config_ctx *ctx, const struct config_opt *o,
+    const config_setting_t *s)
+{
+	struct config		*cf = ctx->cf;
+	const config_setting_t	*g, *first;
+	int			 n;
+	unsigned int		 i, j;
+
+	if ((n = config_list(ctx, s, o->name)) <= 0)
+		return;
+	if ((cf->peers = calloc(n, sizeof(*cf->peers))) == NULL) {
+		config_err(ctx, s, "%s: out of memory", o->name);
+		return;
+	}
+	cf->npeers = n;
+	for (i = 0; i < cf->npeers; i++) {
+		g = config_setting_get_elem(s, i);
+		config_peer_parse(ctx, g, i, &cf->peers[i]);
+		if (cf->peers[i].name[0] == '\0')
+			continue;
+		for (j = 0; j < i; j++) {
+			if (strcmp(cf->peers[i].name, cf->peers[j].name) != 0)
+				continue;
+			first = config_setting_get_elem(s, j);
+			config_err(ctx, config_setting_get_member(g, "name"),
+			    "peers[%u].name: duplicate peer name \"%s\" "
+			    "(first at line %u)", i, cf->peers[i].name,
+			    config_setting_source_line(first));
+			break;
+		}
+	}
+}
+
+static void
+config_hops_parse(struct config_ctx *ctx, const config_setting_t *s,
+    unsigned int ri, struct route_conf *r)
+{
+	const config_setting_t	*h;
+	const char		*v;
+	char			 what[64];
+	unsigned int		 i, j, n, pi;
+
+	snprintf(what, sizeof(what), "routes[%u].hops", ri);
+	if (config_setting_type(s) != CONFIG_TYPE_ARRAY &&
+	    config_setting_type(s) != CONFIG_TYPE_LIST) {
+		config_err(ctx, s, "%s: expected an array of peer names, "
+		    "got %s", what, config_type_name(s));
+		return;
+	}
+	if ((n = config_setting_length(s)) > CONFIG_MAX_HOPS) {
+		config_err(ctx, s, "%s: %u hops, at most %d allowed", what, n,
+		    CONFIG_MAX_HOPS);
+		return;
+	}
+	for (i = 0; i < n; i++) {
+		h = config_setting_get_elem(s, i);
+		snprintf(what, sizeof(what), "routes[%u].hops[%u]", ri, i);
+		if ((v = config_str(ctx, h, what)) == NULL)
+			continue;
+		for (pi = 0; pi < ctx->cf->npeers; pi++)
+			if (strcmp(ctx->cf->peers[pi].name, v) == 0)
+				break;
+		if (pi == ctx->cf->npeers) {
+			config_err(ctx, h, "%s: unknown peer \"%s\"", what, v);
+			continue;
+		}
+		for (j = 0; j < r->nhops; j++)
+			if (r->hops[j] == pi)
+				break;
+		if (j < r->nhops) {
+			config_err(ctx, h, "%s: peer \"%s\" listed twice",
+			    what, v);
+			continue;
+		}
+		r->hops[r->nhops++] = pi;
+	}
+}
+
+static void
+config_route_mode(struct config_ctx *ctx, const config_setting_t *s,
+    unsigned int ri, struct route_conf *r)
+{
+	const char	*v;
+	char		 what[64];
+
+	snprintf(what, sizeof(what), "routes[%u].mode", ri);
+	if ((v = config_str(ctx, s, what)) == NULL)
+		return;
+	if (strcmp(v, "fanout") == 0)
+		r->mode = ROUTE_FANOUT;
+	else if (strcmp(v, "failover") == 0)
+		r->mode = ROUTE_FAILOVER;
+	else
+		config_err(ctx, s, "%s: \"%s\": expected \"fanout\" or "
+		    "\"failover\"", what, v);
+}
+
+static void
+config_route_parse(struct config_ctx *ctx, const config_setting_t *g,
+    unsigned int ri, struct route_conf *r)
+{
+	static const char *const known[] = { "prefix", "hops", "mode",
+	    "store", NULL };
+	const config_setting_t	*s;
+	const char		*v;
+	char			 what[64];
+
+	snprintf(what, sizeof(what), "routes[%u]", ri);
+	if (config_setting_type(g) != CONFIG_TYPE_GROUP) {
+		config_err(ctx, g, "%s: expected a group { prefix = ...; "
+		    "hops = [ ... ]; }, got %s", what, config_type_name(g));
+		return;
+	}
+	config_unknown_members(ctx, g, what, known);
+	snprintf(what, sizeof(what), "routes[%u].prefix", ri);
+	if ((s = config_setting_get_member(g, "prefix")) == NULL)
+		config_err(ctx, g, "%s: missing (required; \"\" matches "
+		    "every key)", what);
+	else if ((v = config_str(ctx, s, what)) != NULL) {
+		if ((r->prefix = strdup(v)) == NULL)
+			config_err(ctx, s, "%s: out of memory", what);
+		else
+			r->prefix_len = strlen(v);
+	}
+	if ((s = config_setting_get_member(g, "hops")) != NULL)
+		config_hops_parse(ctx, s, ri, r);
+	if ((s = config_setting_get_member(g, "mode")) != NULL)
+		config_route_mode(ctx, s, ri, r);
+	if ((s = config_setting_get_member(g, "store")) != NULL) {
+		snprintf(what, sizeof(what), "routes[%u].store", ri);
+		if (config_setting_type(s) != CONFIG_TYPE_BOOL)
+			config_err(ctx, s, "%s: expected true or false, got %s",
+			    what, config_type_name(s));
+		else
+			r->store = config_setting_get_bool(s) != 0;
+	}
+}
+
+static void
+config_set_routes(struct config_ctx *ctx, const struct config_opt *o,
+    const config_setting_t *s)
+{
+	struct config		*cf = ctx->cf;
+	struct route_conf	*r;
+	const config_setting_t	*g, *first;
+	int			 n;
+	unsigned int		 i, j;
+
+	if ((n = config_list(ctx, s, o->name)) <= 0)
+		return;
+	if ((cf->routes = calloc(n, sizeof(*cf->routes))) == NULL) {
+		config_err(ctx, s, "%s: out of memory", o->name);
+		return;
+	}
+	cf->nroutes = n;
+	for (i = 0; i < cf->nroutes; i++) {
+		r = &cf->routes[i];
+		g = config_setting_get_elem(s, i);
+		config_route_parse(ctx, g, i, r);
+		if (r->prefix == NULL)
+			continue;
+		for (j = 0; j < i; j++) {
+			if (cf->routes[j].prefix == NULL ||
+			    strcmp(r->prefix, cf->routes[j].prefix) != 0)
+				continue;
+			first = config_setting_get_elem(s, j);
+			config_err(ctx, config_setting_get_member(g, "prefix"),
+			    "routes[%u].prefix: duplicate prefix \"%s\" "
+			    "(first at line %u)", i, r->prefix,
+			    config_setting_source_line(first));
+			break;
+		}
+	}
+}
+
+static void
+config_root(struct config_ctx *ctx, const config_setting_t *root)
+{
+	const config_setting_t	*s;
+	const char		*name;
+	size_t			 i;
+	int			 e;
+
+	for (e = 0; (s = config_setting_get_elem(root, e)) != NULL; e++) {
+		name = config_setting_name(s);
+		for (i = 0; i < NOPTS; i++)
+			if (name != NULL && strcmp(name, config_opts[i].name) == 0)
+				break;
+		if (i == NOPTS)
+			config_err(ctx, s, "unknown setting \"%s\"",
+			    name != NULL ? name : "");
+	}
+	for (i = 0; i < NOPTS; i++) {
+		s = config_setting_get_member(root, config_opts[i].name);
+		if (s != NULL)
+			config_opts[i].set(ctx, &config_opts[i], s);
+		else if (config_opts[i].set == config_set_node)
+			config_err(ctx, NULL, "node_id: missing (required)");
+	}
+}
+
+/* One numeric literal from config_scan_ints(). */
+static void
+config_scan_int(struct config_ctx *ctx, const char *num, unsigned int line)
+{
+	const char	*d = num + (*num == '-' || *num == '+');
+	size_t		 n = strlen(num);
+	int		 hex, l64;
+	char		*end;
+
+	hex = d[0] == '0' && (d[1] == 'x' || d[1] == 'X');
+	if (strchr(num, '.') != NULL || (!hex && strpbrk(num, "eE") != NULL))
+		return;
+	l64 = n > 0 && num[n - 1] == 'L';
+	errno = 0;
+	if (hex) {
+		unsigned long long u = strtoull(d, &end, 16);
+
+		if (errno == ERANGE || (!l64 && u > INT32_MAX))
+			config_err_line(ctx, line, "integer %s does not fit "
+			    "in %s bits%s", num, l64 ? "64" : "32",
+			    l64 ? "" : "; append L for a 64-bit integer");
+		return;
+	}
+	long long v = strtoll(num, &end, 10);
+	if (errno == ERANGE || (!l64 && (v > INT32_MAX || v < INT32_MIN)))
+		config_err_line(ctx, line, "integer %s does not fit in %s "
+		    "bits%s", num, l64 ? "64" : "32",
+		    l64 ? "" : "; append L for a 64-bit integer");
+}
+
+/*
+ * libconfig 1.5 silently truncates a plain integer literal that does not
+ * fit in 32 bits (5000000000 reads as 705032704); only an "L" suffix makes
+ * it 64-bit.  Scan the text for such literals and refuse them, so a byte
+ * count is never quietly wrong.  Runs only on text libconfig has parsed,
+ * so it need not diagnose syntax.
+ */
+static void
+config_scan_ints(struct config_ctx *ctx, const char *p, const char *end)
+{
+	unsigned int	 line = 1;
+	const char	*t;
+	char		 num[64];
+	size_t		 n;
+
+	while (p < end) {
+		if (*p == '\n') {
+			line++;
+			p++;
+		} else if (*p == '#' || (*p == '/' && p + 1 < end &&
+		    p[1] == '/')) {
+			while (p < end && *p != '\n')
+				p++;
+		} else if (*p == '/' && p + 1 < end && p[1] == '*') {
+			for (p += 2; p < end && !(*p == '*' && p + 1 < end &&
+			    p[1] == '/'); p++)
+				if (*p == '\n')
+					line++;
+			p += 2;
+		} else if (*p == '"') {
+			for (p++; p < end && *p != '"'; p++) {
+				if (*p == '\\' && p + 1 < end)
+					p++;
+				if (*p == '\n')
+					line++;
+			}
+			p++;
+		} else if (isalpha((unsigned char)*p) || *p == '*' ||
+		    *p == '@') {
+			while (p < end && (isalnum((unsigned char)*p) ||
+			    strchr("-_*@", *p) != NULL))
+				p++;
+		} else if (isdigit((unsigned char)*p) || ((*p == '-' ||
+		    *p == '+' || *p == '.') && p + 1 < end &&
+		    (isdigit((unsigned char)p[1]) || p[1] == '.'))) {
+			t = p++;
+			while (p < end && (isalnum((unsigned char)*p) ||
+			    *p == '.' || ((*p == '-' || *p == '+') &&
+			    (p[-1] == 'e' || p[-1] == 'E'))))
+				p++;
+			n = p - t;
+			if (n >= sizeof(num))
+				n = sizeof(num) - 1;
+			memcpy(num, t, n);
+			num[n] = '\0';
+			config_scan_int(ctx, num, line);
+		} else
+			p++;
+	}
+}
+
+/* Reads path into a NUL-terminated buffer; refuses binary and huge files. */
+static char *
+config_slurp(struct config_ctx *ctx, size_t *lenp)
+{
+	struct stat	 st;
+	char		*buf = NULL, *nul;
+	size_t		 len = 0;
+	ssize_t		 n;
+	int		 fd;
+
+	if ((fd = open(ctx->path, O_RDONLY | O_CLOEXEC)) == -1) {
+		config_err_line(ctx, 0, "cannot open: %s", strerror(errno));
+		return NULL;
+	}
+	if (fstat(fd, &st) == -1) {
+		config_err_line(ctx, 0, "fstat: %s", strerror(errno));
+		goto fail;
+	}
+	if (!S_ISREG(st.st_mode) || st.st_size > CONFIG_FILE_MAX) {
+		config_err_line(ctx, 0, "%s", S_ISREG(st.st_mode) ?
+		    "larger than 16 MiB" : "not a regular file");
+		goto fail;
+	}
+	if ((buf = malloc((size_t)st.st_size + 1)) == NULL) {
+		config_err_line(ctx, 0, "out of memory");
+		goto fail;
+	}
+	while (len < (size_t)st.st_size) {
+		n = read(fd, buf + len, (size_t)st.st_size - len);
+		if (n == -1 && errno == EINTR)
+			continue;
+		if (n <= 0) {
+			config_err_line(ctx, 0, "read: %s", n == 0 ?
+			    "file shrank while reading" : strerror(errno));
+			goto fail;
+		}
+		len += n;
+	}
+	buf[len] = '\0';
+	if ((nul = memchr(buf, '\0', len)) != NULL) {
+		config_err_line(ctx, config_line_at(buf, nul),
+		    "NUL byte in file (not a text file?)");
+		goto fail;
+	}
+	close(fd);
+	*lenp = len;
+	return buf;
+ fail:
+	free(buf);
+	close(fd);
+	return NULL;
+}
+
+/* Sets the include directory to the one holding path. */
+static void
+config_include_dir(config_t *lc, const char *path)
+{
+	const char	*slash = strrchr(path, '/');
+	char		*dir;
+
+	if (slash == NULL)
+		return;
+	if ((dir = strndup(path, slash == path ? 1 : slash - path)) == NULL)
+		return;
+	config_set_include_dir(lc, dir);
+	free(dir);
+}
+
+static void
+config_defaults(struct config *cf)
+{
+	cf->refcnt = 1;
+	cf->control_socket = strdup("/run/relayd/relayd.sock");
+	cf->store_dir = strdup("/var/lib/relayd/store");
+	cf->max_payload = CONFIG_GIB;
+	cf->stream_inactivity_timeout = 30.0;
+	cf->handshake_timeout = 10.0;
+	cf->result_timeout = 60.0;
+	cf->connect_timeout = 5.0;
+	cf->idle_timeout = 60.0;
+	cf->conn_window = 4 * CONFIG_MIB;
+	cf->stream_window = CONFIG_MIB;
+	cf->max_streams_per_peer = 1024;
+	cf->max_buffered = 256 * CONFIG_MIB;
+}
+
+static void
+config_free(struct config *cf)
+{
+	unsigned int	 i;
+
+	if (cf == NULL)
+		return;
+	for (i = 0; cf->peers != NULL && i < cf->npeers; i++) {
+		free(cf->peers[i].host);
+		free(cf->peers[i].port);
+	}
+	free(cf->peers);
+	for (i = 0; cf->routes != NULL && i < cf->nroutes; i++)
+		free(cf->routes[i].prefix);
+	free(cf->routes);
+	free(cf->path);
+	free(cf->listen_host);
+	free(cf->listen_port);
+	free(cf->control_socket);
+	free(cf->store_dir);
+	free(cf);
+}
+
+struct config *
+config_load(const char *path, char *err, size_t errlen)
+{
+	struct config_ctx	 ctx;
+	config_t		 lc;
+	char			*buf = NULL;
+	const char		*file;
+	size_t			 len;
+
+	memset(&ctx, 0, sizeof(ctx));
+	ctx.path = path;
+	if (err != NULL && errlen > 0)
+		err[0] = '\0';
+	config_init(&lc);
+	if ((ctx.cf = calloc(1, sizeof(*ctx.cf))) == NULL) {
+		config_err_line(&ctx, 0, "out of memory");
+		goto done;
+	}
+	config_defaults(ctx.cf);
+	if ((ctx.cf->path = strdup(path)) == NULL ||
+	    ctx.cf->control_socket == NULL || ctx.cf->store_dir == NULL) {
+		config_err_line(&ctx, 0, "out of memory");
+		goto done;
+	}
+	if ((buf = config_slurp(&ctx, &len)) == NULL)
+		goto done;
+	config_include_dir(&lc, path);
+	if (config_read_string(&lc, buf) != CONFIG_TRUE) {
+		file = config_error_file(&lc);
+		config_err_file(&ctx, file != NULL ? file : path,
+		    config_error_line(&lc), "%s", config_error_text(&lc) ?
+		    config_error_text(&lc) : "parse error");
+		goto done;
+	}
+	config_scan_ints(&ctx, buf, buf + len);
+	config_root(&ctx, config_root_setting(&lc));
+ done:
+	/* Before config_destroy(): errors may point at its file names. */
+	config_errors_flush(&ctx, err, errlen);
+	free(buf);
+	config_destroy(&lc);
+	if (ctx.nerr > 0) {
+		config_free(ctx.cf);
+		return NULL;
+	}
+	ctx.cf->generation = ++config_generation;
+	log_debug("config: loaded path=%s generation=%u node=%s peers=%u "
+	    "routes=%u", path, ctx.cf->generation, ctx.cf->node_id,
+	    ctx.cf->npeers, ctx.cf->nroutes);
+	return ctx.cf;
+}
+
+void
+config_ref(struct config *cf)
+{
+	cf->refcnt++;
+}
+
+void
+config_unref(struct config *cf)
+{
+	if (cf != NULL && --cf->refcnt == 0)
+		config_free(cf);
+}
+
+const struct peer_conf *
+config_peer(const struct config *cf, const char *name)
+{
+	unsigned int	 i;
+
+	for (i = 0; i < cf->npeers; i++)
+		if (strcmp(cf->peers[i].name, name) == 0)
+			return &cf->peers[i];
+	return NULL;
+}

@@ -1,0 +1,530 @@
+#include <sys/queue.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <sys/un.h>
+
+#include <errno.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include <event2/buffer.h>
+#include <event2/bufferevent.h>
+#include <event2/event.h>
+#include <event2/listener.h>
+#include <jansson.h>
+#include <openssl/rand.h>
+
+#include "control.h"
+#include "ctl.h"
+#include "log.h"
+#include "peer.h"
+#include "relayd.h"
+#include "session.h"
+#include "stream.h"
+#include "wire.h"
+
+#define CTL_PROGRESS_INTERVAL	0.1	/* seconds between progress lines */
+
+struct ctl_client {
+	TAILQ_ENTRY(ctl_client)	 entry;
+	struct bufferevent	*bev;
+	struct session		*sess;		/* PUT being uploaded */
+	char			 put_hex[2 * WIRE_PUT_ID_LEN + 1];
+	uint64_t		 remaining;	/* payload bytes still due */
+	uint64_t		 taken;
+	uint64_t		 reported;
+	int			 paused;
+	int			 closing;	/* close once output drained */
+	struct event		*progress_ev;
+	struct event		*reap_ev;
+};
+
+TAILQ_HEAD(ctl_client_list, ctl_client);
+
+static struct evconnlistener	*ctl_listener;
+static struct ctl_client_list	 ctl_clients =
+    TAILQ_HEAD_INITIALIZER(ctl_clients);
+static char			 ctl_path[sizeof(((struct sockaddr_un *)0)->sun_path)];
+
+static void	ctl_read_cb(struct bufferevent *, void *);
+static void	ctl_feed(struct ctl_client *);
+
+static void
+ctl_reap_cb(evutil_socket_t fd, short ev, void *arg)
+{
+	struct ctl_client *c = arg;
+
+	(void)fd;
+	(void)ev;
+	TAILQ_REMOVE(&ctl_clients, c, entry);
+	if (c->bev != NULL)
+		bufferevent_free(c->bev);
+	event_free(c->progress_ev);
+	event_free(c->reap_ev);
+	free(c);
+}
+
+static void
+ctl_client_close(struct ctl_client *c, const char *why)
+{
+	if (c->sess != NULL) {
+		session_upstream_lost(c->sess, why);
+		c->sess = NULL;
+	}
+	evtimer_del(c->progress_ev);
+	if (c->bev != NULL)
+		bufferevent_disable(c->bev, EV_READ | EV_WRITE);
+	event_active(c->reap_ev, 0, 0);
+}
+
+/* Write one JSON line; the object is consumed. */
+static void
+ctl_send(struct ctl_client *c, json_t *o)
+{
+	char *s;
+
+	if (o == NULL)
+		return;
+	s = json_dumps(o, JSON_COMPACT);
+	json_decref(o);
+	if (s == NULL || c->bev == NULL) {
+		free(s);
+		return;
+	}
+	bufferevent_write(c->bev, s, strlen(s));
+	bufferevent_write(c->bev, "\n", 1);
+	free(s);
+}
+
+/* The final answer: send it, then close once it is written. */
+static void
+ctl_finish(struct ctl_client *c, json_t *o)
+{
+	ctl_send(c, o);
+	c->closing = 1;
+	evtimer_del(c->progress_ev);
+	bufferevent_disable(c->bev, EV_READ);
+	if (evbuffer_get_length(bufferevent_get_output(c->bev)) == 0)
+		ctl_client_close(c, "done");
+}
+
+static void
+ctl_fail(struct ctl_client *c, const char *fmt, ...)
+    __attribute__((format(printf, 2, 3)));
+
+static void
+ctl_fail(struct ctl_client *c, const char *fmt, ...)
+{
+	char msg[512];
+	va_list ap;
+
+	va_start(ap, fmt);
+	vsnprintf(msg, sizeof(msg), fmt, ap);
+	va_end(ap);
+	ctl_finish(c, json_pack("{s:b,s:s}", "ok", 0, "error", msg));
+}
+
+static const char *
+ctl_status_name(uint8_t st)
+{
+	switch (st) {
+	case WIRE_RES_STORED:
+		return "stored";
+	case WIRE_RES_FORWARDED:
+		return "forwarded";
+	default:
+		return "failed";
+	}
+}
+
+static void
+ctl_put_result(void *up, struct session *s, const struct session_entry *e,
+    unsigned int n, int ok)
+{
+	struct ctl_client *c = up;
+	json_t *res, *o;
+	char err[512] = "";
+	unsigned int i, failed = 0;
+
+	(void)s;
+	c->sess = NULL;
+	res = json_array();
+	for (i = 0; i < n; i++) {
+		json_array_append_new(res, json_pack(
+		    "{s:s,s:i,s:s,s:I,s:I,s:I,s:s}", "node", e[i].node,
+		    "depth", e[i].depth, "status", ctl_status_name(e[i].status),
+		    "bytes", (json_int_t)e[i].bytes,
+		    "first_us", (json_int_t)e[i].first_us,
+		    "last_us", (json_int_t)e[i].last_us,
+		    "reason", e[i].reason));
+		if (e[i].status == WIRE_RES_FAILED && failed++ == 0)
+			snprintf(err, sizeof(err), "failed at %s (depth %u): "
+			    "%s", e[i].node, e[i].depth, e[i].reason);
+	}
+	if (!ok && err[0] == '\0')
+		snprintf(err, sizeof(err), "stored nowhere");
+	o = json_pack("{s:b,s:s,s:o}", "ok", ok, "put_id", c->put_hex,
+	    "results", res);
+	if (!ok)
+		json_object_set_new(o, "error", json_string(err));
+	ctl_finish(c, o);
+}
+
+static void
+ctl_put_abort(void *up, struct session *s, uint16_t code, const char *msg)
+{
+	struct ctl_client *c = up;
+
+	(void)s;
+	c->sess = NULL;
+	ctl_finish(c, json_pack("{s:b,s:s,s:s,s:s,s:[]}", "ok", 0, "error",
+	    msg, "code", wire_abort_name(code), "put_id", c->put_hex,
+	    "results"));
+}
+
+static void
+ctl_put_credit(void *up, struct session *s, uint64_t bytes)
+{
+	struct ctl_client *c = up;
+
+	(void)s;
+	(void)bytes;
+	if (c->paused && !c->closing) {
+		c->paused = 0;
+		bufferevent_enable(c->bev, EV_READ);
+		ctl_feed(c);
+	}
+}
+
+static const struct session_upstream_ops ctl_put_ops = {
+	ctl_put_result,
+	ctl_put_abort,
+	ctl_put_credit,
+};
+
+static void
+ctl_progress_cb(evutil_socket_t fd, short ev, void *arg)
+{
+	struct ctl_client *c = arg;
+
+	(void)fd;
+	(void)ev;
+	if (c->sess == NULL || c->closing || c->taken == c->reported)
+		return;
+	c->reported = c->taken;
+	ctl_send(c, json_pack("{s:s,s:I}", "event", "progress", "bytes",
+	    (json_int_t)c->taken));
+}
+
+/* Move payload bytes from the client into the session, within credit. */
+static void
+ctl_feed(struct ctl_client *c)
+{
+	struct evbuffer *in = bufferevent_get_input(c->bev);
+	uint64_t window = env->conf->stream_window, held, n;
+
+	while (c->sess != NULL && c->remaining > 0) {
+		n = evbuffer_get_length(in);
+		held = session_held(c->sess);
+		if (held >= window) {
+			c->paused = 1;
+			bufferevent_disable(c->bev, EV_READ);
+			return;
+		}
+		if (n > window - held)
+			n = window - held;
+		if (n > c->remaining)
+			n = c->remaining;
+		if (n == 0)
+			return;
+		c->remaining -= n;
+		c->taken += n;
+		if (session_data(c->sess, in, n) == -1)
+			return;		/* the abort callback answered */
+	}
+	if (c->sess != NULL && c->remaining == 0)
+		session_end(c->sess);	/* may answer at once */
+}
+
+static int
+ctl_put_params(json_t *req, struct wire_put *put, const char **err)
+{
+	const char *key = NULL, *sha = NULL, *id = NULL;
+	json_int_t size = -1, hops = CTL_DEFAULT_HOPS;
+
+	if (json_unpack(req, "{s:s,s:I,s:s,s?I,s?s}", "key", &key, "size",
+	    &size, "sha256", &sha, "hops", &hops, "put_id", &id) != 0) {
+		*err = "put needs key (string), size (integer), sha256 (hex)";
+		return -1;
+	}
+	if (strlen(key) == 0 || strlen(key) > WIRE_MAX_KEY) {
+		*err = "key must be 1..512 bytes";
+		return -1;
+	}
+	if (size < 0) {
+		*err = "size must not be negative";
+		return -1;
+	}
+	if (hops < 0 || hops > 255) {
+		*err = "hops must be 0..255";
+		return -1;
+	}
+	if (strlen(sha) != 64 || hex_decode(sha, put->sha256, 32) == -1) {
+		*err = "sha256 must be 64 hex digits";
+		return -1;
+	}
+	if (id != NULL) {
+		if (strlen(id) != 32 || hex_decode(id, put->put_id, 16) == -1) {
+			*err = "put_id must be 32 hex digits";
+			return -1;
+		}
+	} else if (RAND_bytes(put->put_id, sizeof(put->put_id)) != 1) {
+		*err = "no randomness for a put id";
+		return -1;
+	}
+	put->key = key;
+	put->key_len = strlen(key);
+	put->size = size;
+	put->hops = hops;
+	return 0;
+}
+
+static void
+ctl_cmd_put(struct ctl_client *c, json_t *req)
+{
+	struct session_params sp;
+	struct wire_put put;
+	const char *err;
+	char msg[256];
+	uint16_t code;
+
+	memset(&put, 0, sizeof(put));
+	if (ctl_put_params(req, &put, &err) == -1) {
+		ctl_fail(c, "%s", err);
+		return;
+	}
+	hex_encode(put.put_id, sizeof(put.put_id), c->put_hex);
+	memset(&sp, 0, sizeof(sp));
+	sp.put = &put;
+	sp.upstream_name = "control";
+	sp.ops = &ctl_put_ops;
+	sp.up = c;
+	if ((c->sess = session_new(&sp, &code, msg, sizeof(msg))) == NULL) {
+		ctl_finish(c, json_pack("{s:b,s:s,s:s,s:s,s:[]}", "ok", 0,
+		    "error", msg, "code", wire_abort_name(code), "put_id",
+		    c->put_hex, "results"));
+		return;
+	}
+	c->remaining = put.size;
+	ctl_send(c, json_pack("{s:s,s:s}", "event", "accepted", "put_id",
+	    c->put_hex));
+	{
+		struct timeval tv;
+
+		secs_to_tv(CTL_PROGRESS_INTERVAL, &tv);
+		event_add(c->progress_ev, &tv);
+	}
+	ctl_feed(c);
+}
+
+static void
+ctl_cmd_status(struct ctl_client *c)
+{
+	json_t *o, *peers, *streams;
+
+	peers = peer_json_all();
+	streams = session_json_all();
+	o = json_pack("{s:b,s:s,s:i,s:f,s:I,s:I,s:I,s:I,s:o,s:o}",
+	    "ok", 1, "node", env->conf->node_id,
+	    "generation", (int)env->conf->generation,
+	    "uptime_s", now_mono() - env->start_time,
+	    "buffered", (json_int_t)stream_total_held(),
+	    "puts_received", (json_int_t)env->puts_received,
+	    "puts_stored", (json_int_t)env->puts_stored,
+	    "puts_failed", (json_int_t)env->puts_failed,
+	    "peers", peers, "streams", streams);
+	ctl_finish(c, o);
+}
+
+static void
+ctl_request(struct ctl_client *c, const char *line, size_t len)
+{
+	json_error_t jerr;
+	json_t *req;
+	const char *cmd;
+
+	req = json_loadb(line, len, JSON_REJECT_DUPLICATES, &jerr);
+	if (req == NULL || !json_is_object(req)) {
+		ctl_fail(c, "malformed request: %s", req ? "not an object" :
+		    jerr.text);
+		json_decref(req);
+		return;
+	}
+	if (json_unpack(req, "{s:s}", "cmd", &cmd) != 0)
+		ctl_fail(c, "request has no \"cmd\" string");
+	else if (strcmp(cmd, "status") == 0)
+		ctl_cmd_status(c);
+	else if (strcmp(cmd, "put") == 0)
+		ctl_cmd_put(c, req);
+	else
+		ctl_fail(c, "unknown command \"%s\"", cmd);
+	json_decref(req);
+}
+
+static void
+ctl_read_cb(struct bufferevent *bev, void *arg)
+{
+	struct ctl_client *c = arg;
+	struct evbuffer *in = bufferevent_get_input(bev);
+	size_t len;
+	char *line;
+
+	if (c->closing)
+		return;
+	if (c->sess != NULL) {
+		ctl_feed(c);
+		return;
+	}
+	if (c->remaining > 0 || c->put_hex[0] != '\0') {
+		/* A PUT already answered: extra bytes are not a request. */
+		evbuffer_drain(in, evbuffer_get_length(in));
+		return;
+	}
+	line = evbuffer_readln(in, &len, EVBUFFER_EOL_LF);
+	if (line == NULL) {
+		if (evbuffer_get_length(in) > CTL_MAX_LINE)
+			ctl_fail(c, "request line longer than %d bytes",
+			    CTL_MAX_LINE);
+		return;
+	}
+	ctl_request(c, line, len);
+	free(line);
+}
+
+static void
+ctl_write_cb(struct bufferevent *bev, void *arg)
+{
+	struct ctl_client *c = arg;
+
+	if (c->closing &&
+	    evbuffer_get_length(bufferevent_get_output(bev)) == 0)
+		ctl_client_close(c, "done");
+}
+
+static void
+ctl_event_cb(struct bufferevent *bev, short what, void *arg)
+{
+	struct ctl_client *c = arg;
+
+	(void)bev;
+	if (what & (BEV_EVENT_EOF | BEV_EVENT_ERROR))
+		ctl_client_close(c, "control client went away");
+}
+
+static void
+ctl_accept_cb(struct evconnlistener *l, evutil_socket_t fd,
+    struct sockaddr *sa, int salen, void *arg)
+{
+	struct ctl_client *c;
+
+	(void)l;
+	(void)sa;
+	(void)salen;
+	(void)arg;
+	if ((c = calloc(1, sizeof(*c))) == NULL) {
+		close(fd);
+		return;
+	}
+	c->bev = bufferevent_socket_new(env->base, fd, BEV_OPT_CLOSE_ON_FREE);
+	c->progress_ev = event_new(env->base, -1, EV_PERSIST, ctl_progress_cb,
+	    c);
+	c->reap_ev = event_new(env->base, -1, 0, ctl_reap_cb, c);
+	if (c->bev == NULL || c->progress_ev == NULL || c->reap_ev == NULL) {
+		if (c->bev)
+			bufferevent_free(c->bev);
+		else
+			close(fd);
+		if (c->progress_ev)
+			event_free(c->progress_ev);
+		if (c->reap_ev)
+			event_free(c->reap_ev);
+		free(c);
+		return;
+	}
+	TAILQ_INSERT_TAIL(&ctl_clients, c, entry);
+	bufferevent_setcb(c->bev, ctl_read_cb, ctl_write_cb, ctl_event_cb, c);
+	bufferevent_enable(c->bev, EV_READ | EV_WRITE);
+}
+
+int
+control_open(const char *path, char *err, size_t errlen)
+{
+	struct sockaddr_un sun;
+	mode_t old;
+	int fd;
+
+	memset(&sun, 0, sizeof(sun));
+	sun.sun_family = AF_UNIX;
+	if (strlen(path) >= sizeof(sun.sun_path)) {
+		snprintf(err, errlen, "control socket path too long: %s", path);
+		return -1;
+	}
+	strcpy(sun.sun_path, path);
+	if ((fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0)) == -1) {
+		snprintf(err, errlen, "socket: %s", strerror(errno));
+		return -1;
+	}
+	/* A stale socket from a crash is replaced; anything else is not. */
+	{
+		struct stat st;
+
+		if (lstat(path, &st) == 0 && S_ISSOCK(st.st_mode))
+			unlink(path);
+	}
+	old = umask(0117);
+	if (bind(fd, (struct sockaddr *)&sun, sizeof(sun)) == -1) {
+		umask(old);
+		snprintf(err, errlen, "bind %s: %s", path, strerror(errno));
+		close(fd);
+		return -1;
+	}
+	umask(old);
+	chmod(path, 0660);
+	evutil_make_socket_nonblocking(fd);
+	ctl_listener = evconnlistener_new(env->base, ctl_accept_cb, NULL,
+	    LEV_OPT_CLOSE_ON_FREE, 64, fd);
+	if (ctl_listener == NULL) {
+		snprintf(err, errlen, "listen %s: %s", path, strerror(errno));
+		close(fd);
+		unlink(path);
+		return -1;
+	}
+	snprintf(ctl_path, sizeof(ctl_path), "%s", path);
+	return 0;
+}
+
+void
+control_close(void)
+{
+	struct ctl_client *c;
+
+	if (ctl_listener != NULL) {
+		evconnlistener_free(ctl_listener);
+		ctl_listener = NULL;
+		unlink(ctl_path);
+	}
+	while ((c = TAILQ_FIRST(&ctl_clients)) != NULL) {
+		if (c->sess != NULL)
+			session_upstream_lost(c->sess, "relayd stopping");
+		c->sess = NULL;
+		TAILQ_REMOVE(&ctl_clients, c, entry);
+		if (c->bev != NULL)
+			bufferevent_free(c->bev);
+		event_free(c->progress_ev);
+		event_free(c->reap_ev);
+		free(c);
+	}
+}

@@ -1,0 +1,1321 @@
+#include <sys/queue.h>
+#include <sys/socket.h>
+#include <sys/time.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
+#include <arpa/inet.h>
+
+#include <errno.h>
+#include <netdb.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include <event2/buffer.h>
+#include <event2/bufferevent.h>
+#include <event2/event.h>
+#include <event2/listener.h>
+#include <jansson.h>
+
+#include "config.h"
+#include "log.h"
+#include "peer.h"
+#include "pipe.h"
+#include "relayd.h"
+#include "session.h"
+#include "stream.h"
+#include "wire.h"
+
+#define PEER_HASH	256
+#define PEER_OUT_HIGH	(1024 * 1024)	/* stop scheduling pipes above */
+#define PEER_OUT_LOW	(256 * 1024)	/* resume below */
+#define PEER_CLOSED_IDS	64		/* recently closed inbound ids */
+#define PEER_BACKOFF_MIN 100		/* ms */
+#define PEER_BACKOFF_MAX 5000
+
+enum peer_state {
+	PEER_DOWN = 0,
+	PEER_CONNECTING,
+	PEER_HANDSHAKE,
+	PEER_UP,
+	PEER_CLOSING,		/* flushing a GOAWAY before closing */
+};
+
+enum pipe_queue_id {
+	PQ_NONE = 0,
+	PQ_READY,		/* has something to send */
+	PQ_CONN_WAIT,		/* waits for connection credit */
+	PQ_LINK_WAIT,		/* waits for the link to come up */
+};
+
+/* An inbound stream: owned by its peer; points to its session. */
+struct instream {
+	LIST_ENTRY(instream)	 hentry;
+	struct peer		*peer;
+	uint32_t		 id;
+	struct session		*sess;
+	int64_t			 window;	/* bytes the sender may send */
+	uint64_t		 credit_pending;
+};
+
+LIST_HEAD(instream_head, instream);
+LIST_HEAD(pipe_head, pipe);
+TAILQ_HEAD(pipe_queue, pipe);
+
+struct peer {
+	TAILQ_ENTRY(peer)	 entry;
+	int			 outbound;
+	char			 name[CONFIG_NAME_MAX + 1];
+	char			*host;		/* outbound only */
+	char			*port;
+	char			 addr[96];
+	enum peer_state		 state;
+	struct bufferevent	*bev;
+	uint32_t		 next_id;
+	int64_t			 conn_credit;	/* we may send */
+	int64_t			 recv_window;	/* they may send */
+	uint64_t		 conn_unacked;	/* received, not credited */
+	uint32_t		 remote_stream_window;
+	uint32_t		 conn_window;	/* ours, for this link */
+	uint32_t		 stream_window;
+	int			 remote_goaway;
+	struct instream_head	 in_hash[PEER_HASH];
+	struct pipe_head	 out_hash[PEER_HASH];
+	unsigned int		 nin;
+	unsigned int		 nout;
+	struct pipe_queue	 ready;
+	struct pipe_queue	 conn_wait;
+	struct pipe_queue	 link_wait;
+	struct event		*flush_ev;
+	struct event		*timer;
+	struct event		*reap_ev;
+	double			 last_rx;
+	double			 state_since;
+	int			 ping_out;
+	unsigned int		 backoff_ms;
+	uint64_t		 bytes_in;
+	uint64_t		 bytes_out;
+	uint64_t		 rate_limit;
+	struct ev_token_bucket_cfg *rl;
+	uint32_t		 closed_ids[PEER_CLOSED_IDS];
+	unsigned int		 closed_pos;
+	char			 last_error[160];
+};
+
+static struct evconnlistener	*peer_listener;
+static struct event		*peer_listen_retry;
+
+static void	peer_read_cb(struct bufferevent *, void *);
+static void	peer_write_cb(struct bufferevent *, void *);
+static void	peer_event_cb(struct bufferevent *, short, void *);
+static void	peer_timer_cb(evutil_socket_t, short, void *);
+static void	peer_flush_cb(evutil_socket_t, short, void *);
+static void	peer_reap_cb(evutil_socket_t, short, void *);
+static void	peer_drop(struct peer *, const char *);
+static void	peer_linger_close(struct peer *, const char *);
+static void	peer_connect(struct peer *);
+
+static const struct session_upstream_ops instream_ops;
+
+static const char *
+peer_state_name(enum peer_state st)
+{
+	switch (st) {
+	case PEER_DOWN:
+		return "down";
+	case PEER_CONNECTING:
+		return "connecting";
+	case PEER_HANDSHAKE:
+		return "handshake";
+	case PEER_UP:
+		return "up";
+	case PEER_CLOSING:
+		return "closing";
+	}
+	return "?";
+}
+
+const char *
+peer_name(const struct peer *p)
+{
+	return p->name;
+}
+
+int
+peer_is_up(const struct peer *p)
+{
+	return p->state == PEER_UP && !p->remote_goaway;
+}
+
+int64_t
+peer_conn_credit(const struct peer *p)
+{
+	return p->conn_credit;
+}
+
+uint32_t
+peer_remote_stream_window(const struct peer *p)
+{
+	return p->remote_stream_window;
+}
+
+static void
+peer_arm(struct peer *p, double secs)
+{
+	struct timeval tv;
+
+	secs_to_tv(secs, &tv);
+	evtimer_add(p->timer, &tv);
+}
+
+static struct peer *
+peer_new(int outbound)
+{
+	struct peer *p;
+	unsigned int i;
+
+	if ((p = calloc(1, sizeof(*p))) == NULL)
+		return NULL;
+	p->outbound = outbound;
+	for (i = 0; i < PEER_HASH; i++) {
+		LIST_INIT(&p->in_hash[i]);
+		LIST_INIT(&p->out_hash[i]);
+	}
+	TAILQ_INIT(&p->ready);
+	TAILQ_INIT(&p->conn_wait);
+	TAILQ_INIT(&p->link_wait);
+	p->flush_ev = event_new(env->base, -1, 0, peer_flush_cb, p);
+	p->timer = evtimer_new(env->base, peer_timer_cb, p);
+	p->reap_ev = event_new(env->base, -1, 0, peer_reap_cb, p);
+	if (p->flush_ev == NULL || p->timer == NULL || p->reap_ev == NULL) {
+		if (p->flush_ev)
+			event_free(p->flush_ev);
+		if (p->timer)
+			event_free(p->timer);
+		if (p->reap_ev)
+			event_free(p->reap_ev);
+		free(p);
+		return NULL;
+	}
+	p->backoff_ms = PEER_BACKOFF_MIN;
+	TAILQ_INSERT_TAIL(&env->peers, p, entry);
+	return p;
+}
+
+static void
+peer_free(struct peer *p)
+{
+	if (p->bev != NULL)
+		bufferevent_free(p->bev);
+	if (p->rl != NULL)
+		ev_token_bucket_cfg_free(p->rl);
+	event_free(p->flush_ev);
+	event_free(p->timer);
+	event_free(p->reap_ev);
+	free(p->host);
+	free(p->port);
+	free(p);
+}
+
+/* --- the byte transport: the one place TLS will slot in --- */
+
+static struct bufferevent *
+peer_transport_new(struct peer *p, evutil_socket_t fd)
+{
+	struct bufferevent *bev;
+
+	bev = bufferevent_socket_new(env->base, fd, BEV_OPT_CLOSE_ON_FREE);
+	if (bev == NULL)
+		return NULL;
+	bufferevent_setcb(bev, peer_read_cb, peer_write_cb, peer_event_cb, p);
+	bufferevent_setwatermark(bev, EV_WRITE, PEER_OUT_LOW, 0);
+	if (p->rate_limit > 0) {
+		struct timeval tick = { 0, 100000 };
+		size_t per_tick = p->rate_limit / 10;
+
+		if (per_tick < 1)
+			per_tick = 1;
+		if (p->rl == NULL)
+			p->rl = ev_token_bucket_cfg_new(EV_RATE_LIMIT_MAX,
+			    EV_RATE_LIMIT_MAX, per_tick, per_tick, &tick);
+		if (p->rl != NULL)
+			bufferevent_set_rate_limit(bev, p->rl);
+	}
+	bufferevent_enable(bev, EV_READ | EV_WRITE);
+	return bev;
+}
+
+static void
+peer_set_nodelay(evutil_socket_t fd)
+{
+	int one = 1;
+
+	setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
+}
+
+/* --- output --- */
+
+int
+peer_send(struct peer *p, const void *buf, size_t len)
+{
+	if (p->bev == NULL || (p->state != PEER_UP &&
+	    p->state != PEER_HANDSHAKE))
+		return -1;
+	if (bufferevent_write(p->bev, buf, len) == -1)
+		return -1;
+	p->bytes_out += len;
+	return 0;
+}
+
+static void
+peer_chunk_cleanup(const void *data, size_t len, void *arg)
+{
+	(void)data;
+	(void)len;
+	stream_chunk_unref(arg);
+}
+
+int
+peer_send_data(struct peer *p, uint32_t stream, const uint8_t *data,
+    size_t len, struct stream_chunk *chunk)
+{
+	uint8_t hdr[WIRE_HDR_LEN];
+	struct evbuffer *out;
+
+	if (p->bev == NULL || p->state != PEER_UP)
+		return -1;
+	out = bufferevent_get_output(p->bev);
+	wire_enc_data_hdr(hdr, sizeof(hdr), stream, len);
+	if (evbuffer_add(out, hdr, sizeof(hdr)) == -1)
+		return -1;
+	/* The chunk is handed out by reference: no copy per fork. */
+	stream_chunk_ref(chunk);
+	if (evbuffer_add_reference(out, data, len, peer_chunk_cleanup,
+	    chunk) == -1) {
+		stream_chunk_unref(chunk);
+		return -1;
+	}
+	p->conn_credit -= len;
+	p->bytes_out += WIRE_HDR_LEN + len;
+	return 0;
+}
+
+static void
+peer_send_abort(struct peer *p, uint32_t id, uint16_t code, const char *msg)
+{
+	uint8_t frame[WIRE_HDR_LEN + 4 + WIRE_MAX_TEXT];
+	int n;
+
+	if ((n = wire_enc_abort(frame, sizeof(frame), id, code, msg)) > 0)
+		peer_send(p, frame, n);
+}
+
+static void
+peer_send_credit(struct peer *p, uint32_t id, uint64_t inc)
+{
+	uint8_t frame[WIRE_HDR_LEN + 4];
+
+	while (inc > 0) {
+		uint32_t n = inc > 0x40000000 ? 0x40000000 : inc;
+
+		if (wire_enc_credit(frame, sizeof(frame), id, n) > 0)
+			peer_send(p, frame, sizeof(frame));
+		inc -= n;
+	}
+}
+
+/* --- the send scheduler: fair round-robin over ready pipes --- */
+
+static void
+peer_dequeue(struct peer *p, struct pipe *pp)
+{
+	switch (pp->queued) {
+	case PQ_READY:
+		TAILQ_REMOVE(&p->ready, pp, ready_entry);
+		break;
+	case PQ_CONN_WAIT:
+		TAILQ_REMOVE(&p->conn_wait, pp, ready_entry);
+		break;
+	case PQ_LINK_WAIT:
+		TAILQ_REMOVE(&p->link_wait, pp, ready_entry);
+		break;
+	}
+	pp->queued = PQ_NONE;
+}
+
+static void
+peer_schedule(struct peer *p)
+{
+	if (!event_pending(p->flush_ev, EV_TIMEOUT, NULL) &&
+	    !TAILQ_EMPTY(&p->ready))
+		event_active(p->flush_ev, 0, 0);
+}
+
+void
+peer_want_write(struct peer *p, struct pipe *pp)
+{
+	if (pp->queued == PQ_READY || pp->queued == PQ_LINK_WAIT)
+		return;
+	peer_dequeue(p, pp);
+	TAILQ_INSERT_TAIL(&p->ready, pp, ready_entry);
+	pp->queued = PQ_READY;
+	if (p->state == PEER_UP)
+		peer_schedule(p);
+}
+
+void
+peer_wait_conn_credit(struct peer *p, struct pipe *pp)
+{
+	peer_dequeue(p, pp);
+	TAILQ_INSERT_TAIL(&p->conn_wait, pp, ready_entry);
+	pp->queued = PQ_CONN_WAIT;
+}
+
+static void
+peer_assign_id(struct peer *p, struct pipe *pp)
+{
+	pp->stream_id = p->next_id;
+	p->next_id += 2;
+	if (p->next_id > 0x7ffffffe)	/* wrap, keeping the parity */
+		p->next_id = p->outbound ? 1 : 2;
+	LIST_INSERT_HEAD(&p->out_hash[pp->stream_id % PEER_HASH], pp,
+	    hash_entry);
+}
+
+static void
+peer_flush_cb(evutil_socket_t fd, short ev, void *arg)
+{
+	struct peer *p = arg;
+	struct evbuffer *out;
+	struct pipe *pp;
+	int r, budget = 4096;
+
+	(void)fd;
+	(void)ev;
+	if (p->state != PEER_UP || p->bev == NULL)
+		return;
+	out = bufferevent_get_output(p->bev);
+	while ((pp = TAILQ_FIRST(&p->ready)) != NULL && budget-- > 0 &&
+	    evbuffer_get_length(out) < PEER_OUT_HIGH) {
+		peer_dequeue(p, pp);
+		if (pp->state == PIPE_PENDING && pp->stream_id == 0)
+			peer_assign_id(p, pp);
+		r = pipe_send_one(pp);
+		if (r == 1 && pp->queued == PQ_NONE && pp->peer == p) {
+			TAILQ_INSERT_TAIL(&p->ready, pp, ready_entry);
+			pp->queued = PQ_READY;
+		}
+		if (p->state != PEER_UP)
+			return;
+	}
+	/* More left: the write callback (low watermark) or budget resumes. */
+	if (!TAILQ_EMPTY(&p->ready) && evbuffer_get_length(out) <
+	    PEER_OUT_HIGH)
+		event_active(p->flush_ev, 0, 0);
+}
+
+void
+peer_attach_pipe(struct peer *p, struct pipe *pp)
+{
+	p->nout++;
+	if (p->state == PEER_UP) {
+		TAILQ_INSERT_TAIL(&p->ready, pp, ready_entry);
+		pp->queued = PQ_READY;
+		peer_schedule(p);
+		return;
+	}
+	TAILQ_INSERT_TAIL(&p->link_wait, pp, ready_entry);
+	pp->queued = PQ_LINK_WAIT;
+	if (p->state == PEER_DOWN) {
+		evtimer_del(p->timer);
+		p->backoff_ms = PEER_BACKOFF_MIN;
+		peer_connect(p);
+	}
+}
+
+void
+peer_detach_pipe(struct peer *p, struct pipe *pp)
+{
+	peer_dequeue(p, pp);
+	if (pp->stream_id != 0 && pp->hash_entry.le_prev != NULL) {
+		LIST_REMOVE(pp, hash_entry);
+		pp->hash_entry.le_prev = NULL;
+	}
+	if (p->nout > 0)
+		p->nout--;
+	pp->peer = NULL;
+}
+
+static struct pipe *
+peer_find_pipe(struct peer *p, uint32_t id)
+{
+	struct pipe *pp;
+
+	LIST_FOREACH(pp, &p->out_hash[id % PEER_HASH], hash_entry)
+		if (pp->stream_id == id)
+			return pp;
+	return NULL;
+}
+
+static struct instream *
+peer_find_in(struct peer *p, uint32_t id)
+{
+	struct instream *in;
+
+	LIST_FOREACH(in, &p->in_hash[id % PEER_HASH], hentry)
+		if (in->id == id)
+			return in;
+	return NULL;
+}
+
+/* Our streams have our parity: odd if we connected, even if we accepted. */
+static int
+peer_is_ours(const struct peer *p, uint32_t id)
+{
+	return (id & 1) == (p->outbound ? 1 : 0);
+}
+
+/* --- inbound streams --- */
+
+static void
+peer_remember_closed(struct peer *p, uint32_t id)
+{
+	p->closed_ids[p->closed_pos++ % PEER_CLOSED_IDS] = id;
+}
+
+static int
+peer_recently_closed(const struct peer *p, uint32_t id)
+{
+	unsigned int i;
+
+	for (i = 0; i < PEER_CLOSED_IDS; i++)
+		if (p->closed_ids[i] == id && id != 0)
+			return 1;
+	return 0;
+}
+
+static void
+instream_free(struct instream *in)
+{
+	struct peer *p = in->peer;
+
+	if (p != NULL) {
+		LIST_REMOVE(in, hentry);
+		p->nin--;
+		peer_remember_closed(p, in->id);
+	}
+	free(in);
+}
+
+static void
+instream_result(void *up, struct session *s, const struct session_entry *se,
+    unsigned int n, int ok)
+{
+	struct instream *in = up;
+	struct wire_entry *we;
+	uint8_t *frame;
+	size_t cap = WIRE_HDR_LEN + WIRE_MAX_BODY;
+	unsigned int i;
+	int len;
+
+	(void)s;
+	(void)ok;
+	if (in->peer == NULL)
+		goto done;
+	if ((we = calloc(n ? n : 1, sizeof(*we))) == NULL ||
+	    (frame = malloc(cap)) == NULL) {
+		free(we);
+		peer_send_abort(in->peer, in->id, WIRE_ABORT_INTERNAL,
+		    "out of memory for RESULT");
+		goto done;
+	}
+	for (i = 0; i < n; i++) {
+		we[i].status = se[i].status;
+		we[i].depth = se[i].depth;
+		we[i].node = se[i].node;
+		we[i].node_len = strlen(se[i].node);
+		we[i].bytes = se[i].bytes;
+		we[i].first_us = se[i].first_us;
+		we[i].last_us = se[i].last_us;
+		we[i].reason = se[i].reason;
+		we[i].reason_len = strlen(se[i].reason);
+	}
+	len = wire_enc_result(frame, cap, in->id, we, n);
+	if (len > 0)
+		peer_send(in->peer, frame, len);
+	else
+		peer_send_abort(in->peer, in->id, WIRE_ABORT_INTERNAL,
+		    "RESULT does not fit a frame");
+	free(we);
+	free(frame);
+ done:
+	instream_free(in);
+}
+
+static void
+instream_abort(void *up, struct session *s, uint16_t code, const char *msg)
+{
+	struct instream *in = up;
+
+	(void)s;
+	if (in->peer != NULL)
+		peer_send_abort(in->peer, in->id, code, msg);
+	instream_free(in);
+}
+
+static void
+instream_credit(void *up, struct session *s, uint64_t bytes)
+{
+	struct instream *in = up;
+	struct peer *p = in->peer;
+
+	(void)s;
+	if (p == NULL)
+		return;
+	in->credit_pending += bytes;
+	/* Batch credit: a quarter window at a time keeps frames few. */
+	if (in->credit_pending >= p->stream_window / 4) {
+		peer_send_credit(p, in->id, in->credit_pending);
+		in->window += in->credit_pending;
+		in->credit_pending = 0;
+	}
+}
+
+static const struct session_upstream_ops instream_ops = {
+	instream_result,
+	instream_abort,
+	instream_credit,
+};
+
+static void
+peer_on_put(struct peer *p, const struct wire_frame *f)
+{
+	struct session_params sp;
+	struct instream *in;
+	uint32_t id = f->hdr.stream;
+	uint16_t code;
+	char err[256];
+
+	if (peer_is_ours(p, id) || peer_find_in(p, id) != NULL) {
+		peer_send_abort(p, id, WIRE_ABORT_PROTOCOL,
+		    "stream id not available");
+		return;
+	}
+	if (p->nin >= env->conf->max_streams_per_peer) {
+		peer_send_abort(p, id, WIRE_ABORT_LIMIT,
+		    "too many streams on this link");
+		return;
+	}
+	if ((in = calloc(1, sizeof(*in))) == NULL) {
+		peer_send_abort(p, id, WIRE_ABORT_INTERNAL, "out of memory");
+		return;
+	}
+	in->id = id;
+	in->window = p->stream_window;
+	memset(&sp, 0, sizeof(sp));
+	sp.put = &f->u.put;
+	sp.upstream_name = p->name;
+	sp.ops = &instream_ops;
+	sp.up = in;
+	if ((in->sess = session_new(&sp, &code, err, sizeof(err))) == NULL) {
+		log_warnx("peer=%s stream=%u put refused: %s", p->name, id,
+		    err);
+		peer_send_abort(p, id, code, err);
+		peer_remember_closed(p, id);
+		free(in);
+		return;
+	}
+	in->peer = p;
+	LIST_INSERT_HEAD(&p->in_hash[id % PEER_HASH], in, hentry);
+	p->nin++;
+}
+
+static void
+peer_on_data(struct peer *p, uint32_t id, size_t len)
+{
+	struct evbuffer *input = bufferevent_get_input(p->bev);
+	struct instream *in;
+
+	/* Connection credit comes back as bytes leave the wire, always. */
+	p->conn_unacked += len;
+	if (p->conn_unacked >= p->conn_window / 4) {
+		peer_send_credit(p, 0, p->conn_unacked);
+		p->recv_window += p->conn_unacked;
+		p->conn_unacked = 0;
+	}
+	if ((in = peer_find_in(p, id)) == NULL || peer_is_ours(p, id)) {
+		evbuffer_drain(input, len);
+		if (!peer_recently_closed(p, id)) {
+			peer_send_abort(p, id, WIRE_ABORT_PROTOCOL,
+			    "DATA for an unknown stream");
+			peer_remember_closed(p, id);
+		}
+		return;
+	}
+	if ((int64_t)len > in->window) {
+		struct session *s = in->sess;
+
+		evbuffer_drain(input, len);
+		peer_send_abort(p, id, WIRE_ABORT_LIMIT,
+		    "DATA beyond the stream's credit");
+		instream_free(in);
+		session_upstream_lost(s, "upstream sent beyond its credit");
+		return;
+	}
+	in->window -= len;
+	/* May free `in` (the session fails and aborts upstream). */
+	session_data(in->sess, input, len);
+}
+
+static void
+peer_on_abort(struct peer *p, const struct wire_frame *f)
+{
+	uint32_t id = f->hdr.stream;
+	struct instream *in;
+	struct pipe *pp;
+	struct session *s;
+	char why[WIRE_MAX_TEXT + 64];
+
+	if (peer_is_ours(p, id)) {
+		if ((pp = peer_find_pipe(p, id)) != NULL)
+			pipe_on_abort(pp, f->u.text.code, f->u.text.msg,
+			    f->u.text.msg_len);
+		return;
+	}
+	if ((in = peer_find_in(p, id)) == NULL)
+		return;
+	snprintf(why, sizeof(why), "aborted by %s: %s: %.*s", p->name,
+	    wire_abort_name(f->u.text.code), (int)f->u.text.msg_len,
+	    f->u.text.msg);
+	s = in->sess;
+	instream_free(in);
+	session_upstream_lost(s, why);
+}
+
+static void
+peer_on_credit(struct peer *p, const struct wire_frame *f)
+{
+	struct pipe *pp;
+
+	if (f->hdr.stream == 0) {
+		p->conn_credit += f->u.credit;
+		while ((pp = TAILQ_FIRST(&p->conn_wait)) != NULL)
+			peer_want_write(p, pp);
+		return;
+	}
+	if (peer_is_ours(p, f->hdr.stream) &&
+	    (pp = peer_find_pipe(p, f->hdr.stream)) != NULL)
+		pipe_on_credit(pp, f->u.credit);
+}
+
+/* A framing error: GOAWAY with the reason, then close this link only. */
+static void
+peer_fail(struct peer *p, const char *why)
+{
+	uint8_t frame[WIRE_HDR_LEN + 4 + WIRE_MAX_TEXT];
+	int n;
+
+	log_warnx("peer=%s addr=%s protocol error: %s", p->name, p->addr,
+	    why);
+	n = wire_enc_goaway(frame, sizeof(frame), WIRE_ABORT_PROTOCOL, why);
+	if (n > 0)
+		peer_send(p, frame, n);
+	peer_linger_close(p, why);
+}
+
+static void
+peer_on_hello(struct peer *p, const struct wire_frame *f)
+{
+	struct pipe *pp;
+
+	if (p->state != PEER_HANDSHAKE) {
+		peer_fail(p, "second HELLO");
+		return;
+	}
+	if (!p->outbound)
+		snprintf(p->name, sizeof(p->name), "%.*s",
+		    f->u.hello.node_len, f->u.hello.node);
+	else if ((size_t)f->u.hello.node_len != strlen(p->name) ||
+	    memcmp(f->u.hello.node, p->name, f->u.hello.node_len) != 0)
+		log_warnx("peer=%s says its node id is %.*s", p->name,
+		    f->u.hello.node_len, f->u.hello.node);
+	p->conn_credit = f->u.hello.conn_window;
+	p->remote_stream_window = f->u.hello.stream_window;
+	p->state = PEER_UP;
+	p->state_since = now_mono();
+	p->backoff_ms = PEER_BACKOFF_MIN;
+	p->last_error[0] = '\0';
+	log_info("peer=%s addr=%s up direction=%s", p->name, p->addr,
+	    p->outbound ? "out" : "in");
+	peer_arm(p, env->conf->idle_timeout);
+	while ((pp = TAILQ_FIRST(&p->link_wait)) != NULL) {
+		peer_dequeue(p, pp);
+		TAILQ_INSERT_TAIL(&p->ready, pp, ready_entry);
+		pp->queued = PQ_READY;
+	}
+	peer_schedule(p);
+}
+
+static void
+peer_dispatch(struct peer *p, const struct wire_frame *f)
+{
+	uint8_t frame[WIRE_HDR_LEN + 8];
+	struct instream *in;
+	struct pipe *pp;
+
+	switch (f->hdr.type) {
+	case WIRE_HELLO:
+		peer_on_hello(p, f);
+		break;
+	case WIRE_PUT:
+		if (p->remote_goaway || env->draining)
+			peer_send_abort(p, f->hdr.stream, WIRE_ABORT_SHUTDOWN,
+			    "link is going away");
+		else
+			peer_on_put(p, f);
+		break;
+	case WIRE_END:
+		if (!peer_is_ours(p, f->hdr.stream) &&
+		    (in = peer_find_in(p, f->hdr.stream)) != NULL)
+			session_end(in->sess);	/* may free in */
+		break;
+	case WIRE_ABORT:
+		peer_on_abort(p, f);
+		break;
+	case WIRE_RESULT:
+		if (peer_is_ours(p, f->hdr.stream) &&
+		    (pp = peer_find_pipe(p, f->hdr.stream)) != NULL)
+			pipe_on_result(pp, f);
+		break;
+	case WIRE_CREDIT:
+		peer_on_credit(p, f);
+		break;
+	case WIRE_PING:
+		if (wire_enc_ping(frame, sizeof(frame), 1, f->u.ping) > 0)
+			peer_send(p, frame, sizeof(frame));
+		break;
+	case WIRE_PONG:
+		p->ping_out = 0;
+		break;
+	case WIRE_GOAWAY:
+		p->remote_goaway = 1;
+		log_info("peer=%s goaway code=%s msg=\"%.*s\"", p->name,
+		    wire_abort_name(f->u.text.code), (int)f->u.text.msg_len,
+		    f->u.text.msg);
+		break;
+	}
+}
+
+static void
+peer_read_cb(struct bufferevent *bev, void *arg)
+{
+	struct peer *p = arg;
+	struct evbuffer *input = bufferevent_get_input(bev);
+	struct wire_frame f;
+	struct wire_hdr h;
+	uint8_t *buf;
+	size_t have;
+	int r;
+
+	while (p->state == PEER_HANDSHAKE || p->state == PEER_UP) {
+		have = evbuffer_get_length(input);
+		if (have < WIRE_HDR_LEN)
+			break;
+		buf = evbuffer_pullup(input, WIRE_HDR_LEN);
+		if ((r = wire_decode_hdr(buf, WIRE_HDR_LEN, &h)) < 0 &&
+		    r != WIRE_EAGAIN) {
+			peer_fail(p, wire_strerror(r));
+			return;
+		}
+		if (p->state == PEER_HANDSHAKE && h.type != WIRE_HELLO) {
+			peer_fail(p, "expected HELLO");
+			return;
+		}
+		if (have < WIRE_HDR_LEN + (size_t)h.len)
+			break;
+		p->last_rx = now_mono();
+		p->bytes_in += WIRE_HDR_LEN + h.len;
+		if (h.type == WIRE_DATA) {
+			if (h.len == 0 || h.len > WIRE_MAX_DATA ||
+			    h.stream == 0) {
+				peer_fail(p, "bad DATA frame");
+				return;
+			}
+			if ((p->recv_window -= h.len) < 0) {
+				peer_fail(p, "DATA beyond connection credit");
+				return;
+			}
+			evbuffer_drain(input, WIRE_HDR_LEN);
+			peer_on_data(p, h.stream, h.len);
+			continue;
+		}
+		buf = evbuffer_pullup(input, WIRE_HDR_LEN + h.len);
+		if ((r = wire_decode(buf, WIRE_HDR_LEN + h.len, &f)) < 0) {
+			peer_fail(p, wire_strerror(r));
+			return;
+		}
+		peer_dispatch(p, &f);
+		if (p->bev != NULL)
+			evbuffer_drain(input, WIRE_HDR_LEN + h.len);
+	}
+}
+
+static void
+peer_write_cb(struct bufferevent *bev, void *arg)
+{
+	struct peer *p = arg;
+
+	(void)bev;
+	if (p->state == PEER_CLOSING) {
+		peer_drop(p, p->last_error);
+		return;
+	}
+	peer_schedule(p);
+}
+
+/* --- connection life cycle --- */
+
+/* Fail every stream on the link: pipes hear why, sessions lose upstream. */
+static void
+peer_drop_streams(struct peer *p, const char *why)
+{
+	struct pipe_queue lost;
+	struct instream *in;
+	struct session *s;
+	struct pipe *pp;
+	unsigned int i;
+	char msg[256];
+
+	TAILQ_INIT(&lost);
+	for (i = 0; i < PEER_HASH; i++)
+		while ((pp = LIST_FIRST(&p->out_hash[i])) != NULL) {
+			LIST_REMOVE(pp, hash_entry);
+			pp->hash_entry.le_prev = NULL;
+			peer_dequeue(p, pp);
+			TAILQ_INSERT_TAIL(&lost, pp, ready_entry);
+		}
+	while ((pp = TAILQ_FIRST(&p->ready)) != NULL ||
+	    (pp = TAILQ_FIRST(&p->conn_wait)) != NULL ||
+	    (pp = TAILQ_FIRST(&p->link_wait)) != NULL) {
+		peer_dequeue(p, pp);
+		TAILQ_INSERT_TAIL(&lost, pp, ready_entry);
+	}
+	p->nout = 0;
+	while ((pp = TAILQ_FIRST(&lost)) != NULL) {
+		TAILQ_REMOVE(&lost, pp, ready_entry);
+		if (pp->state == PIPE_PENDING)
+			snprintf(msg, sizeof(msg), "%s unreachable: %s",
+			    p->name, why);
+		else
+			snprintf(msg, sizeof(msg), "connection to %s lost "
+			    "after %llu bytes: %s", p->name,
+			    (unsigned long long)pp->bytes_out, why);
+		pipe_on_lost(pp, msg);
+	}
+	snprintf(msg, sizeof(msg), "connection from %s lost: %s", p->name,
+	    why);
+	for (i = 0; i < PEER_HASH; i++)
+		while ((in = LIST_FIRST(&p->in_hash[i])) != NULL) {
+			LIST_REMOVE(in, hentry);
+			in->peer = NULL;
+			s = in->sess;
+			free(in);
+			session_upstream_lost(s, msg);
+		}
+	p->nin = 0;
+}
+
+static void
+peer_close_final(struct peer *p)
+{
+	if (p->bev != NULL) {
+		bufferevent_free(p->bev);
+		p->bev = NULL;
+	}
+	event_del(p->flush_ev);
+	evtimer_del(p->timer);
+	p->state = PEER_DOWN;
+	p->state_since = now_mono();
+	if (!p->outbound) {
+		event_active(p->reap_ev, 0, 0);
+		return;
+	}
+	/* Outbound links come back, with exponential backoff. */
+	peer_arm(p, p->backoff_ms / 1000.0);
+	p->backoff_ms *= 2;
+	if (p->backoff_ms > PEER_BACKOFF_MAX)
+		p->backoff_ms = PEER_BACKOFF_MAX;
+}
+
+static void
+peer_drop(struct peer *p, const char *why)
+{
+	if (p->state == PEER_DOWN)
+		return;
+	if (p->state == PEER_CLOSING) {
+		peer_close_final(p);
+		return;
+	}
+	if (why != p->last_error)
+		snprintf(p->last_error, sizeof(p->last_error), "%s", why);
+	log_info("peer=%s addr=%s down reason=\"%s\" bytes_in=%llu "
+	    "bytes_out=%llu", p->name, p->addr, why,
+	    (unsigned long long)p->bytes_in,
+	    (unsigned long long)p->bytes_out);
+	/* Mark first, so nothing is sent on the link while streams fail. */
+	p->state = PEER_CLOSING;
+	peer_drop_streams(p, why);
+	peer_close_final(p);
+}
+
+static void
+peer_linger_close(struct peer *p, const char *why)
+{
+	snprintf(p->last_error, sizeof(p->last_error), "%s", why);
+	log_info("peer=%s addr=%s closing reason=\"%s\"", p->name, p->addr,
+	    why);
+	p->state = PEER_CLOSING;
+	peer_drop_streams(p, why);
+	if (p->bev == NULL ||
+	    evbuffer_get_length(bufferevent_get_output(p->bev)) == 0) {
+		peer_close_final(p);
+		return;
+	}
+	bufferevent_disable(p->bev, EV_READ);
+	bufferevent_setwatermark(p->bev, EV_WRITE, 0, 0);
+	peer_arm(p, 1.0);
+}
+
+static void
+peer_send_hello(struct peer *p)
+{
+	struct wire_hello h;
+	uint8_t frame[WIRE_HDR_LEN + 17 + WIRE_MAX_NODE];
+	int n;
+
+	p->conn_window = env->conf->conn_window;
+	p->stream_window = env->conf->stream_window;
+	p->recv_window = p->conn_window;
+	p->conn_unacked = 0;
+	p->conn_credit = 0;
+	p->remote_goaway = 0;
+	p->ping_out = 0;
+	p->next_id = p->outbound ? 1 : 2;
+	memset(&h, 0, sizeof(h));
+	h.version = WIRE_VERSION;
+	h.conn_window = p->conn_window;
+	h.stream_window = p->stream_window;
+	h.node = env->conf->node_id;
+	h.node_len = strlen(env->conf->node_id);
+	p->state = PEER_HANDSHAKE;
+	p->state_since = p->last_rx = now_mono();
+	if ((n = wire_enc_hello(frame, sizeof(frame), &h)) > 0)
+		peer_send(p, frame, n);
+	peer_arm(p, env->conf->handshake_timeout);
+}
+
+static void
+peer_event_cb(struct bufferevent *bev, short what, void *arg)
+{
+	struct peer *p = arg;
+	char why[160];
+	int err = EVUTIL_SOCKET_ERROR();
+
+	if (what & BEV_EVENT_CONNECTED) {
+		peer_set_nodelay(bufferevent_getfd(bev));
+		peer_send_hello(p);
+		return;
+	}
+	if (what & BEV_EVENT_EOF)
+		snprintf(why, sizeof(why), "connection closed by peer");
+	else if (what & BEV_EVENT_ERROR)
+		snprintf(why, sizeof(why), "%s", err ?
+		    evutil_socket_error_to_string(err) : "socket error");
+	else
+		snprintf(why, sizeof(why), "transport event 0x%x", what);
+	peer_drop(p, why);
+}
+
+static void
+peer_connect(struct peer *p)
+{
+	struct addrinfo hints, *res = NULL;
+	int r;
+
+	memset(&hints, 0, sizeof(hints));
+	hints.ai_family = AF_UNSPEC;
+	hints.ai_socktype = SOCK_STREAM;
+	hints.ai_flags = AI_NUMERICSERV;
+	p->state = PEER_CONNECTING;
+	p->state_since = now_mono();
+	if ((r = getaddrinfo(p->host, p->port, &hints, &res)) != 0) {
+		snprintf(p->last_error, sizeof(p->last_error), "resolve "
+		    "%s: %s", p->host, gai_strerror(r));
+		goto fail;
+	}
+	if ((p->bev = peer_transport_new(p, -1)) == NULL) {
+		snprintf(p->last_error, sizeof(p->last_error),
+		    "out of memory");
+		goto fail;
+	}
+	if (bufferevent_socket_connect(p->bev, res->ai_addr,
+	    res->ai_addrlen) == -1) {
+		snprintf(p->last_error, sizeof(p->last_error), "connect: %s",
+		    strerror(errno));
+		goto fail;
+	}
+	freeaddrinfo(res);
+	peer_arm(p, env->conf->connect_timeout);
+	return;
+ fail:
+	if (res != NULL)
+		freeaddrinfo(res);
+	peer_drop(p, p->last_error);
+}
+
+static void
+peer_timer_cb(evutil_socket_t fd, short ev, void *arg)
+{
+	struct peer *p = arg;
+	uint8_t frame[WIRE_HDR_LEN + 8];
+	double idle;
+
+	(void)fd;
+	(void)ev;
+	switch (p->state) {
+	case PEER_DOWN:
+		if (p->outbound)
+			peer_connect(p);
+		break;
+	case PEER_CONNECTING:
+		peer_drop(p, "connect timeout");
+		break;
+	case PEER_HANDSHAKE:
+		peer_drop(p, "handshake timeout");
+		break;
+	case PEER_CLOSING:
+		peer_close_final(p);
+		break;
+	case PEER_UP:
+		idle = now_mono() - p->last_rx;
+		if (idle < env->conf->idle_timeout) {
+			peer_arm(p, env->conf->idle_timeout - idle);
+			break;
+		}
+		if (p->ping_out) {
+			peer_drop(p, "no answer to keepalive PING");
+			break;
+		}
+		p->ping_out = 1;
+		if (wire_enc_ping(frame, sizeof(frame), 0,
+		    (uint64_t)now_wall_us()) > 0)
+			peer_send(p, frame, sizeof(frame));
+		peer_arm(p, env->conf->idle_timeout);
+		break;
+	}
+}
+
+static void
+peer_reap_cb(evutil_socket_t fd, short ev, void *arg)
+{
+	struct peer *p = arg;
+
+	(void)fd;
+	(void)ev;
+	TAILQ_REMOVE(&env->peers, p, entry);
+	peer_free(p);
+}
+
+static void
+peer_format_addr(const struct sockaddr *sa, char *out, size_t len)
+{
+	char host[INET6_ADDRSTRLEN] = "?";
+	uint16_t port = 0;
+
+	if (sa->sa_family == AF_INET) {
+		const struct sockaddr_in *sin = (const void *)sa;
+		inet_ntop(AF_INET, &sin->sin_addr, host, sizeof(host));
+		port = ntohs(sin->sin_port);
+		snprintf(out, len, "%s:%u", host, port);
+	} else if (sa->sa_family == AF_INET6) {
+		const struct sockaddr_in6 *sin6 = (const void *)sa;
+		inet_ntop(AF_INET6, &sin6->sin6_addr, host, sizeof(host));
+		port = ntohs(sin6->sin6_port);
+		snprintf(out, len, "[%s]:%u", host, port);
+	} else
+		snprintf(out, len, "unknown");
+}
+
+static void
+peer_accept_cb(struct evconnlistener *l, evutil_socket_t fd,
+    struct sockaddr *sa, int salen, void *arg)
+{
+	struct peer *p;
+
+	(void)l;
+	(void)salen;
+	(void)arg;
+	if ((p = peer_new(0)) == NULL) {
+		log_warnx("accept: out of memory");
+		close(fd);
+		return;
+	}
+	peer_format_addr(sa, p->addr, sizeof(p->addr));
+	snprintf(p->name, sizeof(p->name), "%s", p->addr);
+	if ((p->bev = peer_transport_new(p, fd)) == NULL) {
+		close(fd);
+		TAILQ_REMOVE(&env->peers, p, entry);
+		peer_free(p);
+		return;
+	}
+	peer_set_nodelay(fd);
+	log_debug("peer=%s accepted", p->addr);
+	peer_send_hello(p);
+}
+
+static void
+peer_listen_retry_cb(evutil_socket_t fd, short ev, void *arg)
+{
+	(void)fd;
+	(void)ev;
+	(void)arg;
+	if (peer_listener != NULL)
+		evconnlistener_enable(peer_listener);
+}
+
+/* Out of descriptors: pause accepting for a second instead of spinning. */
+static void
+peer_accept_error_cb(struct evconnlistener *l, void *arg)
+{
+	struct timeval tv = { 1, 0 };
+
+	(void)arg;
+	log_warn("accept");
+	evconnlistener_disable(l);
+	if (peer_listen_retry == NULL)
+		peer_listen_retry = evtimer_new(env->base,
+		    peer_listen_retry_cb, NULL);
+	if (peer_listen_retry != NULL)
+		evtimer_add(peer_listen_retry, &tv);
+}
+
+int
+peer_listen(const char *host, const char *port, int fd, char *err,
+    size_t errlen)
+{
+	struct addrinfo hints, *res = NULL;
+	unsigned int flags = LEV_OPT_CLOSE_ON_FREE | LEV_OPT_REUSEABLE |
+	    LEV_OPT_CLOSE_ON_EXEC;
+	int r;
+
+	if (fd >= 0) {
+		evutil_make_socket_nonblocking(fd);
+		peer_listener = evconnlistener_new(env->base, peer_accept_cb,
+		    NULL, flags, -1, fd);
+	} else {
+		memset(&hints, 0, sizeof(hints));
+		hints.ai_family = AF_UNSPEC;
+		hints.ai_socktype = SOCK_STREAM;
+		hints.ai_flags = AI_PASSIVE | AI_NUMERICSERV;
+		if ((r = getaddrinfo(host, port, &hints, &res)) != 0) {
+			snprintf(err, errlen, "listen %s:%s: %s", host, port,
+			    gai_strerror(r));
+			return -1;
+		}
+		peer_listener = evconnlistener_new_bind(env->base,
+		    peer_accept_cb, NULL, flags, 512, res->ai_addr,
+		    res->ai_addrlen);
+		freeaddrinfo(res);
+	}
+	if (peer_listener == NULL) {
+		snprintf(err, errlen, "listen %s:%s: %s", host ? host : "fd",
+		    port ? port : "", strerror(errno));
+		return -1;
+	}
+	evconnlistener_set_error_cb(peer_listener, peer_accept_error_cb);
+	return 0;
+}
+
+void
+peer_listen_close(void)
+{
+	if (peer_listener != NULL)
+		evconnlistener_free(peer_listener);
+	peer_listener = NULL;
+	if (peer_listen_retry != NULL)
+		event_free(peer_listen_retry);
+	peer_listen_retry = NULL;
+}
+
+void
+peer_start_outbound(void)
+{
+	const struct config *c = env->conf;
+	struct peer *p;
+	unsigned int i;
+
+	for (i = 0; i < c->npeers; i++) {
+		if (peer_find_outbound(c->peers[i].name) != NULL)
+			continue;
+		if ((p = peer_new(1)) == NULL)
+			fatalx("out of memory");
+		snprintf(p->name, sizeof(p->name), "%s", c->peers[i].name);
+		if ((p->host = strdup(c->peers[i].host)) == NULL ||
+		    (p->port = strdup(c->peers[i].port)) == NULL)
+			fatalx("out of memory");
+		snprintf(p->addr, sizeof(p->addr), "%s:%s", p->host, p->port);
+		p->rate_limit = c->peers[i].rate_limit;
+		peer_connect(p);
+	}
+}
+
+struct peer *
+peer_find_outbound(const char *name)
+{
+	struct peer *p;
+
+	TAILQ_FOREACH(p, &env->peers, entry)
+		if (p->outbound && strcmp(p->name, name) == 0)
+			return p;
+	return NULL;
+}
+
+json_t *
+peer_json(const struct peer *p)
+{
+	return json_pack("{s:s,s:s,s:s,s:s,s:i,s:i,s:I,s:I,s:I,s:f,s:s}",
+	    "name", p->name, "address", p->addr,
+	    "direction", p->outbound ? "out" : "in",
+	    "state", peer_state_name(p->state),
+	    "streams", (int)(p->nin + p->nout), "streams_in", (int)p->nin,
+	    "bytes_in", (json_int_t)p->bytes_in,
+	    "bytes_out", (json_int_t)p->bytes_out,
+	    "send_credit", (json_int_t)p->conn_credit,
+	    "state_s", now_mono() - p->state_since,
+	    "last_error", p->last_error);
+}
+
+void
+peer_free_all(void)
+{
+	struct peer *p;
+
+	while ((p = TAILQ_FIRST(&env->peers)) != NULL) {
+		p->state = PEER_CLOSING;
+		peer_drop_streams(p, "shutting down");
+		TAILQ_REMOVE(&env->peers, p, entry);
+		peer_free(p);
+	}
+}
+
+json_t *
+peer_json_all(void)
+{
+	json_t *a = json_array();
+	struct peer *p;
+
+	TAILQ_FOREACH(p, &env->peers, entry)
+		json_array_append_new(a, peer_json(p));
+	return a;
+}

@@ -1,0 +1,249 @@
+/*
+ * relayd: main.  Flags, signals, sd_notify, and wiring the modules.
+ */
+#include <sys/queue.h>
+#include <sys/time.h>
+
+#include <errno.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+
+#include <event2/event.h>
+#include <systemd/sd-daemon.h>
+
+#include "config.h"
+#include "control.h"
+#include "log.h"
+#include "peer.h"
+#include "relayd.h"
+#include "route.h"
+#include "session.h"
+#include "store.h"
+
+#define RELAYD_CONF	"/etc/relayd/relayd.conf"
+#define SEEN_MAX	(1024 * 1024)
+#define SEEN_TTL	600.0
+
+struct relayd	*env;
+
+double
+now_mono(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return ts.tv_sec + ts.tv_nsec / 1e9;
+}
+
+uint64_t
+now_wall_us(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_REALTIME, &ts);
+	return (uint64_t)ts.tv_sec * 1000000 + ts.tv_nsec / 1000;
+}
+
+void
+secs_to_tv(double secs, struct timeval *tv)
+{
+	if (secs < 0)
+		secs = 0;
+	tv->tv_sec = (time_t)secs;
+	tv->tv_usec = (suseconds_t)((secs - tv->tv_sec) * 1e6);
+}
+
+void
+hex_encode(const uint8_t *in, size_t n, char *out)
+{
+	static const char digits[] = "0123456789abcdef";
+	size_t i;
+
+	for (i = 0; i < n; i++) {
+		out[2 * i] = digits[in[i] >> 4];
+		out[2 * i + 1] = digits[in[i] & 15];
+	}
+	out[2 * n] = '\0';
+}
+
+static int
+hex_nibble(char c)
+{
+	if (c >= '0' && c <= '9')
+		return c - '0';
+	if (c >= 'a' && c <= 'f')
+		return c - 'a' + 10;
+	if (c >= 'A' && c <= 'F')
+		return c - 'A' + 10;
+	return -1;
+}
+
+int
+hex_decode(const char *in, uint8_t *out, size_t n)
+{
+	size_t i;
+	int hi, lo;
+
+	for (i = 0; i < n; i++) {
+		if ((hi = hex_nibble(in[2 * i])) == -1 ||
+		    (lo = hex_nibble(in[2 * i + 1])) == -1)
+			return -1;
+		out[i] = (hi << 4) | lo;
+	}
+	return 0;
+}
+
+static void
+usage(void)
+{
+	fprintf(stderr, "usage: relayd [-dnv] [-f file]\n");
+	exit(2);
+}
+
+static void
+relayd_stop_cb(evutil_socket_t sig, short ev, void *arg)
+{
+	(void)ev;
+	(void)arg;
+	log_info("signal=%d stopping", (int)sig);
+	sd_notify(0, "STOPPING=1");
+	event_base_loopbreak(env->base);
+}
+
+static void
+relayd_tick_cb(evutil_socket_t fd, short ev, void *arg)
+{
+	(void)fd;
+	(void)ev;
+	(void)arg;
+	route_seen_expire(env->seen, now_mono());
+}
+
+/* The inherited listener from socket activation, or -1. */
+static int
+relayd_listen_fd(void)
+{
+	int n = sd_listen_fds(1);
+
+	if (n >= 1)
+		return SD_LISTEN_FDS_START;
+	return -1;
+}
+
+static void
+relayd_setup(void)
+{
+	char err[1024];
+	int fd;
+
+	if ((env->store = store_open(env->base, env->conf->store_dir, err,
+	    sizeof(err))) == NULL)
+		fatalx("store: %s", err);
+	if ((env->seen = route_seen_new(SEEN_MAX, SEEN_TTL)) == NULL)
+		fatalx("out of memory");
+	if (control_open(env->conf->control_socket, err, sizeof(err)) == -1)
+		fatalx("control: %s", err);
+	fd = relayd_listen_fd();
+	if (fd >= 0 || env->conf->listen_host != NULL) {
+		if (peer_listen(env->conf->listen_host,
+		    env->conf->listen_port, fd, err, sizeof(err)) == -1)
+			fatalx("%s", err);
+		log_info("listening on %s", fd >= 0 ? "inherited socket" :
+		    env->conf->listen_host);
+	}
+	peer_start_outbound();
+}
+
+static void
+relayd_teardown(void)
+{
+	control_close();
+	peer_listen_close();
+	peer_free_all();
+	session_free_all();
+	store_close(env->store);
+	route_seen_free(env->seen);
+	config_unref(env->conf);
+}
+
+int
+main(int argc, char *argv[])
+{
+	const char *conffile = RELAYD_CONF;
+	int ch, debug = 0, noaction = 0, verbose = LOG_LVL_INFO;
+	struct event *sigterm, *sigint, *tick;
+	struct timeval tv = { 10, 0 };
+	struct relayd relayd;
+	char err[4096];
+
+	while ((ch = getopt(argc, argv, "df:nv")) != -1) {
+		switch (ch) {
+		case 'd':
+			debug = 1;
+			break;
+		case 'f':
+			conffile = optarg;
+			break;
+		case 'n':
+			noaction = 1;
+			break;
+		case 'v':
+			verbose = LOG_LVL_DEBUG;
+			break;
+		default:
+			usage();
+		}
+	}
+	if (optind != argc)
+		usage();
+	/* Under systemd stderr goes to the journal: log there too. */
+	if (getenv("JOURNAL_STREAM") != NULL || getenv("NOTIFY_SOCKET"))
+		debug = 1;
+	log_init("relayd", debug || noaction, verbose);
+
+	memset(&relayd, 0, sizeof(relayd));
+	env = &relayd;
+	TAILQ_INIT(&env->peers);
+	TAILQ_INIT(&env->sessions);
+	if ((env->conf = config_load(conffile, err, sizeof(err))) == NULL) {
+		fprintf(stderr, "%s", err);
+		if (err[0] != '\0' && err[strlen(err) - 1] != '\n')
+			fputc('\n', stderr);
+		fprintf(stderr, "relayd: configuration %s is not valid\n",
+		    conffile);
+		return 1;
+	}
+	if (noaction) {
+		fprintf(stderr, "relayd: configuration %s OK\n", conffile);
+		config_unref(env->conf);
+		return 0;
+	}
+	if (!debug && daemon(0, 0) == -1)
+		fatal("daemon");
+	signal(SIGPIPE, SIG_IGN);
+	if ((env->base = event_base_new()) == NULL)
+		fatalx("event_base_new failed");
+	env->start_time = now_mono();
+	relayd_setup();
+	sigterm = evsignal_new(env->base, SIGTERM, relayd_stop_cb, NULL);
+	sigint = evsignal_new(env->base, SIGINT, relayd_stop_cb, NULL);
+	tick = event_new(env->base, -1, EV_PERSIST, relayd_tick_cb, NULL);
+	evsignal_add(sigterm, NULL);
+	evsignal_add(sigint, NULL);
+	event_add(tick, &tv);
+	log_info("relayd started node=%s config=%s pid=%ld",
+	    env->conf->node_id, conffile, (long)getpid());
+	sd_notify(0, "READY=1");
+	event_base_dispatch(env->base);
+	relayd_teardown();
+	event_free(sigterm);
+	event_free(sigint);
+	event_free(tick);
+	event_base_free(env->base);
+	log_info("relayd stopped");
+	return 0;
+}

@@ -1,0 +1,56 @@
+/*
+ * relayd.h: the daemon's shared context and the declarations that tie the
+ * modules together (peer, pipe, session, control).
+ */
+#ifndef RELAYD_RELAYD_H
+#define RELAYD_RELAYD_H
+
+#include <sys/queue.h>
+#include <stdint.h>
+
+#include "config.h"
+
+struct event_base;
+struct event;
+struct store;
+struct route_seen;
+struct peer;
+struct session;
+struct ctl_client;
+
+TAILQ_HEAD(peer_list, peer);
+TAILQ_HEAD(session_list, session);
+
+/*
+ * The one daemon context.  Owned by main(); modules reach it through `env`.
+ * conf is the current generation (one reference held here).
+ */
+struct relayd {
+	struct event_base	*base;
+	struct config		*conf;
+	struct store		*store;
+	struct route_seen	*seen;
+	struct peer_list	 peers;		/* every connection, in and out */
+	struct session_list	 sessions;	/* every PUT in flight here */
+	uint64_t		 next_session_id;
+	double			 start_time;	/* monotonic seconds */
+	int			 draining;
+	/* counters */
+	uint64_t		 puts_received;
+	uint64_t		 puts_stored;
+	uint64_t		 puts_failed;
+};
+
+extern struct relayd	*env;
+
+/* Monotonic seconds and wall-clock microseconds (util in relayd.c). */
+double		 now_mono(void);
+uint64_t	 now_wall_us(void);
+/* A timeval for a duration in seconds. */
+struct timeval;
+void		 secs_to_tv(double, struct timeval *);
+/* Hex encode n bytes into out (2n+1 bytes). */
+void		 hex_encode(const uint8_t *, size_t n, char *out);
+int		 hex_decode(const char *, uint8_t *, size_t n);
+
+#endif

@@ -1,0 +1,729 @@
+#include <sys/queue.h>
+#include <sys/time.h>
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <event2/buffer.h>
+#include <event2/event.h>
+#include <jansson.h>
+
+#include "config.h"
+#include "log.h"
+#include "peer.h"
+#include "pipe.h"
+#include "relayd.h"
+#include "route.h"
+#include "session.h"
+#include "store.h"
+#include "stream.h"
+
+enum session_state {
+	SESS_RECEIVING = 0,	/* bytes still coming from upstream */
+	SESS_COMPLETE,		/* every byte is in the buffer */
+	SESS_FAILED,		/* buffer failed; forks are aborting */
+	SESS_DONE,		/* outcome decided, waiting to be reaped */
+};
+
+enum store_state {
+	ST_NONE = 0,
+	ST_WRITING,
+	ST_STORED,
+	ST_FAILED,
+};
+
+TAILQ_HEAD(pipe_list, pipe);
+
+struct session {
+	TAILQ_ENTRY(session)	 entry;
+	uint64_t		 id;
+	uint8_t			 put_id[WIRE_PUT_ID_LEN];
+	char			 put_hex[2 * WIRE_PUT_ID_LEN + 1];
+	char			*key;
+	size_t			 key_len;
+	uint64_t		 size;
+	uint8_t			 sha256[WIRE_SHA256_LEN];
+	struct config		*conf;
+	struct route_plan	 plan;
+	struct stream_buf	*buf;
+	enum session_state	 state;
+	enum store_state	 store;
+	struct store_job	*store_job;
+	char			 store_reason[SESSION_REASON_MAX + 1];
+	struct pipe_list	 forks;
+	unsigned int		 forks_pending;
+	struct session_entry	*entries;	/* [0] is this hop */
+	unsigned int		 nentries;
+	unsigned int		 entries_cap;
+	const struct session_upstream_ops *ops;
+	void			*up;
+	char			 upstream_name[CONFIG_NAME_MAX + 1];
+	char			 fail_reason[SESSION_REASON_MAX + 1];
+	uint64_t		 first_us;
+	uint64_t		 last_us;
+	double			 created;
+	double			 last_progress;
+	struct event		*timer;
+	struct event		*reap_ev;
+};
+
+static void	session_timer_cb(evutil_socket_t, short, void *);
+static void	session_reap_cb(evutil_socket_t, short, void *);
+static void	session_check_done(struct session *);
+static void	session_fail(struct session *, uint16_t, const char *);
+
+uint64_t
+session_id(const struct session *s)
+{
+	return s->id;
+}
+
+const char *
+session_key(const struct session *s)
+{
+	return s->key;
+}
+
+const char *
+session_put_hex(const struct session *s)
+{
+	return s->put_hex;
+}
+
+const uint8_t *
+session_sha256(const struct session *s)
+{
+	return s->sha256;
+}
+
+uint8_t
+session_next_budget(const struct session *s)
+{
+	return s->plan.next_budget;
+}
+
+uint64_t
+session_held(const struct session *s)
+{
+	return s->buf ? stream_buf_held(s->buf) : 0;
+}
+
+double
+session_inactivity(const struct session *s)
+{
+	return s->conf->stream_inactivity_timeout;
+}
+
+double
+session_result_timeout(const struct session *s)
+{
+	return s->conf->result_timeout;
+}
+
+static void
+session_arm(struct session *s, double secs)
+{
+	struct timeval tv;
+
+	secs_to_tv(secs, &tv);
+	evtimer_add(s->timer, &tv);
+}
+
+static struct session_entry *
+session_add_entry(struct session *s)
+{
+	struct session_entry *e;
+
+	if (s->nentries == s->entries_cap) {
+		unsigned int cap = s->entries_cap ? s->entries_cap * 2 : 4;
+		if (cap > WIRE_MAX_ENTRIES)
+			cap = WIRE_MAX_ENTRIES;
+		if (s->nentries >= cap)
+			return NULL;
+		e = reallocarray(s->entries, cap, sizeof(*e));
+		if (e == NULL)
+			return NULL;
+		s->entries = e;
+		s->entries_cap = cap;
+	}
+	e = &s->entries[s->nentries++];
+	memset(e, 0, sizeof(*e));
+	return e;
+}
+
+static void
+session_release_cb(struct stream_buf *buf, uint64_t released, void *arg)
+{
+	struct session *s = arg;
+
+	(void)buf;
+	if (s->ops != NULL && s->ops->credit != NULL &&
+	    s->state == SESS_RECEIVING)
+		s->ops->credit(s->up, s, released);
+}
+
+static void
+session_store_done(struct store_job *job, int ok, const char *reason,
+    void *arg)
+{
+	struct session *s = arg;
+
+	(void)job;
+	s->store_job = NULL;
+	s->store = ok ? ST_STORED : ST_FAILED;
+	if (!ok)
+		snprintf(s->store_reason, sizeof(s->store_reason), "%s",
+		    reason ? reason : "store failed");
+	log_info("stream=%llu put=%s key=%s store=%s%s%s",
+	    (unsigned long long)s->id, s->put_hex, s->key,
+	    ok ? "stored" : "failed", ok ? "" : " reason=",
+	    ok ? "" : s->store_reason);
+	session_check_done(s);
+}
+
+/* Validate the PUT and decide where it goes; fills code/err if refused. */
+static int
+session_admit(struct session *s, uint8_t budget, uint16_t *code,
+    char *err, size_t errlen)
+{
+	if (env->draining) {
+		*code = WIRE_ABORT_SHUTDOWN;
+		snprintf(err, errlen, "relay %s is draining",
+		    s->conf->node_id);
+		return -1;
+	}
+	if (s->size > s->conf->max_payload) {
+		*code = WIRE_ABORT_TOO_LARGE;
+		snprintf(err, errlen, "declared size %llu above max_payload "
+		    "%llu", (unsigned long long)s->size,
+		    (unsigned long long)s->conf->max_payload);
+		return -1;
+	}
+	if (route_plan(s->conf, s->key, s->key_len, budget, &s->plan) == -1 ||
+	    (s->plan.nhops == 0 && !s->plan.store &&
+	    !s->plan.budget_exhausted)) {
+		*code = WIRE_ABORT_NO_ROUTE;
+		snprintf(err, errlen, "no route for key on %s",
+		    s->conf->node_id);
+		return -1;
+	}
+	switch (route_seen_add(env->seen, s->put_id, now_mono())) {
+	case 1:
+		*code = WIRE_ABORT_LOOP;
+		snprintf(err, errlen, "put %s already seen on %s (loop)",
+		    s->put_hex, s->conf->node_id);
+		return -1;
+	case -1:
+		*code = WIRE_ABORT_INTERNAL;
+		snprintf(err, errlen, "out of memory");
+		return -1;
+	}
+	return 0;
+}
+
+/* Pick the next hops of the plan; failover takes the first link up. */
+static int
+session_start_forks(struct session *s, struct stream_reader *base)
+{
+	struct peer *p;
+	struct pipe *pp;
+	unsigned int i, first = 0, n = s->plan.nhops;
+
+	if (s->plan.mode == ROUTE_FAILOVER && n > 0) {
+		for (i = 0; i < n; i++) {
+			p = peer_find_outbound(s->plan.hops[i]->name);
+			if (p != NULL && peer_is_up(p))
+				break;
+		}
+		first = i < n ? i : 0;
+		n = first + 1;
+	}
+	for (i = first; i < n; i++) {
+		struct stream_reader *r;
+
+		p = peer_find_outbound(s->plan.hops[i]->name);
+		if (p == NULL)
+			continue;	/* config validation prevents this */
+		if ((r = stream_fork(base)) == NULL)
+			return -1;
+		if ((pp = pipe_new(s, p, r)) == NULL) {
+			stream_reader_free(r);
+			return -1;
+		}
+		TAILQ_INSERT_TAIL(&s->forks, pp, sess_entry);
+		s->forks_pending++;
+		peer_attach_pipe(p, pp);
+	}
+	return 0;
+}
+
+static int
+session_start(struct session *s)
+{
+	struct stream_reader *base, *r;
+
+	if ((s->buf = stream_buf_new(s->size, 0)) == NULL)
+		return -1;
+	stream_buf_set_release_cb(s->buf, session_release_cb, s);
+	if ((base = stream_reader_new(s->buf)) == NULL)
+		return -1;
+	if (s->plan.store) {
+		if ((r = stream_fork(base)) == NULL)
+			goto fail;
+		s->store_job = store_begin(env->store, s->key, s->key_len,
+		    s->size, s->sha256, r, session_store_done, s);
+		if (s->store_job == NULL) {
+			stream_reader_free(r);
+			goto fail;
+		}
+		s->store = ST_WRITING;
+	}
+	if (session_start_forks(s, base) == -1)
+		goto fail;
+	/* The forks and the store own their readers; the base goes. */
+	stream_reader_free(base);
+	return 0;
+ fail:
+	stream_reader_free(base);
+	return -1;
+}
+
+struct session *
+session_new(const struct session_params *sp, uint16_t *code, char *err,
+    size_t errlen)
+{
+	const struct wire_put *put = sp->put;
+	struct session *s;
+
+	*code = WIRE_ABORT_INTERNAL;
+	snprintf(err, errlen, "out of memory");
+	if ((s = calloc(1, sizeof(*s))) == NULL)
+		return NULL;
+	TAILQ_INIT(&s->forks);
+	s->conf = env->conf;
+	config_ref(s->conf);
+	memcpy(s->put_id, put->put_id, sizeof(s->put_id));
+	hex_encode(s->put_id, sizeof(s->put_id), s->put_hex);
+	s->size = put->size;
+	memcpy(s->sha256, put->sha256, sizeof(s->sha256));
+	s->key_len = put->key_len;
+	if ((s->key = strndup(put->key, put->key_len)) == NULL ||
+	    strlen(s->key) != s->key_len) {
+		if (s->key != NULL) {
+			*code = WIRE_ABORT_PROTOCOL;
+			snprintf(err, errlen, "key contains NUL");
+		}
+		goto fail;
+	}
+	snprintf(s->upstream_name, sizeof(s->upstream_name), "%s",
+	    sp->upstream_name);
+	s->id = ++env->next_session_id;
+	s->created = s->last_progress = now_mono();
+	if (session_admit(s, put->hops, code, err, errlen) == -1)
+		goto fail;
+	*code = WIRE_ABORT_INTERNAL;
+	snprintf(err, errlen, "out of memory");
+	if (session_add_entry(s) == NULL)
+		goto fail;
+	s->timer = evtimer_new(env->base, session_timer_cb, s);
+	s->reap_ev = event_new(env->base, -1, 0, session_reap_cb, s);
+	if (s->timer == NULL || s->reap_ev == NULL)
+		goto fail;
+	TAILQ_INSERT_TAIL(&env->sessions, s, entry);
+	s->ops = sp->ops;
+	s->up = sp->up;
+	if (session_start(s) == -1) {
+		TAILQ_REMOVE(&env->sessions, s, entry);
+		s->ops = NULL;
+		goto fail;
+	}
+	env->puts_received++;
+	session_arm(s, s->conf->stream_inactivity_timeout);
+	log_info("stream=%llu put=%s key=%s size=%llu from=%s store=%s "
+	    "forks=%u budget=%u", (unsigned long long)s->id, s->put_hex,
+	    s->key, (unsigned long long)s->size, s->upstream_name,
+	    s->plan.store ? "yes" : "no", s->forks_pending, put->hops);
+	if (s->size == 0)
+		s->first_us = now_wall_us();
+	return s;
+ fail:
+	/* Forks may exist if session_start failed half way. */
+	s->state = SESS_DONE;
+	session_reap_cb(-1, 0, s);
+	return NULL;
+}
+
+int
+session_data(struct session *s, struct evbuffer *evb, size_t len)
+{
+	uint64_t now;
+
+	if (s->state != SESS_RECEIVING ||
+	    stream_buf_appended(s->buf) + len > s->size) {
+		if (s->state == SESS_RECEIVING)
+			session_fail(s, WIRE_ABORT_SIZE,
+			    "more payload than declared");
+		evbuffer_drain(evb, len);
+		return -1;
+	}
+	while (len > 0) {
+		size_t room, n;
+		void *space = stream_append_space(s->buf, &room);
+
+		if (space == NULL) {
+			evbuffer_drain(evb, len);
+			session_fail(s, WIRE_ABORT_INTERNAL, "out of memory");
+			return -1;
+		}
+		n = len < room ? len : room;
+		evbuffer_remove(evb, space, n);
+		len -= n;
+		if (stream_append_commit(s->buf, n) == -1) {
+			evbuffer_drain(evb, len);
+			session_fail(s, WIRE_ABORT_INTERNAL, "append failed");
+			return -1;
+		}
+	}
+	now = now_wall_us();
+	if (s->first_us == 0)
+		s->first_us = now;
+	s->last_us = now;
+	s->last_progress = now_mono();
+	return 0;
+}
+
+int
+session_end(struct session *s)
+{
+	char why[128];
+
+	if (s->state != SESS_RECEIVING)
+		return -1;
+	if (stream_finish(s->buf) == -1) {
+		snprintf(why, sizeof(why), "payload ended short: %llu of "
+		    "%llu bytes", (unsigned long long)
+		    stream_buf_appended(s->buf),
+		    (unsigned long long)s->size);
+		session_fail(s, WIRE_ABORT_SIZE, why);
+		return -1;
+	}
+	if (s->last_us == 0)
+		s->last_us = now_wall_us();
+	s->state = SESS_COMPLETE;
+	/* From here the wait for store and forks is bounded by result_timeout. */
+	session_arm(s, s->conf->result_timeout);
+	session_check_done(s);
+	return 0;
+}
+
+/*
+ * The buffer fails: readers see STREAM_FAILED, so every fork sends ABORT
+ * downstream at once and the store unlinks its temp file.  The upstream
+ * (if still there) hears code/why.
+ */
+static void
+session_fail(struct session *s, uint16_t code, const char *why)
+{
+	const struct session_upstream_ops *ops = s->ops;
+
+	if (s->state != SESS_RECEIVING)
+		return;
+	s->state = SESS_FAILED;
+	snprintf(s->fail_reason, sizeof(s->fail_reason), "%s", why);
+	log_warnx("stream=%llu put=%s key=%s failed reason=\"%s\" "
+	    "bytes_in=%llu buffered=%llu age=%.3fs",
+	    (unsigned long long)s->id, s->put_hex, s->key, why,
+	    (unsigned long long)stream_buf_appended(s->buf),
+	    (unsigned long long)stream_buf_held(s->buf),
+	    now_mono() - s->created);
+	s->ops = NULL;
+	if (ops != NULL && ops->abort != NULL)
+		ops->abort(s->up, s, code, why);
+	stream_fail(s->buf, why);
+	/* Forks abort at once; this only bounds a fork stuck on its link. */
+	session_arm(s, s->conf->stream_inactivity_timeout);
+	session_check_done(s);
+}
+
+void
+session_upstream_lost(struct session *s, const char *why)
+{
+	s->ops = NULL;
+	s->up = NULL;
+	if (s->state == SESS_RECEIVING)
+		session_fail(s, WIRE_ABORT_UPSTREAM_LOST, why);
+	else
+		log_info("stream=%llu put=%s upstream gone after the last "
+		    "byte (%s); forks and store go on",
+		    (unsigned long long)s->id, s->put_hex, why);
+}
+
+void
+session_fork_done(struct session *s, struct pipe *p,
+    const struct wire_frame *res, const char *reason)
+{
+	struct session_entry *e;
+	struct wire_entry we;
+	unsigned int i;
+
+	if (s->forks_pending > 0)
+		s->forks_pending--;
+	if (res != NULL) {
+		for (i = 0; i < res->u.result.count; i++) {
+			if (wire_result_entry(res, i, &we) != 0 ||
+			    (e = session_add_entry(s)) == NULL)
+				break;
+			e->status = we.status;
+			e->depth = we.depth < 254 ? we.depth + 1 : 255;
+			snprintf(e->node, sizeof(e->node), "%.*s",
+			    we.node_len, we.node);
+			e->bytes = we.bytes;
+			e->first_us = we.first_us;
+			e->last_us = we.last_us;
+			snprintf(e->reason, sizeof(e->reason), "%.*s",
+			    we.reason_len, we.reason);
+		}
+	} else if (s->state != SESS_FAILED &&
+	    (e = session_add_entry(s)) != NULL) {
+		e->status = WIRE_RES_FAILED;
+		e->depth = 1;
+		snprintf(e->node, sizeof(e->node), "%s", p->peer_name);
+		e->bytes = p->bytes_out;
+		snprintf(e->reason, sizeof(e->reason), "%s",
+		    reason ? reason : "failed");
+	}
+	session_check_done(s);
+}
+
+static void
+session_own_entry(struct session *s)
+{
+	struct session_entry *e = &s->entries[0];
+
+	e->depth = 0;
+	snprintf(e->node, sizeof(e->node), "%s", s->conf->node_id);
+	e->bytes = stream_buf_appended(s->buf);
+	e->first_us = s->first_us;
+	e->last_us = s->last_us;
+	if (s->store == ST_FAILED) {
+		e->status = WIRE_RES_FAILED;
+		snprintf(e->reason, sizeof(e->reason), "store: %s",
+		    s->store_reason);
+	} else if (s->store == ST_STORED)
+		e->status = WIRE_RES_STORED;
+	else
+		e->status = WIRE_RES_FORWARDED;
+	if (s->plan.budget_exhausted && s->plan.nhops == 0 &&
+	    e->status != WIRE_RES_FAILED) {
+		e->status = WIRE_RES_FAILED;
+		snprintf(e->reason, sizeof(e->reason), "hop budget exhausted "
+		    "before the next hop%s", s->store == ST_STORED ?
+		    " (stored here)" : "");
+	}
+}
+
+static int
+session_ok(const struct session *s)
+{
+	unsigned int i, stored = 0;
+
+	for (i = 0; i < s->nentries; i++) {
+		if (s->entries[i].status == WIRE_RES_FAILED)
+			return 0;
+		if (s->entries[i].status == WIRE_RES_STORED)
+			stored++;
+	}
+	return stored > 0;
+}
+
+static void
+session_close(struct session *s)
+{
+	s->state = SESS_DONE;
+	evtimer_del(s->timer);
+	event_active(s->reap_ev, 0, 0);
+}
+
+static void
+session_check_done(struct session *s)
+{
+	const struct session_upstream_ops *ops;
+	int ok;
+
+	if (s->state == SESS_RECEIVING || s->state == SESS_DONE)
+		return;
+	if (s->forks_pending > 0 || s->store == ST_WRITING)
+		return;
+	if (s->state == SESS_FAILED) {
+		env->puts_failed++;
+		session_close(s);
+		return;
+	}
+	session_own_entry(s);
+	ok = session_ok(s);
+	if (ok)
+		env->puts_stored++;
+	else
+		env->puts_failed++;
+	log_info("stream=%llu put=%s key=%s done ok=%d hops=%u bytes=%llu "
+	    "age=%.3fs", (unsigned long long)s->id, s->put_hex, s->key, ok,
+	    s->nentries, (unsigned long long)s->entries[0].bytes,
+	    now_mono() - s->created);
+	ops = s->ops;
+	s->ops = NULL;
+	if (ops != NULL && ops->result != NULL)
+		ops->result(s->up, s, s->entries, s->nentries, ok);
+	else
+		log_info("stream=%llu put=%s result not sent: upstream gone",
+		    (unsigned long long)s->id, s->put_hex);
+	session_close(s);
+}
+
+static void
+session_timer_cb(evutil_socket_t fd, short ev, void *arg)
+{
+	struct session *s = arg;
+	struct pipe *p;
+	double idle, left;
+	char why[160];
+
+	(void)fd;
+	(void)ev;
+	if (s->state == SESS_RECEIVING) {
+		idle = now_mono() - s->last_progress;
+		left = s->conf->stream_inactivity_timeout - idle;
+		if (left > 0.001) {
+			session_arm(s, left);
+			return;
+		}
+		snprintf(why, sizeof(why), "no data from %s for %.1fs "
+		    "(inactivity timeout)", s->upstream_name, idle);
+		session_fail(s, WIRE_ABORT_TIMEOUT, why);
+		return;
+	}
+	if (s->state == SESS_DONE)
+		return;
+	/* The result wait is over: give up on what has not answered. */
+	if (s->state == SESS_FAILED)
+		snprintf(why, sizeof(why), "stream failed: %s",
+		    s->fail_reason);
+	else
+		snprintf(why, sizeof(why), "no result within %.1fs",
+		    s->conf->result_timeout);
+	log_warnx("stream=%llu put=%s %s forks_pending=%u store=%s",
+	    (unsigned long long)s->id, s->put_hex, why, s->forks_pending,
+	    s->store == ST_WRITING ? "writing" : "done");
+	if (s->store == ST_WRITING) {
+		store_job_cancel(s->store_job);
+		s->store_job = NULL;
+		s->store = ST_FAILED;
+		snprintf(s->store_reason, sizeof(s->store_reason),
+		    "not finished within %.1fs", s->conf->result_timeout);
+	}
+	TAILQ_FOREACH(p, &s->forks, sess_entry)
+		if (p->state != PIPE_DONE)
+			pipe_cancel(p, why);
+	session_check_done(s);
+}
+
+static void
+session_free(struct session *s)
+{
+	struct pipe *p;
+
+	while ((p = TAILQ_FIRST(&s->forks)) != NULL) {
+		TAILQ_REMOVE(&s->forks, p, sess_entry);
+		pipe_free(p);
+	}
+	if (s->store_job != NULL)
+		store_job_cancel(s->store_job);
+	if (s->buf != NULL)
+		stream_buf_unref(s->buf);
+	if (s->timer != NULL)
+		event_free(s->timer);
+	if (s->reap_ev != NULL)
+		event_free(s->reap_ev);
+	config_unref(s->conf);
+	free(s->entries);
+	free(s->key);
+	free(s);
+}
+
+static void
+session_reap_cb(evutil_socket_t fd, short ev, void *arg)
+{
+	struct session *s = arg;
+	struct session *t;
+
+	(void)fd;
+	(void)ev;
+	TAILQ_FOREACH(t, &env->sessions, entry)
+		if (t == s) {
+			TAILQ_REMOVE(&env->sessions, s, entry);
+			break;
+		}
+	session_free(s);
+}
+
+void
+session_free_all(void)
+{
+	struct session *s;
+
+	while ((s = TAILQ_FIRST(&env->sessions)) != NULL) {
+		TAILQ_REMOVE(&env->sessions, s, entry);
+		session_free(s);
+	}
+}
+
+static const char *
+session_store_name(enum store_state st)
+{
+	switch (st) {
+	case ST_NONE:
+		return "none";
+	case ST_WRITING:
+		return "writing";
+	case ST_STORED:
+		return "stored";
+	case ST_FAILED:
+		return "failed";
+	}
+	return "?";
+}
+
+json_t *
+session_json(const struct session *s)
+{
+	json_t *o, *forks;
+	struct pipe *p;
+
+	forks = json_array();
+	TAILQ_FOREACH(p, &s->forks, sess_entry)
+		json_array_append_new(forks, json_pack("{s:s,s:I,s:s}",
+		    "peer", p->peer_name, "bytes_out", (json_int_t)p->bytes_out,
+		    "state", pipe_state_name(p->state)));
+	o = json_pack("{s:I,s:s,s:s,s:I,s:s,s:I,s:I,s:o,s:s,s:I,s:I,s:f}",
+	    "id", (json_int_t)s->id, "put_id", s->put_hex, "key", s->key,
+	    "size", (json_int_t)s->size, "upstream", s->upstream_name,
+	    "bytes_in", (json_int_t)stream_buf_appended(s->buf),
+	    "buffered", (json_int_t)stream_buf_held(s->buf),
+	    "forks", forks, "store", session_store_name(s->store),
+	    "first_us", (json_int_t)s->first_us,
+	    "last_us", (json_int_t)s->last_us,
+	    "age_s", now_mono() - s->created);
+	return o;
+}
+
+json_t *
+session_json_all(void)
+{
+	json_t *a = json_array();
+	struct session *s;
+
+	TAILQ_FOREACH(s, &env->sessions, entry)
+		if (s->state != SESS_DONE)
+			json_array_append_new(a, session_json(s));
+	return a;
+}

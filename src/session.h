@@ -1,0 +1,96 @@
+/*
+ * session: one PUT on this relay.  It owns the stream buffer's writer
+ * reference, the forks (one pipe per next hop), the local store job, the
+ * timers that bound every wait, and the RESULT it sends upstream.
+ *
+ * Ownership: sessions live on env->sessions and are freed only by the
+ * reaper (session_close() marks and schedules; never freed inside a
+ * callback).  The upstream (a peer's inbound stream, or a control client)
+ * holds a plain pointer and must call session_upstream_lost() or
+ * session_detach() before it goes away; the session then never calls it
+ * again.
+ */
+#ifndef RELAYD_SESSION_H
+#define RELAYD_SESSION_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "config.h"
+#include "wire.h"
+
+struct session;
+struct pipe;
+struct evbuffer;
+
+#define SESSION_REASON_MAX	200
+
+struct session_entry {
+	uint8_t		status;		/* enum wire_result_status */
+	uint8_t		depth;
+	char		node[CONFIG_NAME_MAX + 1];
+	uint64_t	bytes;
+	uint64_t	first_us;
+	uint64_t	last_us;
+	char		reason[SESSION_REASON_MAX + 1];
+};
+
+/* What the upstream hears.  Each is called at most once, except credit. */
+struct session_upstream_ops {
+	/* Final outcome: entries[0..n) (this hop's first).  ok as in ctl.h. */
+	void	(*result)(void *up, struct session *,
+		    const struct session_entry *, unsigned int n, int ok);
+	/* The session failed on its own (timeout, size...): tell upstream. */
+	void	(*abort)(void *up, struct session *, uint16_t code,
+		    const char *msg);
+	/* The buffer released bytes: the upstream may send that much more. */
+	void	(*credit)(void *up, struct session *, uint64_t bytes);
+};
+
+struct session_params {
+	const struct wire_put	*put;
+	const char		*upstream_name;	/* peer name or "control" */
+	const struct session_upstream_ops *ops;
+	void			*up;
+};
+
+/*
+ * Start a session for a PUT.  Returns NULL when refused, with a wire abort
+ * code in *code and a reason in err (too large, loop, no route, draining,
+ * no memory).
+ */
+struct session	*session_new(const struct session_params *,
+		    uint16_t *code, char *err, size_t errlen);
+/*
+ * Move len payload bytes from evb into the buffer (cut-through: forks are
+ * woken at once).  Returns 0, or -1 if the payload would exceed its
+ * declared size: the session is then failed and the upstream hears abort.
+ */
+int		 session_data(struct session *, struct evbuffer *, size_t len);
+/* END: all bytes sent.  -1 if short (failed as above). */
+int		 session_end(struct session *);
+/* Upstream gone or ABORTed.  Harmless once the buffer is complete. */
+void		 session_upstream_lost(struct session *, const char *why);
+/* Bytes appended but not yet released by every reader. */
+uint64_t	 session_held(const struct session *);
+uint64_t	 session_id(const struct session *);
+/* Called by pipe when a fork ended: entries from its RESULT (n >= 0) or
+ * failed with reason (entries NULL). */
+void		 session_fork_done(struct session *, struct pipe *,
+		    const struct wire_frame *result, const char *reason);
+const char	*session_key(const struct session *);
+double		 session_inactivity(const struct session *);
+double		 session_result_timeout(const struct session *);
+const char	*session_put_hex(const struct session *);
+const uint8_t	*session_sha256(const struct session *);
+uint8_t		 session_next_budget(const struct session *);
+
+struct json_t;
+/* A JSON object describing the session (relayctl status). */
+struct json_t	*session_json(const struct session *);
+/* An array with every live session's object. */
+struct json_t	*session_json_all(void);
+/* Free every session (shutdown). */
+void		 session_free_all(void);
+
+#endif

@@ -1,0 +1,783 @@
+/*
+ * store: see store.h.  Two halves share one mutex:
+ *
+ * - The loop half (every function not prefixed store_worker_) reads the
+ *   job's stream_reader, takes chunk references, queues requests and
+ *   handles completions.  Only it touches readers and chunks (stream is
+ *   not thread-safe) and only it runs callbacks.
+ * - The worker half does every system call that can block on the disk:
+ *   open, write, fsync, rename, unlink, and the SHA-256.
+ *
+ * A request goes loop -> st_reqs -> worker -> st_done -> loop.  Every
+ * request a job has out (queued, running or completed but not yet seen
+ * by the loop) counts in job->pending, and a job is freed only once it
+ * has reached its end (final request seen) with nothing pending, so a
+ * late completion never finds freed memory.
+ */
+#include <sys/queue.h>
+#include <sys/stat.h>
+#include <sys/types.h>
+
+#include <dirent.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <inttypes.h>
+#include <limits.h>
+#include <pthread.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include <event2/event.h>
+#include <openssl/crypto.h>
+#include <openssl/evp.h>
+
+#include "log.h"
+#include "store.h"
+#include "stream.h"
+
+#define STORE_TMP_PREFIX	".tmp-"
+#define STORE_MSGLEN		160
+
+enum store_req_type {
+	STORE_REQ_OPEN,
+	STORE_REQ_WRITE,
+	STORE_REQ_FINAL,	/* finish, or abort if the job was stopped */
+};
+
+/*
+ * One unit of work.  Write requests are allocated per write and freed by
+ * the loop; the open and final requests are embedded in the job.
+ */
+struct store_req {
+	TAILQ_ENTRY(store_req)	 entry;
+	enum store_req_type	 type;
+	struct store_job	*job;
+	const uint8_t		*data;		/* WRITE */
+	size_t			 len;		/* WRITE */
+	struct stream_chunk	*chunk;		/* WRITE: ref held until done */
+	int			 err;		/* set by the worker */
+	char			 msg[STORE_MSGLEN]; /* set with err */
+};
+TAILQ_HEAD(store_reqq, store_req);
+
+/*
+ * Owned by the store (st_jobs); freed by store_job_free() from the loop.
+ * Fields are grouped by which thread may touch them.
+ */
+struct store_job {
+	TAILQ_ENTRY(store_job)	 entry;
+	struct store		*store;
+
+	/* Loop thread only. */
+	struct stream_reader	*reader;	/* owned */
+	store_done_cb		 cb;
+	void			*arg;
+	uint64_t		 queued;	/* bytes handed to the worker */
+	uint64_t		 inflight;	/* of those, not done yet */
+	uint64_t		 written;
+	unsigned int		 pending;	/* requests out */
+	int			 final_queued;
+	int			 ended;		/* final request came back */
+	int			 failing;
+	int			 cancelled;
+	char			 reason[STORE_MSGLEN];
+	struct store_req	 req_open;
+	struct store_req	 req_final;
+
+	/* Set at begin, then read-only. */
+	char			 name[NAME_MAX + 1];
+	char			 tmpname[64];
+	uint64_t		 size;
+	uint8_t			 sha256[32];
+
+	/* Under st_mtx. */
+	int			 stop;		/* failed or cancelled */
+
+	/* Worker thread only. */
+	int			 fd;
+	int			 tmp_exists;
+	int			 werr;		/* first error; skip the rest */
+	uint64_t		 wbytes;
+	EVP_MD_CTX		*md;
+};
+
+struct store {
+	struct event_base	*st_base;
+	struct event		*st_ev;
+	int			 st_dirfd;
+	int			 st_pipe[2];	/* worker -> loop wakeups */
+	unsigned long		 st_seq;
+	TAILQ_HEAD(, store_job)	 st_jobs;	/* loop only */
+
+	pthread_t		 st_thread;
+	int			 st_thread_started;
+	pthread_mutex_t		 st_mtx;
+	pthread_cond_t		 st_cond;
+	struct store_reqq	 st_reqs;	/* under st_mtx */
+	struct store_reqq	 st_done;	/* under st_mtx */
+	int			 st_stopping;	/* under st_mtx */
+};
+
+/*
+ * Test hook: when set, the worker calls it before each write(2).  The
+ * unit test uses it to hold the worker and prove the loop runs on.
+ */
+void	(*store_test_write_hook)(void) = NULL;
+
+static void	store_job_pump(struct store_job *);
+static void	store_job_fail(struct store_job *, const char *);
+
+static void
+store_errmsg(char *buf, size_t len, const char *what, int err)
+{
+	char	 tmp[128];
+	char	*s;
+
+	/* GNU strerror_r: thread-safe, returns the message pointer. */
+	s = strerror_r(err, tmp, sizeof(tmp));
+	if (what == NULL)
+		snprintf(buf, len, "%s", s);
+	else
+		snprintf(buf, len, "%s: %s", what, s);
+}
+
+static int
+store_keep_byte(unsigned char c)
+{
+	return (c >= 'A' && c <= 'Z') || (c >= 'a' && c <= 'z') ||
+	    (c >= '0' && c <= '9') || c == '.' || c == '_' || c == '-';
+}
+
+int
+store_key_filename(const char *key, size_t key_len, char *out, size_t cap)
+{
+	static const char	 hex[] = "0123456789ABCDEF";
+	size_t			 i, o = 0;
+	unsigned char		 c;
+
+	/* An empty key would name the directory itself. */
+	if (key == NULL || key_len == 0 || out == NULL || cap == 0)
+		return -1;
+	for (i = 0; i < key_len; i++) {
+		c = (unsigned char)key[i];
+		if (store_keep_byte(c) && !(i == 0 && c == '.')) {
+			if (o + 1 >= cap)
+				return -1;
+			out[o++] = (char)c;
+			continue;
+		}
+		if (o + 3 >= cap)
+			return -1;
+		out[o++] = '%';
+		out[o++] = hex[c >> 4];
+		out[o++] = hex[c & 0x0f];
+	}
+	out[o] = '\0';
+	return 0;
+}
+
+/* Worker side. */
+
+static void
+store_worker_discard(struct store_job *job)
+{
+	if (job->fd != -1) {
+		close(job->fd);
+		job->fd = -1;
+	}
+	if (job->tmp_exists) {
+		if (unlinkat(job->store->st_dirfd, job->tmpname, 0) == -1 &&
+		    errno != ENOENT)
+			log_warn("store: unlink tmp=%s", job->tmpname);
+		job->tmp_exists = 0;
+	}
+	EVP_MD_CTX_free(job->md);
+	job->md = NULL;
+}
+
+static void
+store_worker_error(struct store_job *job, struct store_req *req, int err,
+    const char *what)
+{
+	req->err = err;
+	store_errmsg(req->msg, sizeof(req->msg), what, err);
+	if (job->werr == 0)
+		job->werr = err;
+	store_worker_discard(job);
+}
+
+static void
+store_worker_open(struct store_job *job, struct store_req *req)
+{
+	job->fd = openat(job->store->st_dirfd, job->tmpname,
+	    O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0640);
+	if (job->fd == -1) {
+		store_worker_error(job, req, errno, "create temp file");
+		return;
+	}
+	job->tmp_exists = 1;
+	job->md = EVP_MD_CTX_new();
+	if (job->md == NULL ||
+	    EVP_DigestInit_ex(job->md, EVP_sha256(), NULL) != 1)
+		store_worker_error(job, req, ENOMEM, "sha256 init");
+}
+
+static void
+store_worker_write(struct store_job *job, struct store_req *req)
+{
+	const uint8_t	*p = req->data;
+	size_t		 left = req->len;
+	ssize_t		 n;
+
+	if (store_test_write_hook != NULL)
+		store_test_write_hook();
+	while (left > 0) {
+		n = write(job->fd, p, left);
+		if (n == -1 && errno == EINTR)
+			continue;
+		if (n == 0)
+			errno = EIO;
+		if (n <= 0) {
+			/* The bare strerror text: "No space left on device". */
+			store_worker_error(job, req, errno, NULL);
+			return;
+		}
+		p += n;
+		left -= (size_t)n;
+	}
+	if (EVP_DigestUpdate(job->md, req->data, req->len) != 1) {
+		store_worker_error(job, req, EIO, "sha256 update");
+		return;
+	}
+	job->wbytes += req->len;
+}
+
+static int
+store_worker_verify(struct store_job *job, struct store_req *req)
+{
+	uint8_t		 md[EVP_MAX_MD_SIZE];
+	unsigned int	 mdlen = 0;
+
+	if (job->wbytes != job->size) {
+		req->err = EINVAL;
+		snprintf(req->msg, sizeof(req->msg),
+		    "size mismatch: got %" PRIu64 " bytes, declared %" PRIu64,
+		    job->wbytes, job->size);
+		return -1;
+	}
+	if (EVP_DigestFinal_ex(job->md, md, &mdlen) != 1 || mdlen != 32) {
+		req->err = EIO;
+		snprintf(req->msg, sizeof(req->msg), "sha256 final failed");
+		return -1;
+	}
+	if (CRYPTO_memcmp(md, job->sha256, 32) != 0) {
+		req->err = EINVAL;
+		snprintf(req->msg, sizeof(req->msg), "sha256 mismatch");
+		return -1;
+	}
+	return 0;
+}
+
+static void
+store_worker_finish(struct store_job *job, struct store_req *req)
+{
+	int	 dirfd = job->store->st_dirfd;
+
+	if (store_worker_verify(job, req) == -1)
+		goto fail;
+	if (fsync(job->fd) == -1) {
+		store_worker_error(job, req, errno, "fsync");
+		return;
+	}
+	if (close(job->fd) == -1) {
+		job->fd = -1;
+		store_worker_error(job, req, errno, "close");
+		return;
+	}
+	job->fd = -1;
+	if (renameat(dirfd, job->tmpname, dirfd, job->name) == -1) {
+		store_worker_error(job, req, errno, "rename");
+		return;
+	}
+	job->tmp_exists = 0;
+	/* The rename is durable only once the directory is. */
+	if (fsync(dirfd) == -1) {
+		store_errmsg(req->msg, sizeof(req->msg), "fsync dir", errno);
+		req->err = errno;
+	}
+	store_worker_discard(job);
+	return;
+ fail:
+	store_worker_discard(job);
+}
+
+static void
+store_worker_do(struct store_req *req, int stop)
+{
+	struct store_job	*job = req->job;
+
+	switch (req->type) {
+	case STORE_REQ_OPEN:
+		if (!stop)
+			store_worker_open(job, req);
+		break;
+	case STORE_REQ_WRITE:
+		if (!stop && job->werr == 0)
+			store_worker_write(job, req);
+		break;
+	case STORE_REQ_FINAL:
+		if (stop) {
+			store_worker_discard(job);
+			req->err = ECANCELED;
+			snprintf(req->msg, sizeof(req->msg), "aborted");
+		} else if (job->werr != 0) {
+			req->err = job->werr;
+			store_errmsg(req->msg, sizeof(req->msg), NULL,
+			    job->werr);
+		} else
+			store_worker_finish(job, req);
+		break;
+	}
+}
+
+static void
+store_worker_notify(struct store *st)
+{
+	char	 c = 0;
+
+	/* EAGAIN: the pipe is full, so the loop will wake anyway. */
+	while (write(st->st_pipe[1], &c, 1) == -1 && errno == EINTR)
+		;
+}
+
+static void *
+store_worker_main(void *arg)
+{
+	struct store		*st = arg;
+	struct store_req	*req;
+	int			 stop, was_empty;
+
+	pthread_mutex_lock(&st->st_mtx);
+	for (;;) {
+		while (TAILQ_EMPTY(&st->st_reqs) && !st->st_stopping)
+			pthread_cond_wait(&st->st_cond, &st->st_mtx);
+		if ((req = TAILQ_FIRST(&st->st_reqs)) == NULL)
+			break;
+		TAILQ_REMOVE(&st->st_reqs, req, entry);
+		stop = req->job->stop;
+		pthread_mutex_unlock(&st->st_mtx);
+
+		store_worker_do(req, stop);
+
+		pthread_mutex_lock(&st->st_mtx);
+		was_empty = TAILQ_EMPTY(&st->st_done);
+		TAILQ_INSERT_TAIL(&st->st_done, req, entry);
+		if (was_empty)
+			store_worker_notify(st);
+	}
+	pthread_mutex_unlock(&st->st_mtx);
+	return NULL;
+}
+
+/* Loop side. */
+
+static void
+store_queue(struct store_job *job, struct store_req *req)
+{
+	struct store	*st = job->store;
+
+	req->job = job;
+	req->err = 0;
+	req->msg[0] = '\0';
+	job->pending++;
+	pthread_mutex_lock(&st->st_mtx);
+	TAILQ_INSERT_TAIL(&st->st_reqs, req, entry);
+	pthread_cond_signal(&st->st_cond);
+	pthread_mutex_unlock(&st->st_mtx);
+}
+
+static void
+store_queue_final(struct store_job *job)
+{
+	if (job->final_queued)
+		return;
+	job->final_queued = 1;
+	job->req_final.type = STORE_REQ_FINAL;
+	store_queue(job, &job->req_final);
+}
+
+/* Make the worker drop the job: skip writes, abort instead of finish. */
+static void
+store_job_stop(struct store_job *job)
+{
+	struct store	*st = job->store;
+
+	pthread_mutex_lock(&st->st_mtx);
+	job->stop = 1;
+	pthread_mutex_unlock(&st->st_mtx);
+	store_queue_final(job);
+}
+
+static void
+store_job_fail(struct store_job *job, const char *reason)
+{
+	if (job->failing || job->cancelled)
+		return;
+	job->failing = 1;
+	snprintf(job->reason, sizeof(job->reason), "%s", reason);
+	/* A cancelled reader holds no chunks: the buffer is not held back. */
+	stream_cancel(job->reader);
+	store_job_stop(job);
+}
+
+static void
+store_job_wake(struct stream_reader *r, void *arg)
+{
+	(void)r;
+	store_job_pump(arg);
+}
+
+static int
+store_job_take(struct store_job *job)
+{
+	struct store_req	*req;
+	struct stream_chunk	*chunk = NULL;
+	const uint8_t		*data = NULL;
+	size_t			 n;
+
+	n = stream_peek(job->reader, STORE_MAX_INFLIGHT - job->inflight,
+	    &data, &chunk);
+	if (n == 0 || chunk == NULL) {
+		store_job_fail(job, "stream ready but nothing to read");
+		return -1;
+	}
+	if (n > job->size - job->queued) {
+		store_job_fail(job, "size mismatch: more bytes than declared");
+		return -1;
+	}
+	if ((req = calloc(1, sizeof(*req))) == NULL) {
+		store_job_fail(job, "out of memory");
+		return -1;
+	}
+	req->type = STORE_REQ_WRITE;
+	req->data = data;
+	req->len = n;
+	req->chunk = chunk;
+	stream_chunk_ref(chunk);
+	stream_consume(job->reader, n);
+	job->queued += n;
+	job->inflight += n;
+	store_queue(job, req);
+	return 0;
+}
+
+/*
+ * Move readable bytes to the worker until the reader runs dry or
+ * STORE_MAX_INFLIGHT bytes are out; a write completion calls this again.
+ * Runs from stream wake callbacks too, so it never calls back the user.
+ */
+static void
+store_job_pump(struct store_job *job)
+{
+	struct stream_buf	*buf;
+	const char		*why;
+	char			 reason[STORE_MSGLEN];
+
+	while (!job->failing && !job->cancelled && !job->final_queued) {
+		if (job->inflight >= STORE_MAX_INFLIGHT) {
+			stream_unwait(job->reader);
+			return;
+		}
+		switch (stream_wait(job->reader, store_job_wake, job)) {
+		case STREAM_WAIT:
+			return;
+		case STREAM_READY:
+			if (store_job_take(job) == -1) {
+				stream_unwait(job->reader);
+				return;
+			}
+			break;
+		case STREAM_EOF:
+			stream_unwait(job->reader);
+			store_queue_final(job);
+			return;
+		case STREAM_FAILED:
+			stream_unwait(job->reader);
+			buf = stream_reader_buf(job->reader);
+			why = stream_buf_fail_reason(buf);
+			snprintf(reason, sizeof(reason), "upstream failed: %s",
+			    why != NULL ? why : "unknown");
+			store_job_fail(job, reason);
+			return;
+		case STREAM_CANCELLED:
+		default:
+			stream_unwait(job->reader);
+			store_job_fail(job, "cancelled");
+			return;
+		}
+	}
+}
+
+static void
+store_job_free(struct store_job *job)
+{
+	TAILQ_REMOVE(&job->store->st_jobs, job, entry);
+	stream_unwait(job->reader);
+	stream_reader_free(job->reader);
+	EVP_MD_CTX_free(job->md);
+	free(job);
+}
+
+static void
+store_job_end(struct store_job *job, struct store_req *req)
+{
+	const char	*reason;
+	int		 ok;
+
+	job->ended = 1;
+	if (job->cancelled)
+		return;
+	ok = !job->failing && req->err == 0;
+	if (ok) {
+		reason = "stored";
+		log_info("store: stored name=%s bytes=%" PRIu64, job->name,
+		    job->written);
+	} else {
+		reason = job->failing ? job->reason : req->msg;
+		log_warnx("store: failed name=%s bytes=%" PRIu64 " reason=%s",
+		    job->name, job->written, reason);
+	}
+	/* Mark first: the callback may try to cancel this very job. */
+	job->cancelled = 1;
+	job->cb(job, ok, reason, job->arg);
+}
+
+static void
+store_complete(struct store_req *req)
+{
+	struct store_job	*job = req->job;
+
+	job->pending--;
+	switch (req->type) {
+	case STORE_REQ_OPEN:
+		if (req->err != 0)
+			store_job_fail(job, req->msg);
+		break;
+	case STORE_REQ_WRITE:
+		stream_chunk_unref(req->chunk);
+		job->inflight -= req->len;
+		if (req->err != 0)
+			store_job_fail(job, req->msg);
+		else if (!job->failing)
+			job->written += req->len;
+		free(req);
+		store_job_pump(job);
+		break;
+	case STORE_REQ_FINAL:
+		store_job_end(job, req);
+		break;
+	}
+	if (job->ended && job->pending == 0)
+		store_job_free(job);
+}
+
+static void
+store_drain(struct store *st)
+{
+	struct store_reqq	 done;
+	struct store_req	*req;
+
+	TAILQ_INIT(&done);
+	pthread_mutex_lock(&st->st_mtx);
+	TAILQ_CONCAT(&done, &st->st_done, entry);
+	pthread_mutex_unlock(&st->st_mtx);
+	while ((req = TAILQ_FIRST(&done)) != NULL) {
+		TAILQ_REMOVE(&done, req, entry);
+		store_complete(req);
+	}
+}
+
+static void
+store_event(evutil_socket_t fd, short events, void *arg)
+{
+	char	 buf[256];
+
+	(void)events;
+	/* Empty the pipe before taking the list: no wakeup is lost. */
+	while (read(fd, buf, sizeof(buf)) > 0)
+		;
+	store_drain(arg);
+}
+
+struct store_job *
+store_begin(struct store *st, const char *key, size_t key_len,
+    uint64_t size, const uint8_t sha256[32], struct stream_reader *reader,
+    store_done_cb cb, void *arg)
+{
+	struct store_job	*job;
+	int			 badkey;
+
+	if (reader == NULL)
+		return NULL;
+	if ((job = calloc(1, sizeof(*job))) == NULL) {
+		stream_reader_free(reader);
+		return NULL;
+	}
+	job->store = st;
+	job->reader = reader;
+	job->cb = cb;
+	job->arg = arg;
+	job->size = size;
+	job->fd = -1;
+	memcpy(job->sha256, sha256, sizeof(job->sha256));
+	snprintf(job->tmpname, sizeof(job->tmpname), STORE_TMP_PREFIX "%ld-%lu",
+	    (long)getpid(), ++st->st_seq);
+	badkey = store_key_filename(key, key_len, job->name,
+	    sizeof(job->name)) == -1;
+	if (badkey)
+		snprintf(job->name, sizeof(job->name), "(invalid)");
+	TAILQ_INSERT_TAIL(&st->st_jobs, job, entry);
+
+	job->req_open.type = STORE_REQ_OPEN;
+	store_queue(job, &job->req_open);
+	if (badkey)
+		store_job_fail(job, "key empty or too long for a file name");
+	else
+		store_job_pump(job);
+	return job;
+}
+
+void
+store_job_cancel(struct store_job *job)
+{
+	if (job == NULL || job->cancelled)
+		return;
+	job->cancelled = 1;
+	stream_cancel(job->reader);
+	store_job_stop(job);
+}
+
+uint64_t
+store_job_written(const struct store_job *job)
+{
+	return job->written;
+}
+
+static int
+store_clean_tmp(int dirfd, char *err, size_t errlen)
+{
+	DIR		*d;
+	struct dirent	*de;
+	int		 fd;
+
+	if ((fd = dup(dirfd)) == -1 || (d = fdopendir(fd)) == NULL) {
+		store_errmsg(err, errlen, "store directory", errno);
+		if (fd != -1)
+			close(fd);
+		return -1;
+	}
+	while ((de = readdir(d)) != NULL) {
+		if (strncmp(de->d_name, STORE_TMP_PREFIX,
+		    strlen(STORE_TMP_PREFIX)) != 0)
+			continue;
+		if (unlinkat(dirfd, de->d_name, 0) == -1)
+			log_warn("store: unlink stale tmp=%s", de->d_name);
+		else
+			log_info("store: removed stale tmp=%s", de->d_name);
+	}
+	closedir(d);
+	return 0;
+}
+
+static int
+store_open_dir(struct store *st, const char *dir, char *err, size_t errlen)
+{
+	if (mkdir(dir, 0750) == -1 && errno != EEXIST) {
+		store_errmsg(err, errlen, dir, errno);
+		return -1;
+	}
+	st->st_dirfd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+	if (st->st_dirfd == -1) {
+		store_errmsg(err, errlen, dir, errno);
+		return -1;
+	}
+	return store_clean_tmp(st->st_dirfd, err, errlen);
+}
+
+struct store *
+store_open(struct event_base *base, const char *dir, char *err,
+    size_t errlen)
+{
+	struct store	*st;
+	int		 rc;
+
+	if ((st = calloc(1, sizeof(*st))) == NULL) {
+		snprintf(err, errlen, "out of memory");
+		return NULL;
+	}
+	st->st_base = base;
+	st->st_dirfd = st->st_pipe[0] = st->st_pipe[1] = -1;
+	TAILQ_INIT(&st->st_jobs);
+	TAILQ_INIT(&st->st_reqs);
+	TAILQ_INIT(&st->st_done);
+	pthread_mutex_init(&st->st_mtx, NULL);
+	pthread_cond_init(&st->st_cond, NULL);
+
+	if (store_open_dir(st, dir, err, errlen) == -1)
+		goto fail;
+	if (pipe2(st->st_pipe, O_NONBLOCK | O_CLOEXEC) == -1) {
+		store_errmsg(err, errlen, "pipe", errno);
+		goto fail;
+	}
+	st->st_ev = event_new(base, st->st_pipe[0], EV_READ | EV_PERSIST,
+	    store_event, st);
+	if (st->st_ev == NULL || event_add(st->st_ev, NULL) == -1) {
+		snprintf(err, errlen, "cannot add store event");
+		goto fail;
+	}
+	if ((rc = pthread_create(&st->st_thread, NULL, store_worker_main,
+	    st)) != 0) {
+		store_errmsg(err, errlen, "pthread_create", rc);
+		goto fail;
+	}
+	st->st_thread_started = 1;
+	return st;
+ fail:
+	store_close(st);
+	return NULL;
+}
+
+void
+store_close(struct store *st)
+{
+	struct store_job	*job;
+
+	if (st == NULL)
+		return;
+	TAILQ_FOREACH(job, &st->st_jobs, entry)
+		store_job_cancel(job);
+	if (st->st_thread_started) {
+		pthread_mutex_lock(&st->st_mtx);
+		st->st_stopping = 1;
+		pthread_cond_signal(&st->st_cond);
+		pthread_mutex_unlock(&st->st_mtx);
+		pthread_join(st->st_thread, NULL);
+	}
+	/* The worker has answered every request: free the jobs here. */
+	store_drain(st);
+	if (!TAILQ_EMPTY(&st->st_jobs))
+		fatalx("store: jobs left after close");
+	if (st->st_ev != NULL)
+		event_free(st->st_ev);
+	if (st->st_pipe[0] != -1)
+		close(st->st_pipe[0]);
+	if (st->st_pipe[1] != -1)
+		close(st->st_pipe[1]);
+	if (st->st_dirfd != -1)
+		close(st->st_dirfd);
+	pthread_cond_destroy(&st->st_cond);
+	pthread_mutex_destroy(&st->st_mtx);
+	free(st);
+}

@@ -1,0 +1,570 @@
+"""Fixtures for the relayd system tests: configs, relays, chains, PUTs.
+
+Everything runs on 127.0.0.1.  Every process a test starts (relayd,
+background relayctl) is registered and killed by PID at teardown, even when
+the test fails; the logs of the relays of a failed test are printed.
+
+Binaries come from $RELAYD_BUILD (absolute), default ../../build relative to
+this directory.  $RELAYD_TEST_EXTRA_CONF, if set, is appended to every
+generated config (e.g. a plaintext opt-in option for peer links).
+"""
+
+import hashlib
+import json
+import os
+import re
+import shutil
+import signal
+import socket
+import subprocess
+import tempfile
+import time
+
+import pytest
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+BUILD = os.environ.get("RELAYD_BUILD") or os.path.normpath(
+    os.path.join(HERE, "..", "..", "build"))
+RELAYD = os.path.join(BUILD, "relayd")
+RELAYCTL = os.path.join(BUILD, "relayctl")
+REPO = os.path.normpath(os.path.join(HERE, "..", ".."))
+HOST = "127.0.0.1"
+EXTRA_CONF = os.environ.get("RELAYD_TEST_EXTRA_CONF", "")
+
+# Timeouts a test relay uses unless the test says otherwise: short enough
+# that nothing in the suite can wait for long, long enough for ASan builds.
+TEST_DEFAULTS = {
+    "handshake_timeout": 5.0,
+    "connect_timeout": 2.0,
+    "result_timeout": 30.0,
+    "stream_inactivity_timeout": 10.0,
+    "idle_timeout": 30.0,
+}
+START_TIMEOUT = 15.0
+STOP_TIMEOUT = 5.0
+
+FLOAT_OPTS = ("stream_inactivity_timeout", "handshake_timeout",
+              "result_timeout", "connect_timeout", "idle_timeout")
+INT_OPTS = ("max_payload", "conn_window", "stream_window",
+            "max_streams_per_peer", "max_buffered")
+
+# Every process started by a test: killed by PID at teardown.
+_PROCS = []
+_RELAYS = []
+
+
+# ------------------------------------------------------------------ helpers
+
+def wait_for(cond, timeout, what, interval=0.02):
+    """Poll cond() until it returns something truthy; return that value.
+    Fails the test with `what` once timeout seconds have passed."""
+    deadline = time.monotonic() + timeout
+    while True:
+        v = cond()
+        if v:
+            return v
+        if time.monotonic() >= deadline:
+            pytest.fail("timed out after %.1fs waiting for %s" %
+                        (timeout, what))
+        time.sleep(min(interval, max(0.0, deadline - time.monotonic())))
+
+
+_given_ports = set()
+
+
+def free_port():
+    """A TCP port on 127.0.0.1 nothing listens on now, never handed out
+    twice in one session."""
+    for _ in range(100):
+        s = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+        try:
+            s.bind((HOST, 0))
+            port = s.getsockname()[1]
+        finally:
+            s.close()
+        if port not in _given_ports:
+            _given_ports.add(port)
+            return port
+    raise RuntimeError("no free port")
+
+
+def store_key_filename(key):
+    """src/store.h store_key_filename(): bytes in [A-Za-z0-9._-] are kept,
+    every other byte (and a leading '.') becomes %XX, upper-case hex."""
+    if isinstance(key, str):
+        key = key.encode()
+    out = []
+    for i, c in enumerate(key):
+        keep = (0x30 <= c <= 0x39 or 0x41 <= c <= 0x5a or
+                0x61 <= c <= 0x7a or c in b"._-")
+        if c == 0x2e and i == 0:
+            keep = False
+        out.append(chr(c) if keep else "%%%02X" % c)
+    return "".join(out)
+
+
+def sha256_file(path):
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for chunk in iter(lambda: f.read(1 << 20), b""):
+            h.update(chunk)
+    return h.hexdigest()
+
+
+def conf_int(v):
+    """A libconfig integer literal (1.5 wants an L suffix above 32 bits)."""
+    v = int(v)
+    return "%dL" % v if not -2 ** 31 <= v < 2 ** 31 else "%d" % v
+
+
+def conf_str(s):
+    """A libconfig string literal."""
+    return '"%s"' % s.replace("\\", "\\\\").replace('"', '\\"')
+
+
+def parse_json_output(text):
+    """The JSON object relayctl -j printed: the whole output if it is one
+    document, else the last line that is a JSON object with "ok" (earlier
+    lines may be events)."""
+    text = text.strip()
+    try:
+        v = json.loads(text)
+        if isinstance(v, dict):
+            return v
+    except ValueError:
+        pass
+    last = None
+    for line in text.splitlines():
+        line = line.strip()
+        if not line.startswith("{"):
+            continue
+        try:
+            v = json.loads(line)
+        except ValueError:
+            continue
+        if isinstance(v, dict):
+            if "ok" in v or "results" in v:
+                last = v
+            elif last is None:
+                last = v
+    return last
+
+
+def register(proc):
+    _PROCS.append(proc)
+    return proc
+
+
+def kill_proc(proc, term_timeout=STOP_TIMEOUT):
+    """SIGTERM, then SIGKILL after term_timeout; by PID only."""
+    if proc.poll() is not None:
+        return proc.returncode
+    try:
+        os.kill(proc.pid, signal.SIGTERM)
+    except ProcessLookupError:
+        pass
+    try:
+        return proc.wait(term_timeout)
+    except subprocess.TimeoutExpired:
+        pass
+    try:
+        os.kill(proc.pid, signal.SIGKILL)
+    except ProcessLookupError:
+        pass
+    return proc.wait(10)
+
+
+def require_binaries(*paths):
+    for p in paths or (RELAYD, RELAYCTL):
+        if not os.access(p, os.X_OK):
+            pytest.fail("%s is missing or not executable (build it, or set "
+                        "RELAYD_BUILD)" % p)
+
+
+def relayctl(args, timeout=60, socket_path=None, stdin=None):
+    """Run relayctl; returns CompletedProcess (text)."""
+    cmd = [RELAYCTL]
+    if socket_path:
+        cmd += ["-s", socket_path]
+    r = subprocess.run(cmd + list(args), capture_output=True, text=True,
+                       timeout=timeout, stdin=stdin or subprocess.DEVNULL)
+    return r
+
+
+# -------------------------------------------------------------------- relay
+
+class Relay:
+    """One relayd process with its own directory, port, store and control
+    socket.
+
+    peers:  [{"name":..., "address": "host:port", "rate_limit": N}, ...]
+            (a Relay object may be given as "relay" instead of address)
+    routes: [{"prefix":..., "hops": [names], "mode":..., "store": bool}]
+            default: one route, prefix "", no hops, store=`store`.
+    opts:   any scalar option of config.h (max_payload, stream_window, ...)
+    """
+
+    def __init__(self, name, root, port=None, peers=(), routes=None,
+                 store=False, extra="", **opts):
+        self.name = name
+        self.dir = os.path.join(root, name)
+        self.store_dir = os.path.join(self.dir, "store")
+        self.socket = os.path.join(self.dir, "ctl.sock")
+        self.conf_path = os.path.join(self.dir, "relayd.conf")
+        self.log_path = os.path.join(self.dir, "relayd.log")
+        self.port = port or free_port()
+        self.peers = list(peers)
+        self.routes = routes if routes is not None else [
+            {"prefix": "", "hops": [], "store": store}]
+        self.extra = extra
+        for k in opts:
+            if k not in FLOAT_OPTS + INT_OPTS:
+                raise ValueError("unknown relayd option %r" % k)
+        self.opts = dict(TEST_DEFAULTS)
+        self.opts.update(opts)
+        self.proc = None
+        self._log = None
+        os.makedirs(self.store_dir, exist_ok=True)
+
+    @property
+    def address(self):
+        return "%s:%d" % (HOST, self.port)
+
+    def __repr__(self):
+        return "Relay(%s %s)" % (self.name, self.address)
+
+    # -- config
+
+    def config_text(self):
+        lines = [
+            "# generated by tests/system/conftest.py",
+            "node_id = %s;" % conf_str(self.name),
+            "listen = %s;" % conf_str(self.address),
+            "control_socket = %s;" % conf_str(self.socket),
+            "store_dir = %s;" % conf_str(self.store_dir),
+        ]
+        for k in INT_OPTS:
+            if k in self.opts:
+                lines.append("%s = %s;" % (k, conf_int(self.opts[k])))
+        for k in FLOAT_OPTS:
+            if k in self.opts:
+                lines.append("%s = %.6f;" % (k, float(self.opts[k])))
+        lines.append("peers = (")
+        for i, p in enumerate(self.peers):
+            addr = p.get("address") or p["relay"].address
+            sep = "," if i + 1 < len(self.peers) else ""
+            lines.append("  { name = %s; address = %s; rate_limit = %s; }%s"
+                         % (conf_str(p["name"]), conf_str(addr),
+                            conf_int(p.get("rate_limit", 0)), sep))
+        lines.append(");")
+        lines.append("routes = (")
+        for i, r in enumerate(self.routes):
+            hops = ", ".join(conf_str(h) for h in r.get("hops", []))
+            sep = "," if i + 1 < len(self.routes) else ""
+            lines.append("  { prefix = %s; hops = [ %s ]; mode = %s; "
+                         "store = %s; }%s"
+                         % (conf_str(r.get("prefix", "")), hops,
+                            conf_str(r.get("mode", "fanout")),
+                            "true" if r.get("store") else "false", sep))
+        lines.append(");")
+        if self.extra:
+            lines.append(self.extra)
+        if EXTRA_CONF:
+            lines.append(EXTRA_CONF)
+        return "\n".join(lines) + "\n"
+
+    def write_config(self):
+        with open(self.conf_path, "w") as f:
+            f.write(self.config_text())
+        return self.conf_path
+
+    # -- process
+
+    def start(self, wait=True):
+        require_binaries()
+        self.write_config()
+        self._log = open(self.log_path, "ab")
+        self.proc = register(subprocess.Popen(
+            [RELAYD, "-d", "-f", self.conf_path], stdin=subprocess.DEVNULL,
+            stdout=self._log, stderr=self._log, cwd=self.dir,
+            start_new_session=True))
+        _RELAYS.append(self)
+        if wait:
+            self.wait_ready()
+        return self
+
+    def alive(self):
+        return self.proc is not None and self.proc.poll() is None
+
+    def _answers(self):
+        if not self.alive():
+            pytest.fail("%s exited with %s during start-up; log:\n%s" % (
+                self.name, self.proc.returncode, self.log_tail()))
+        r = relayctl(["-j", "status"], timeout=10, socket_path=self.socket)
+        return r.returncode == 0
+
+    def wait_ready(self, timeout=START_TIMEOUT):
+        wait_for(self._answers, timeout,
+                 "%s to answer relayctl status" % self.name, interval=0.05)
+
+    def stop(self):
+        if self.proc is not None:
+            kill_proc(self.proc)
+        if self._log:
+            self._log.close()
+            self._log = None
+
+    def kill9(self):
+        os.kill(self.proc.pid, signal.SIGKILL)
+        self.proc.wait(10)
+
+    # -- observation
+
+    def status(self, timeout=10):
+        r = relayctl(["-j", "status"], timeout=timeout,
+                     socket_path=self.socket)
+        assert r.returncode == 0, "%s: relayctl status exit %d: %s%s" % (
+            self.name, r.returncode, r.stdout, r.stderr)
+        v = parse_json_output(r.stdout)
+        assert v is not None, "%s: status is not JSON: %r" % (self.name,
+                                                               r.stdout)
+        return v
+
+    def streams(self):
+        return self.status().get("streams") or []
+
+    def stream_for(self, key):
+        """This relay's status entry for the stream of key, or None."""
+        for s in self.streams():
+            if s.get("key") == key:
+                return s
+        return None
+
+    def log_text(self):
+        try:
+            with open(self.log_path, "rb") as f:
+                return f.read().decode("utf-8", "replace")
+        except FileNotFoundError:
+            return ""
+
+    def log_size(self):
+        try:
+            return os.path.getsize(self.log_path)
+        except FileNotFoundError:
+            return 0
+
+    def log_since(self, offset):
+        with open(self.log_path, "rb") as f:
+            f.seek(offset)
+            return f.read().decode("utf-8", "replace")
+
+    def log_tail(self, n=60):
+        return "\n".join(self.log_text().splitlines()[-n:])
+
+    def stored_path(self, key):
+        return os.path.join(self.store_dir, store_key_filename(key))
+
+    def store_files(self):
+        """Every name in the store directory (final and temp files)."""
+        try:
+            return sorted(os.listdir(self.store_dir))
+        except FileNotFoundError:
+            return []
+
+    def temp_files(self):
+        return [n for n in self.store_files() if n.startswith(".tmp-")]
+
+
+# ------------------------------------------------------------------ fixtures
+
+@pytest.hookimpl(hookwrapper=True)
+def pytest_runtest_makereport(item, call):
+    outcome = yield
+    rep = outcome.get_result()
+    setattr(item, "rep_" + rep.when, rep)
+
+
+@pytest.fixture
+def relay_root():
+    """A short directory for relays (Unix socket paths must be short)."""
+    d = tempfile.mkdtemp(prefix="rly", dir="/tmp")
+    yield d
+    shutil.rmtree(d, ignore_errors=True)
+
+
+@pytest.fixture(autouse=True)
+def _reap_processes(request):
+    """Kill every process the test started, by PID, and print the logs of
+    the relays of a failed test."""
+    nprocs, nrelays = len(_PROCS), len(_RELAYS)
+    yield
+    relays = _RELAYS[nrelays:]
+    procs = _PROCS[nprocs:]
+    failed = any(getattr(request.node, "rep_" + w, None) is not None and
+                 getattr(request.node, "rep_" + w).failed
+                 for w in ("setup", "call"))
+    for p in reversed(procs):
+        try:
+            kill_proc(p)
+        except Exception:               # keep killing the others
+            pass
+    for r in relays:
+        r.stop()
+    if failed:
+        for r in relays:
+            print("==== %s (%s) log tail ====\n%s" % (r.name, r.address,
+                                                      r.log_tail(80)))
+    del _PROCS[nprocs:]
+    del _RELAYS[nrelays:]
+
+
+def pytest_sessionfinish(session, exitstatus):
+    for p in _PROCS:
+        try:
+            if p.poll() is None:
+                os.kill(p.pid, signal.SIGKILL)
+                p.wait(5)
+        except Exception:
+            pass
+
+
+@pytest.fixture
+def make_relay(relay_root):
+    """make_relay(name, **Relay kwargs) -> Relay (not started)."""
+    def make(name, **kw):
+        return Relay(name, relay_root, **kw)
+    return make
+
+
+@pytest.fixture
+def chain(relay_root):
+    """chain(n, store=(n,), first=0, opts={}, hop_opts={i: {...}},
+    rate_limit={i: bytes_per_s}, start=True) -> list of Relay.
+
+    Makes hop<first>..hop<n>; hop i routes prefix "" to hop i+1 (fanout)
+    and stores if i is in store.  rate_limit[i] limits hop i's link to
+    hop i+1.  Relays are started from the last hop backwards, so every
+    downstream listener exists before its upstream starts.
+    """
+    def make(n, store=None, first=0, opts=None, hop_opts=None,
+             rate_limit=None, start=True):
+        store = (n,) if store is None else tuple(store)
+        opts = opts or {}
+        hop_opts = hop_opts or {}
+        rate_limit = rate_limit or {}
+        names = ["hop%d" % i for i in range(first, n + 1)]
+        ports = {nm: free_port() for nm in names}
+        relays = []
+        for i in range(first, n + 1):
+            nm = "hop%d" % i
+            kw = dict(opts)
+            kw.update(hop_opts.get(i, {}))
+            peers, hops = [], []
+            if i < n:
+                nxt = "hop%d" % (i + 1)
+                peers.append({"name": nxt,
+                              "address": "%s:%d" % (HOST, ports[nxt]),
+                              "rate_limit": rate_limit.get(i, 0)})
+                hops.append(nxt)
+            routes = [{"prefix": "", "hops": hops, "mode": "fanout",
+                       "store": i in store}]
+            relays.append(Relay(nm, relay_root, port=ports[nm],
+                                peers=peers, routes=routes, **kw))
+        if start:
+            for r in reversed(relays):
+                r.start(wait=False)
+            for r in reversed(relays):
+                r.wait_ready()
+        return relays
+    return make
+
+
+class BackgroundPut:
+    """relayctl put running in the background (subprocess.Popen)."""
+
+    def __init__(self, proc, json_mode):
+        self.proc = proc
+        self.json_mode = json_mode
+        self.out = None
+        self.err = None
+        self.started = time.monotonic()
+
+    def finish(self, timeout):
+        """(exit code, parsed JSON or text) once relayctl ends; fails the
+        test if it does not end within timeout seconds."""
+        try:
+            out, err = self.proc.communicate(timeout=timeout)
+        except subprocess.TimeoutExpired:
+            kill_proc(self.proc, 1)
+            pytest.fail("relayctl put did not end within %.1fs (a hang)"
+                        % timeout)
+        self.out, self.err = out, err
+        if self.json_mode:
+            return self.proc.returncode, parse_json_output(out)
+        return self.proc.returncode, out + err
+
+    @property
+    def elapsed(self):
+        return time.monotonic() - self.started
+
+
+def _put_cmd(relay, key, path, hops, json_mode, put_id):
+    cmd = [RELAYCTL]
+    if json_mode:
+        cmd.append("-j")
+    cmd += ["-s", relay.socket, "put", "-b", str(hops)]
+    if put_id:
+        cmd += ["-i", put_id]
+    cmd += [key, path]
+    return cmd
+
+
+def _payload_file(relay, key, data):
+    d = os.path.join(relay.dir, "payloads")
+    os.makedirs(d, exist_ok=True)
+    path = os.path.join(d, store_key_filename(key) + ".%d" % time.monotonic_ns())
+    with open(path, "wb") as f:
+        f.write(data)
+    return path
+
+
+def put(relay, key, data, hops=16, json=True, put_id=None, timeout=90):
+    """Run relayctl put into relay; returns (exit code, parsed JSON) or,
+    with json=False, (exit code, stdout+stderr text)."""
+    require_binaries(RELAYCTL)
+    path = _payload_file(relay, key, data)
+    proc = register(subprocess.Popen(
+        _put_cmd(relay, key, path, hops, json, put_id),
+        stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE, text=True))
+    return BackgroundPut(proc, json).finish(timeout)
+
+
+def put_bg(relay, key, data, hops=16, json=True, put_id=None):
+    """Start relayctl put in the background; .finish(timeout) collects."""
+    require_binaries(RELAYCTL)
+    path = _payload_file(relay, key, data)
+    proc = register(subprocess.Popen(
+        _put_cmd(relay, key, path, hops, json, put_id),
+        stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE, text=True))
+    return BackgroundPut(proc, json)
+
+
+def results_by_node(js):
+    """{node: entry} from a relayctl -j put answer."""
+    return {e["node"]: e for e in (js or {}).get("results") or []}
+
+
+def assert_stored(relay, key, data):
+    """The file for key on relay has exactly data's SHA-256."""
+    path = relay.stored_path(key)
+    assert os.path.exists(path), "%s has no file %s (store: %r)" % (
+        relay.name, path, relay.store_files())
+    assert sha256_file(path) == hashlib.sha256(data).hexdigest(), \
+        "%s: %s has the wrong SHA-256" % (relay.name, path)
+
+
+def lines_matching(text, pattern):
+    rx = re.compile(pattern, re.I)
+    return [ln for ln in text.splitlines() if rx.search(ln)]
