@@ -82,6 +82,7 @@ struct ctl_table {
 struct ctl_progress {
 	int		 enabled;
 	int		 drawn;
+	uint64_t	 shown;		/* bytes in the last frame */
 	uint64_t	 start_us;
 	uint64_t	 last_us;
 };
@@ -922,6 +923,7 @@ ctl_progress_draw(struct ctl_progress *pr, uint64_t done, uint64_t total,
 	    done == total ? " (waiting for results)" : "");
 	fflush(stderr);
 	pr->drawn = 1;
+	pr->shown = done;
 	pr->last_us = now;
 }
 
@@ -933,8 +935,9 @@ ctl_progress_update(struct ctl_progress *pr, uint64_t done, uint64_t total)
 	if (!pr->enabled)
 		return;
 	now = ctl_now_us();
+	/* The 100% frame is always shown: results may take a while. */
 	if (now - pr->last_us >= CTL_REDRAW_US ||
-	    (done == total && !pr->drawn))
+	    (done == total && pr->shown != total))
 		ctl_progress_draw(pr, done, total, now);
 }
 

@@ -52,7 +52,10 @@
  *   0  2  count          0..WIRE_MAX_ENTRIES
  *   2  .. count entries, each:
  *      0  1  status      enum wire_result_status
- *      1  1  depth       hops from the origin relay (origin = 0)
+ *      1  1  depth       hops behind the sender of this RESULT (its
+ *                        own entry 0); a hop adds 1 to each entry it
+ *                        passes upstream, so at the origin relay this
+ *                        is the hop count from the origin (origin = 0)
  *      2  1  node_len    1..WIRE_MAX_NODE
  *      3  8  bytes       payload bytes received by that hop
  *      11 8  first_us    wall clock of its first byte (us since epoch)
