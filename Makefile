@@ -55,7 +55,7 @@ $(BUILD)/test_%.o: tests/unit/test_%.c src/*.h | $(BUILD)
 	$(CC) $(CFLAGS) $(PKG_CFLAGS) -Isrc -c -o $@ $<
 
 .SECONDEXPANSION:
-$(BUILD)/test_%: $(BUILD)/test_%.o $$(patsubst %,$(BUILD)/%.o,$$(test_$$*_MODS))
+$(BUILD)/test_%: $(BUILD)/test_%.o $$(addprefix $(BUILD)/,$$(addsuffix .o,$$(test_$$*_MODS)))
 	$(CC) $(LDFLAGS) -pthread -o $@ $^ $(PKG_LIBS) $(CMOCKA_LIBS)
 
 unit: $(UNIT_BINS)

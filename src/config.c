@@ -762,30 +762,28 @@ config_root(struct config_ctx *ctx, const config_setting_t *root)
 static void
 config_scan_int(struct config_ctx *ctx, const char *num, unsigned int line)
 {
-	const char	*d = num + (*num == '-' || *num == '+');
-	size_t		 n = strlen(num);
-	int		 hex, l64;
-	char		*end;
+	const char		*d = num + (*num == '-' || *num == '+');
+	size_t			 n = strlen(num);
+	unsigned long long	 u = 0;
+	long long		 v = 0;
+	int			 hex, l64;
 
 	hex = d[0] == '0' && (d[1] == 'x' || d[1] == 'X');
 	if (strchr(num, '.') != NULL || (!hex && strpbrk(num, "eE") != NULL))
-		return;
+		return;		/* a float */
 	l64 = n > 0 && num[n - 1] == 'L';
 	errno = 0;
-	if (hex) {
-		unsigned long long u = strtoull(d, &end, 16);
-
-		if (errno == ERANGE || (!l64 && u > INT32_MAX))
-			config_err_line(ctx, line, "integer %s does not fit "
-			    "in %s bits%s", num, l64 ? "64" : "32",
-			    l64 ? "" : "; append L for a 64-bit integer");
-		return;
-	}
-	long long v = strtoll(num, &end, 10);
-	if (errno == ERANGE || (!l64 && (v > INT32_MAX || v < INT32_MIN)))
-		config_err_line(ctx, line, "integer %s does not fit in %s "
-		    "bits%s", num, l64 ? "64" : "32",
-		    l64 ? "" : "; append L for a 64-bit integer");
+	if (hex)
+		u = strtoull(d, NULL, 16);
+	else
+		v = strtoll(num, NULL, 10);
+	if (errno == ERANGE)
+		config_err_line(ctx, line, "integer %s does not fit in 64 "
+		    "bits", num);
+	else if (!l64 && (hex ? u > INT32_MAX : v > INT32_MAX ||
+	    v < INT32_MIN))
+		config_err_line(ctx, line, "integer %s does not fit in 32 "
+		    "bits; append L for a 64-bit integer", num);
 }
 
 /*

@@ -455,6 +455,7 @@ ctl_accept_cb(struct evconnlistener *l, evutil_socket_t fd,
 		return;
 	}
 	TAILQ_INSERT_TAIL(&ctl_clients, c, entry);
+	bufferevent_set_max_single_read(c->bev, 256 * 1024);
 	bufferevent_setcb(c->bev, ctl_read_cb, ctl_write_cb, ctl_event_cb, c);
 	bufferevent_enable(c->bev, EV_READ | EV_WRITE);
 }

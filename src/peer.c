@@ -28,6 +28,7 @@
 #include "wire.h"
 
 #define PEER_HASH	256
+#define PEER_IO_MAX	(512 * 1024)	/* bytes per read or write call */
 #define PEER_OUT_HIGH	(1024 * 1024)	/* stop scheduling pipes above */
 #define PEER_OUT_LOW	(256 * 1024)	/* resume below */
 #define PEER_CLOSED_IDS	64		/* recently closed inbound ids */
@@ -230,6 +231,9 @@ peer_transport_new(struct peer *p, evutil_socket_t fd)
 		return NULL;
 	bufferevent_setcb(bev, peer_read_cb, peer_write_cb, peer_event_cb, p);
 	bufferevent_setwatermark(bev, EV_WRITE, PEER_OUT_LOW, 0);
+	/* libevent's 16 KiB default costs a syscall per frame or less. */
+	bufferevent_set_max_single_read(bev, PEER_IO_MAX);
+	bufferevent_set_max_single_write(bev, PEER_IO_MAX);
 	if (p->rate_limit > 0) {
 		struct timeval tick = { 0, 100000 };
 		size_t per_tick = p->rate_limit / 10;

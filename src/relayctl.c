@@ -775,6 +775,23 @@ ctl_cmd_help(struct ctl_ctx *ctx, int argc, char **argv)
 	return CTL_EXIT_OK;
 }
 
+static int
+ctl_write_all(int fd, const char *buf, size_t len)
+{
+	ssize_t	 n;
+
+	while (len > 0) {
+		if ((n = write(fd, buf, len)) == -1) {
+			if (errno == EINTR)
+				continue;
+			return -1;
+		}
+		buf += n;
+		len -= (size_t)n;
+	}
+	return 0;
+}
+
 /*
  * put needs the size and the hash before the first byte goes out, so a
  * pipe or terminal on stdin is first copied to an unlinked temporary file.
@@ -784,7 +801,7 @@ ctl_put_spool(int in)
 {
 	const char	*dir;
 	char		 path[4096], *buf;
-	ssize_t		 n, w;
+	ssize_t		 n;
 	int		 fd;
 
 	if ((dir = getenv("TMPDIR")) == NULL || dir[0] == '\0')
@@ -804,16 +821,9 @@ ctl_put_spool(int in)
 			ctl_errno("read stdin");
 			goto fail;
 		}
-		for (w = 0; w < n; ) {
-			ssize_t	 m = write(fd, buf + w, (size_t)(n - w));
-
-			if (m == -1 && errno == EINTR)
-				continue;
-			if (m == -1) {
-				ctl_errno("write %s", path);
-				goto fail;
-			}
-			w += m;
+		if (ctl_write_all(fd, buf, (size_t)n) == -1) {
+			ctl_errno("write %s", path);
+			goto fail;
 		}
 	}
 	free(buf);
@@ -869,14 +879,13 @@ ctl_put_sha256(int fd, uint64_t size, char *hex)
 	char		*buf;
 	uint64_t	 off = 0;
 	ssize_t		 n;
-	int		 rc = -1;
+	int		 ok, rc = -1;
 
 	if ((buf = malloc(CTL_BLOCK)) == NULL || (md = EVP_MD_CTX_new()) ==
 	    NULL)
 		ctl_oom();
-	if (EVP_DigestInit_ex(md, EVP_sha256(), NULL) != 1)
-		goto done;
-	while (off < size) {
+	ok = EVP_DigestInit_ex(md, EVP_sha256(), NULL) == 1;
+	while (ok && off < size) {
 		n = pread(fd, buf, size - off < CTL_BLOCK ? size - off :
 		    CTL_BLOCK, (off_t)off);
 		if (n == -1 && errno == EINTR)
@@ -888,17 +897,16 @@ ctl_put_sha256(int fd, uint64_t size, char *hex)
 				ctl_errno("read");
 			goto done;
 		}
-		if (EVP_DigestUpdate(md, buf, (size_t)n) != 1)
-			goto done;
+		ok = EVP_DigestUpdate(md, buf, (size_t)n) == 1;
 		off += (uint64_t)n;
 	}
-	if (EVP_DigestFinal_ex(md, digest, &dlen) != 1)
+	if (!ok || EVP_DigestFinal_ex(md, digest, &dlen) != 1) {
+		ctl_err("SHA-256 computation failed");
 		goto done;
+	}
 	ctl_hex(digest, dlen, hex);
 	rc = 0;
  done:
-	if (rc == -1 && off == size)
-		ctl_err("SHA-256 computation failed");
 	EVP_MD_CTX_free(md);
 	free(buf);
 	return rc;

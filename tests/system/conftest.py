@@ -40,6 +40,8 @@ TEST_DEFAULTS = {
     "stream_inactivity_timeout": 10.0,
     "idle_timeout": 30.0,
 }
+SANITIZER_RX = (r"AddressSanitizer|LeakSanitizer|ThreadSanitizer|"
+                r"UndefinedBehaviorSanitizer|runtime error:")
 START_TIMEOUT = 15.0
 STOP_TIMEOUT = 5.0
 
@@ -223,6 +225,8 @@ class Relay:
         self.opts = dict(TEST_DEFAULTS)
         self.opts.update(opts)
         self.proc = None
+        self.killed = False             # kill9() by the test
+        self.stop_rc = None
         self._log = None
         os.makedirs(self.store_dir, exist_ok=True)
 
@@ -308,15 +312,33 @@ class Relay:
                  "%s to answer relayctl status" % self.name, interval=0.05)
 
     def stop(self):
-        if self.proc is not None:
-            kill_proc(self.proc)
+        """SIGTERM, SIGKILL after STOP_TIMEOUT; returns the exit status
+        (negative: the signal that ended it)."""
+        if self.proc is not None and self.stop_rc is None:
+            self.stop_rc = kill_proc(self.proc)
         if self._log:
             self._log.close()
             self._log = None
+        return self.stop_rc
 
     def kill9(self):
+        self.killed = True
         os.kill(self.proc.pid, signal.SIGKILL)
         self.proc.wait(10)
+
+    def shutdown_problems(self):
+        """What went wrong when this relay stopped: it had to be
+        SIGKILLed after SIGTERM, or a sanitizer reported an error."""
+        out = []
+        if self.proc is None or self.killed:
+            return out
+        if self.stop_rc == -signal.SIGKILL:
+            out.append("%s did not exit within %.0fs of SIGTERM" %
+                       (self.name, STOP_TIMEOUT))
+        san = lines_matching(self.log_text(), SANITIZER_RX)
+        if san:
+            out.append("%s: sanitizer report: %s" % (self.name, san[0]))
+        return out
 
     # -- observation
 
@@ -384,36 +406,54 @@ def pytest_runtest_makereport(item, call):
     setattr(item, "rep_" + rep.when, rep)
 
 
+def _failed(node):
+    for when in ("setup", "call"):
+        rep = getattr(node, "rep_" + when, None)
+        if rep is not None and rep.failed:
+            return True
+    return False
+
+
 @pytest.fixture
-def relay_root():
-    """A short directory for relays (Unix socket paths must be short)."""
+def relay_root(request):
+    """A short directory for relays (Unix socket paths must be short).
+    At teardown its relays are stopped and, if the test failed, their log
+    tails are printed and the directory is kept for inspection."""
     d = tempfile.mkdtemp(prefix="rly", dir="/tmp")
     yield d
-    shutil.rmtree(d, ignore_errors=True)
+    mine = [r for r in _RELAYS if r.dir.startswith(d + os.sep)]
+    problems = []
+    for r in mine:
+        try:
+            r.stop()
+        except Exception as e:          # keep stopping the others
+            problems.append("%s: stop failed: %s" % (r.name, e))
+        problems += r.shutdown_problems()
+    failed = _failed(request.node)
+    if failed or problems:
+        for r in mine:
+            print("==== %s (%s) log tail ====\n%s" % (r.name, r.address,
+                                                      r.log_tail(80)))
+        print("relay directories kept in %s" % d)
+    else:
+        shutil.rmtree(d, ignore_errors=True)
+    if problems and not failed:
+        pytest.fail("; ".join(problems))
 
 
 @pytest.fixture(autouse=True)
-def _reap_processes(request):
-    """Kill every process the test started, by PID, and print the logs of
-    the relays of a failed test."""
+def _reap_processes():
+    """Kill every process the test started, by PID (SIGTERM, then SIGKILL
+    after a deadline), whatever the outcome of the test."""
     nprocs, nrelays = len(_PROCS), len(_RELAYS)
     yield
-    relays = _RELAYS[nrelays:]
-    procs = _PROCS[nprocs:]
-    failed = any(getattr(request.node, "rep_" + w, None) is not None and
-                 getattr(request.node, "rep_" + w).failed
-                 for w in ("setup", "call"))
-    for p in reversed(procs):
+    for p in reversed(_PROCS[nprocs:]):
         try:
             kill_proc(p)
         except Exception:               # keep killing the others
             pass
-    for r in relays:
+    for r in _RELAYS[nrelays:]:
         r.stop()
-    if failed:
-        for r in relays:
-            print("==== %s (%s) log tail ====\n%s" % (r.name, r.address,
-                                                      r.log_tail(80)))
     del _PROCS[nprocs:]
     del _RELAYS[nrelays:]
 

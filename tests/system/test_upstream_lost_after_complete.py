@@ -5,8 +5,9 @@ cancellation"; the stall this project exists to prevent): on the chain
 hop0..hop10 the link hop2 -> hop3 is rate-limited, and hop2 grants a
 window large enough to take the whole payload at once.  As soon as hop2
 holds every byte (status bytes_in == size) while hop3 does not yet, hop2's
-upstream connection is torn down: by kill -9 of hop1, or by destroying
-the hop1 <-> hop2 TCP connection with `ss -K`.  Every storing hop behind
+upstream connection is torn down (by kill -9 of hop1, or by destroying
+the hop1 <-> hop2 TCP connection with `ss -K`) while hop2's fork still has
+most of the payload to read (hop3's small window holds it back).  Every storing hop behind
 hop2 (hop6 and hop10) still stores the payload intact within a deadline,
 no stream is left behind, and the origin's relayctl put ends within a
 deadline (exit 0, or 1 naming the lost hop/link), never a hang.
@@ -29,9 +30,13 @@ DEADLINE = SIZE / RATE + 25
 
 
 def make_chain(chain):
+    # hop2 grants hop1 a window for the whole payload, so hop2's buffer
+    # fills at once; hop3 grants hop2 a small one, so hop2's fork must
+    # keep reading the completed buffer after the upstream is gone.
     return chain(10, store=STORERS, rate_limit={2: RATE},
                  hop_opts={2: {"stream_window": 16 << 20,
-                               "conn_window": 32 << 20}})
+                               "conn_window": 32 << 20},
+                           3: {"stream_window": 64 << 10}})
 
 
 def bytes_in(relay, key):
@@ -47,6 +52,10 @@ def wait_hop2_complete(relays, key):
     assert b3 is None or b3 < SIZE, (
         "hop3 already has every byte (%r): the rate limit on hop2 -> hop3 "
         "did not hold it back" % b3)
+    forks = (hop2.stream_for(key) or {}).get("forks") or []
+    assert forks and all(f.get("bytes_out", SIZE) < SIZE for f in forks), (
+        "hop2's fork already sent everything (%r): hop3's window did not "
+        "hold it back, so the loss would not test the fork" % forks)
 
 
 def check_downstream(relays, key, data, bg, lost_names):

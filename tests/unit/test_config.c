@@ -413,6 +413,11 @@ test_errors(void **state)
 		    "integer 5000000000 does not fit in 32 bits; append L" },
 		{ "node_id = \"n\";\nmax_buffered = 0x100000000;\n", 2,
 		    "integer 0x100000000 does not fit in 32 bits" },
+		{ "node_id = \"n\";\nmax_payload = 99999999999999999999;\n", 2,
+		    "integer 99999999999999999999 does not fit in 64 bits" },
+		{ "node_id = \"n\";\n\npeers = ( { name = \"a\";"
+		    " address = \"h:1\"; rate_limit = -3000000000; } );\n", 3,
+		    "integer -3000000000 does not fit in 32 bits" },
 		{ "node_id = \"n\";\nmax_payload = 99999999999999999999L;\n", 2,
 		    "integer 99999999999999999999L does not fit in 64 bits" },
 		{ "node_id = \"n\";\nstream_inactivity_timeout = 0.09;\n", 2,

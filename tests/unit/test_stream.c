@@ -14,6 +14,7 @@
 
 struct wake_count {
 	unsigned int	 calls;
+	unsigned int	 max_calls;	/* 0: no limit */
 	unsigned int	 max_waiters;
 	int		 resubscribe;
 	int		 cancel;
@@ -67,6 +68,8 @@ on_wake(struct stream_reader *r, void *arg)
 
 	assert_false(stream_waiting(r));
 	w->calls++;
+	if (w->max_calls != 0)
+		assert_true(w->calls <= w->max_calls);
 	w->drained += stream_read(r, tmp, sizeof(tmp));
 	if (w->cancel)
 		stream_cancel(r);
@@ -235,6 +238,7 @@ test_wait_wake_100k_cycles_keep_one_waiter(void **state)
 
 	(void)state;
 	w.resubscribe = 1;
+	w.max_calls = cycles;
 	assert_non_null(b = stream_buf_new(cycles, 0));
 	assert_non_null(r = stream_reader_new(b));
 	for (i = 0; i < cycles; i++) {
@@ -303,6 +307,7 @@ test_wake_is_once_per_event_and_callback_may_cancel(void **state)
 
 	(void)state;
 	wr.resubscribe = 1;
+	wr.max_calls = 2;
 	wf.cancel = 1;
 	assert_non_null(b = stream_buf_new(sizeof(data), 0));
 	assert_non_null(r = stream_reader_new(b));

@@ -328,6 +328,20 @@ test_golden(void **state)
 		0x1b, 0x16, 0x1e, 0x5c, 0x1f, 0xa7, 0x42, 0x5e,
 		0x73, 0x04, 0x33, 0x62, 0x93, 0x8b, 0x98, 0x24,
 	};
+	static const uint8_t	result[] = {
+		0x00, 0x00, 0x00, 0x48, 0x06, 0x00, 0x00, 0x00,
+		0x00, 0x00, 0x00, 0x01, 0x00, 0x02,
+		0x02, 0x00, 0x06, 0, 0, 0, 0, 0, 0, 0, 5,
+		0, 0, 0, 0, 0, 0, 0, 1, 0, 0, 0, 0, 0, 0, 0, 2,
+		0x00, 0x00, 'r', 'e', 'l', 'a', 'y', '2',
+		0x01, 0x01, 0x06, 0, 0, 0, 0, 0, 0, 0, 5,
+		0, 0, 0, 0, 0, 0, 0, 3, 0, 0, 0, 0, 0, 0, 0, 4,
+		0x00, 0x00, 'r', 'e', 'l', 'a', 'y', '3',
+	};
+	const struct wire_entry	e[2] = {
+		{ WIRE_RES_FORWARDED, 0, 6, 5, 1, 2, 0, "relay2", NULL },
+		{ WIRE_RES_STORED, 1, 6, 5, 3, 4, 0, "relay3", NULL },
+	};
 	struct wire_hello	h = { 0 };
 	struct wire_put		p = { 0 };
 	struct wire_frame	f;
@@ -335,6 +349,10 @@ test_golden(void **state)
 	int			n;
 
 	(void)state;
+	n = wire_enc_result(buf, sizeof(buf), 1, e, 2);
+	assert_int_equal(n, sizeof(result));
+	assert_memory_equal(buf, result, sizeof(result));
+
 	h.conn_window = 4 << 20;
 	h.stream_window = 1 << 20;
 	h.node = "relay1";
@@ -393,7 +411,8 @@ struct bad_case {
 #define B(s)		s, sizeof(s) - 1, sizeof(s) - 1
 #define P(s, n)		s, sizeof(s) - 1, n
 #define Z(n)		NULL, 0, n
-#define HELLO_PFX	"RLYD\x00\x01\x00\x00" "\x00\x01\x00\x00" "\x00\x01\x00\x00"
+#define HELLO_PFX	"RLYD\x00\x01\x00\x00" \
+			"\x00\x01\x00\x00" "\x00\x01\x00\x00"
 #define PUT_PFX		"0123456789abcdef" "\x08\x00"
 #define PUT_TAIL	"\0\0\0\0\0\0\0\x05" \
 			"SHA256-SHA256-SHA256-SHA256-SHA2"
