@@ -58,7 +58,16 @@ struct instream {
 	struct session		*sess;
 	int64_t			 window;	/* bytes the sender may send */
 	uint64_t		 credit_pending;
+	TAILQ_ENTRY(instream)	 starved_entry;	/* waits for memory */
+	int			 starved;
 };
+
+/*
+ * Streams whose credit is held back because the daemon holds max_buffered
+ * bytes: at the limit relayd stops granting credit instead of growing.
+ */
+static TAILQ_HEAD(, instream)	starved = TAILQ_HEAD_INITIALIZER(starved);
+static struct event		*starved_ev;
 
 LIST_HEAD(instream_head, instream);
 LIST_HEAD(pipe_head, pipe);
@@ -504,6 +513,11 @@ instream_free(struct instream *in)
 {
 	struct peer *p = in->peer;
 
+	if (in->starved) {
+		TAILQ_REMOVE(&starved, in, starved_entry);
+		in->starved = 0;
+	}
+
 	if (p != NULL) {
 		LIST_REMOVE(in, hentry);
 		p->nin--;
@@ -568,6 +582,60 @@ instream_abort(void *up, struct session *s, uint16_t code, const char *msg)
 	instream_free(in);
 }
 
+static int
+peer_over_memory(void)
+{
+	return stream_total_held() >= env->conf->max_buffered;
+}
+
+static void
+instream_grant(struct instream *in)
+{
+	struct peer *p = in->peer;
+	struct timeval tv = { 0, 100000 };
+
+	if (p == NULL || in->credit_pending == 0)
+		return;
+	if (peer_over_memory()) {
+		if (!in->starved) {
+			TAILQ_INSERT_TAIL(&starved, in, starved_entry);
+			in->starved = 1;
+		}
+		/* Also retried on a timer: the memory may free elsewhere. */
+		if (starved_ev != NULL && !evtimer_pending(starved_ev, NULL))
+			evtimer_add(starved_ev, &tv);
+		return;
+	}
+	peer_send_credit(p, in->id, in->credit_pending);
+	in->window += in->credit_pending;
+	in->credit_pending = 0;
+}
+
+static void
+peer_starved_retry(void)
+{
+	struct instream *in;
+
+	while ((in = TAILQ_FIRST(&starved)) != NULL && !peer_over_memory()) {
+		TAILQ_REMOVE(&starved, in, starved_entry);
+		in->starved = 0;
+		instream_grant(in);
+	}
+}
+
+static void
+peer_starved_cb(evutil_socket_t fd, short ev, void *arg)
+{
+	(void)fd;
+	(void)ev;
+	(void)arg;
+	peer_starved_retry();
+	if (!TAILQ_EMPTY(&starved)) {
+		struct timeval tv = { 0, 100000 };
+		evtimer_add(starved_ev, &tv);
+	}
+}
+
 static void
 instream_credit(void *up, struct session *s, uint64_t bytes)
 {
@@ -579,11 +647,10 @@ instream_credit(void *up, struct session *s, uint64_t bytes)
 		return;
 	in->credit_pending += bytes;
 	/* Batch credit: a quarter window at a time keeps frames few. */
-	if (in->credit_pending >= p->stream_window / 4) {
-		peer_send_credit(p, in->id, in->credit_pending);
-		in->window += in->credit_pending;
-		in->credit_pending = 0;
-	}
+	if (in->credit_pending >= p->stream_window / 4 && !in->starved)
+		instream_grant(in);
+	if (!TAILQ_EMPTY(&starved))
+		peer_starved_retry();
 }
 
 static const struct session_upstream_ops instream_ops = {
@@ -924,6 +991,8 @@ peer_drop_streams(struct peer *p, const char *why)
 			LIST_REMOVE(in, hentry);
 			in->peer = NULL;
 			s = in->sess;
+			if (in->starved)
+				TAILQ_REMOVE(&starved, in, starved_entry);
 			free(in);
 			session_upstream_lost(s, msg);
 		}
@@ -1259,6 +1328,9 @@ peer_start_outbound(void)
 	struct peer *p;
 	unsigned int i;
 
+	if (starved_ev == NULL &&
+	    (starved_ev = evtimer_new(env->base, peer_starved_cb, NULL)) == NULL)
+		fatalx("out of memory");
 	for (i = 0; i < c->npeers; i++) {
 		if (peer_find_outbound(c->peers[i].name) != NULL)
 			continue;
@@ -1305,6 +1377,10 @@ peer_free_all(void)
 {
 	struct peer *p;
 
+	if (starved_ev != NULL) {
+		event_free(starved_ev);
+		starved_ev = NULL;
+	}
 	while ((p = TAILQ_FIRST(&env->peers)) != NULL) {
 		p->state = PEER_CLOSING;
 		peer_drop_streams(p, "shutting down");
