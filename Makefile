@@ -79,6 +79,9 @@ check: deps
 demo: deps all
 	sh scripts/demo
 
+bench: deps all
+	/usr/bin/python3 scripts/bench $(BENCH_ARGS)
+
 clean:
 	rm -rf build build-san build-fuzz
 
