@@ -61,28 +61,36 @@ $(BUILD)/test_%: $(BUILD)/test_%.o $$(addprefix $(BUILD)/,$$(addsuffix .o,$$(tes
 unit: $(UNIT_BINS)
 	@set -e; for t in $(UNIT_BINS); do echo "== $$t"; $$t; done
 
-deps:
-	sh scripts/deps
+# The unit tests again under valgrind's memcheck: no errors, no leaks.
+valgrind: $(UNIT_BINS)
+	@set -e; for t in $(UNIT_BINS); do echo "== valgrind $$t"; \
+	    valgrind -q --leak-check=full --errors-for-leak-kinds=definite \
+	    --error-exitcode=9 $$t >/dev/null; done
 
-system: all
-	cd tests/system && RELAYD_BUILD=$(abspath $(BUILD)) \
-	    /usr/bin/python3 -m pytest -q -x --timeout-method=signal $(PYTEST_ARGS) .
+# libFuzzer targets (clang 14), each run for FUZZ_SECONDS on its corpus.
+FUZZ_SECONDS	?= 10
+FUZZ_CC		 = clang
+FUZZ_FLAGS	 = -g -O1 -fsanitize=fuzzer,address,undefined -Isrc
+FUZZ_BUILD	 = build-fuzz
+fuzz_wire_SRCS	 = src/wire.c
+fuzz_config_SRCS = src/config.c src/log.c
+FUZZ_TARGETS	 = wire config
 
-# The whole suite: deps, a warning-free build, unit and system tests, then
-# the same again on an ASan+UBSan build.
-check: deps
-	$(MAKE) all unit
-	$(MAKE) system
-	$(MAKE) BUILD=build-san SAN=1 all unit
-	$(MAKE) BUILD=build-san SAN=1 system
+$(FUZZ_BUILD)/fuzz_%: tests/fuzz/fuzz_%.c src/*.c src/*.h
+	mkdir -p $(FUZZ_BUILD)
+	$(FUZZ_CC) $(FUZZ_FLAGS) $(PKG_CFLAGS) -o $@ $< $(fuzz_$*_SRCS) \
+	    $(PKG_LIBS)
 
-demo: deps all
-	sh scripts/demo
+fuzz: $(FUZZ_TARGETS:%=$(FUZZ_BUILD)/fuzz_%)
+	@set -e; for t in $(FUZZ_TARGETS); do \
+	    echo "== fuzz_$$t for $(FUZZ_SECONDS) s"; \
+	    rm -rf $(FUZZ_BUILD)/new_$$t; mkdir -p $(FUZZ_BUILD)/new_$$t; \
+	    if ! $(FUZZ_BUILD)/fuzz_$$t -max_total_time=$(FUZZ_SECONDS) \
+	        -artifact_prefix=$(FUZZ_BUILD)/ -print_final_stats=1 \
+	        $(FUZZ_BUILD)/new_$$t tests/fuzz/corpus/$$t \
+	        >$(FUZZ_BUILD)/fuzz_$$t.log 2>&1; then \
+	        tail -40 $(FUZZ_BUILD)/fuzz_$$t.log; exit 1; fi; \
+	    grep -E '^stat::number_of_executed_units' \
+	        $(FUZZ_BUILD)/fuzz_$$t.log; done
 
-bench: deps all
-	/usr/bin/python3 scripts/bench $(BENCH_ARGS)
-
-clean:
-	rm -rf build build-san build-fuzz
-
-.PHONY: all unit deps system check demo clean
+.PHONY: all unit valgrind fuzz deps system check demo bench clean
