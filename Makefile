@@ -93,4 +93,31 @@ fuzz: $(FUZZ_TARGETS:%=$(FUZZ_BUILD)/fuzz_%)
 	    grep -E '^stat::number_of_executed_units' \
 	        $(FUZZ_BUILD)/fuzz_$$t.log; done
 
+deps:
+	sh scripts/deps
+
+system: all
+	cd tests/system && RELAYD_BUILD=$(abspath $(BUILD)) \
+	    /usr/bin/python3 -m pytest -q -x --timeout-method=signal $(PYTEST_ARGS) .
+
+# The whole suite: deps, a warning-free build, unit tests (also under
+# valgrind), short fuzz runs, system tests, then the unit and system tests
+# again on an ASan+UBSan build.
+check: deps
+	$(MAKE) all unit
+	$(MAKE) valgrind
+	$(MAKE) fuzz FUZZ_SECONDS=5
+	$(MAKE) system
+	$(MAKE) BUILD=build-san SAN=1 all unit
+	$(MAKE) BUILD=build-san SAN=1 system
+
+demo: deps all
+	sh scripts/demo
+
+bench: deps all
+	/usr/bin/python3 scripts/bench $(BENCH_ARGS)
+
+clean:
+	rm -rf build build-san $(FUZZ_BUILD)
+
 .PHONY: all unit valgrind fuzz deps system check demo bench clean
