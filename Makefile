@@ -7,7 +7,7 @@ BUILD	?= build
 CC	?= cc
 SAN	?=
 
-PKGS	 = libevent libevent_pthreads libssl libcrypto libconfig libsystemd jansson
+PKGS	 = libevent libevent_pthreads libevent_openssl libssl libcrypto libconfig libsystemd jansson
 CFLAGS	?= -O2 -g
 # Reasons and node names are cut to fit wire limits on purpose, so
 # snprintf truncation is not an error.
@@ -24,7 +24,7 @@ PKG_LIBS	 = $(shell pkg-config --libs $(PKGS) 2>/dev/null)
 CMOCKA_LIBS	 = $(shell pkg-config --libs cmocka 2>/dev/null)
 
 # Daemon modules (everything but main).
-MODS	 = log wire stream store config route session pipe peer control
+MODS	 = log wire stream store config route tls session pipe peer control
 MOD_OBJS = $(MODS:%=$(BUILD)/%.o)
 
 UNIT_TESTS = test_wire test_stream test_store test_config test_route

@@ -13,6 +13,7 @@
 #include <fcntl.h>
 #include <inttypes.h>
 #include <libconfig.h>
+#include <limits.h>
 #include <stdarg.h>
 #include <stddef.h>
 #include <stdio.h>
@@ -30,6 +31,10 @@
 
 #define CONFIG_MAX_ERRORS	100
 
+#define CONFIG_TLS_ALLOW_MAX	64	/* entries in one allow list */
+#define CONFIG_CN_MAX		64	/* characters after "CN=" */
+#define CONFIG_SHA256_HEX	64
+
 struct config_error {
 	const char	*file;		/* ctx->path or libconfig's copy */
 	unsigned int	 line;
@@ -43,6 +48,8 @@ struct config_error {
  */
 struct config_ctx {
 	const char		*path;
+	char			*dir;		/* absolute directory of path */
+	int			 tls_seen;	/* top-level tls is set */
 	unsigned int		 nerr;
 	unsigned int		 nkept;
 	struct config_error	 errs[CONFIG_MAX_ERRORS];
@@ -74,6 +81,8 @@ static void	config_set_u32(struct config_ctx *, const struct config_opt *,
 		    const config_setting_t *);
 static void	config_set_secs(struct config_ctx *, const struct config_opt *,
 		    const config_setting_t *);
+static void	config_set_tls(struct config_ctx *, const struct config_opt *,
+		    const config_setting_t *);
 static void	config_set_peers(struct config_ctx *,
 		    const struct config_opt *, const config_setting_t *);
 static void	config_set_routes(struct config_ctx *,
@@ -82,7 +91,7 @@ static void	config_set_routes(struct config_ctx *,
 #define OFF(f)	offsetof(struct config, f)
 #define I64MAX	((uint64_t)INT64_MAX)
 
-/* Peers come before routes: routes name peers. */
+/* tls comes before peers (they inherit it), peers before routes. */
 static const struct config_opt config_opts[] = {
 	{ "node_id", config_set_node, 0, 0, 0, 0, 0 },
 	{ "listen", config_set_listen, 0, 0, 0, 0, 0 },
@@ -108,6 +117,7 @@ static const struct config_opt config_opts[] = {
 	    1, 1048576, 0, 0 },
 	{ "max_buffered", config_set_u64, OFF(max_buffered),
 	    65536, I64MAX, 0, 0 },
+	{ "tls", config_set_tls, 0, 0, 0, 0, 0 },
 	{ "peers", config_set_peers, 0, 0, 0, 0, 0 },
 	{ "routes", config_set_routes, 0, 0, 0, 0, 0 },
 };
@@ -524,11 +534,314 @@ config_unknown_members(struct config_ctx *ctx, const config_setting_t *g,
 }
 
 static void
+config_tls_free(struct tls_conf *t)
+{
+	unsigned int	 i;
+
+	free(t->ca);
+	free(t->cert);
+	free(t->key);
+	for (i = 0; t->allow != NULL && i < t->nallow; i++)
+		free(t->allow[i]);
+	free(t->allow);
+	memset(t, 0, sizeof(*t));
+}
+
+/* Each peer owns its tls_conf, so an inherited one is a deep copy. */
+static int
+config_tls_copy(struct tls_conf *dst, const struct tls_conf *src)
+{
+	unsigned int	 i;
+
+	memset(dst, 0, sizeof(*dst));
+	dst->enabled = src->enabled;
+	dst->line = src->line;
+	if ((src->ca != NULL && (dst->ca = strdup(src->ca)) == NULL) ||
+	    (src->cert != NULL && (dst->cert = strdup(src->cert)) == NULL) ||
+	    (src->key != NULL && (dst->key = strdup(src->key)) == NULL))
+		goto fail;
+	if (src->nallow == 0)
+		return 0;
+	if ((dst->allow = calloc(src->nallow, sizeof(*dst->allow))) == NULL)
+		goto fail;
+	for (i = 0; i < src->nallow; i++) {
+		if ((dst->allow[i] = strdup(src->allow[i])) == NULL)
+			goto fail;
+		dst->nallow++;
+	}
+	return 0;
+ fail:
+	config_tls_free(dst);
+	return -1;
+}
+
+/* dir "/" the first len bytes of rel, newly allocated. */
+static char *
+config_join(const char *dir, const char *rel, size_t len)
+{
+	size_t	 dlen = strlen(dir);
+	char	*p;
+
+	if (dlen > 0 && dir[dlen - 1] == '/')
+		dlen--;
+	if ((p = malloc(dlen + 1 + len + 1)) == NULL)
+		return NULL;
+	memcpy(p, dir, dlen);
+	p[dlen] = '/';
+	memcpy(p + dlen + 1, rel, len);
+	p[dlen + 1 + len] = '\0';
+	return p;
+}
+
+/*
+ * The absolute directory of the config file, so that TLS paths still
+ * name the same files after the daemon changes directory.
+ */
+static char *
+config_dir(const char *path)
+{
+	const char	*slash = strrchr(path, '/');
+	char		 cwd[PATH_MAX];
+
+	if (slash == path)
+		return strdup("/");
+	if (path[0] == '/')
+		return strndup(path, slash - path);
+	if (getcwd(cwd, sizeof(cwd)) == NULL)
+		return slash == NULL ? strdup(".") :
+		    strndup(path, slash - path);
+	if (slash == NULL)
+		return strdup(cwd);
+	return config_join(cwd, path, slash - path);
+}
+
+/* Exists, is readable by this process, and is not a directory. */
+static int
+config_readable(const char *path)
+{
+	struct stat	 st;
+
+	if (access(path, R_OK) == -1 || stat(path, &st) == -1)
+		return -1;
+	if (S_ISDIR(st.st_mode)) {
+		errno = EISDIR;
+		return -1;
+	}
+	return 0;
+}
+
+/* ca, cert or key of the tls group g, resolved and checked. */
+static void
+config_tls_path(struct config_ctx *ctx, const config_setting_t *g,
+    const char *what, const char *name, char **dst)
+{
+	const config_setting_t	*s;
+	const char		*v;
+	char			 sub[96];
+
+	snprintf(sub, sizeof(sub), "%s.%s", what, name);
+	if ((s = config_setting_get_member(g, name)) == NULL) {
+		config_err(ctx, g, "%s: missing (required)", sub);
+		return;
+	}
+	if ((v = config_str(ctx, s, sub)) == NULL)
+		return;
+	if (*v == '\0') {
+		config_err(ctx, s, "%s: empty path", sub);
+		return;
+	}
+	*dst = v[0] == '/' ? strdup(v) : config_join(ctx->dir, v, strlen(v));
+	if (*dst == NULL) {
+		config_err(ctx, s, "%s: out of memory", sub);
+		return;
+	}
+	if (strlen(*dst) >= PATH_MAX) {
+		config_err(ctx, s, "%s: path longer than %d bytes", sub,
+		    PATH_MAX - 1);
+		return;
+	}
+	if (config_readable(*dst) == -1)
+		config_err(ctx, s, "%s: cannot read %s %s: %s", what, name, *dst,
+		    strerror(errno));
+}
+
+/*
+ * "sha256:" then 32 bytes in hex, any case, optionally ':' between byte
+ * pairs; written to out as "sha256:" and 64 lower-case hex digits.
+ */
+static int
+config_fingerprint(const char *h, char *out, size_t outlen)
+{
+	char	 hex[CONFIG_SHA256_HEX + 1];
+	size_t	 n = 0;
+
+	while (*h != '\0') {
+		if (n == CONFIG_SHA256_HEX || !isxdigit((unsigned char)h[0]) ||
+		    !isxdigit((unsigned char)h[1]))
+			return -1;
+		hex[n++] = tolower((unsigned char)h[0]);
+		hex[n++] = tolower((unsigned char)h[1]);
+		h += 2;
+		if (*h != ':')
+			continue;
+		/* A separator only between two byte pairs. */
+		if (n == CONFIG_SHA256_HEX || h[1] == '\0')
+			return -1;
+		h++;
+	}
+	if (n != CONFIG_SHA256_HEX)
+		return -1;
+	hex[n] = '\0';
+	snprintf(out, outlen, "sha256:%s", hex);
+	return 0;
+}
+
+/* One allow entry, checked and normalised into out. */
+static int
+config_allow_entry(const char *v, char *out, size_t outlen)
+{
+	size_t	 i, len;
+
+	if (strncmp(v, "sha256:", 7) == 0)
+		return config_fingerprint(v + 7, out, outlen);
+	if (strncmp(v, "CN=", 3) != 0)
+		return -1;
+	len = strlen(v + 3);
+	if (len == 0 || len > CONFIG_CN_MAX || len + 4 > outlen)
+		return -1;
+	for (i = 0; i < len; i++)
+		if (!isprint((unsigned char)v[3 + i]))
+			return -1;
+	memcpy(out, v, len + 4);
+	return 0;
+}
+
+/* v fit for an error message: non-printable bytes as '?', cut short. */
+static const char *
+config_printable(const char *v, char *buf, size_t len)
+{
+	size_t	 i;
+
+	for (i = 0; i + 1 < len && v[i] != '\0'; i++)
+		buf[i] = isprint((unsigned char)v[i]) ? v[i] : '?';
+	buf[i] = '\0';
+	if (v[i] != '\0' && i >= 3)
+		memcpy(buf + i - 3, "...", 3);
+	return buf;
+}
+
+static void
+config_tls_allow(struct config_ctx *ctx, const config_setting_t *s,
+    const char *what, struct tls_conf *t)
+{
+	const config_setting_t	*e;
+	const char		*v;
+	char			 sub[96], norm[80], shown[84];
+	unsigned int		 i, n;
+
+	snprintf(sub, sizeof(sub), "%s.allow", what);
+	if (config_setting_type(s) != CONFIG_TYPE_ARRAY &&
+	    config_setting_type(s) != CONFIG_TYPE_LIST) {
+		config_err(ctx, s, "%s: expected an array of strings, got %s",
+		    sub, config_type_name(s));
+		return;
+	}
+	if ((n = config_setting_length(s)) > CONFIG_TLS_ALLOW_MAX) {
+		config_err(ctx, s, "%s: %u entries, at most %d allowed", sub, n,
+		    CONFIG_TLS_ALLOW_MAX);
+		return;
+	}
+	if (n == 0)
+		return;
+	if ((t->allow = calloc(n, sizeof(*t->allow))) == NULL) {
+		config_err(ctx, s, "%s: out of memory", sub);
+		return;
+	}
+	for (i = 0; i < n; i++) {
+		e = config_setting_get_elem(s, i);
+		snprintf(sub, sizeof(sub), "%s.allow[%u]", what, i);
+		if ((v = config_str(ctx, e, sub)) == NULL)
+			continue;
+		if (config_allow_entry(v, norm, sizeof(norm)) == -1)
+			config_err(ctx, e, "%s: bad entry \"%s\": expected "
+			    "\"CN=<1..%d printable characters>\" or "
+			    "\"sha256:<64 hex digits>\"", sub,
+			    config_printable(v, shown, sizeof(shown)),
+			    CONFIG_CN_MAX);
+		else if ((t->allow[t->nallow] = strdup(norm)) == NULL)
+			config_err(ctx, e, "%s: out of memory", sub);
+		else
+			t->nallow++;
+	}
+}
+
+/* A tls setting, top-level or a peer's: false, or a group. */
+static void
+config_tls_parse(struct config_ctx *ctx, const config_setting_t *s,
+    const char *what, struct tls_conf *t)
+{
+	static const char *const known[] = { "ca", "cert", "key", "allow",
+	    NULL };
+	const config_setting_t	*a;
+
+	t->line = config_setting_source_line(s);
+	switch (config_setting_type(s)) {
+	case CONFIG_TYPE_BOOL:
+		if (config_setting_get_bool(s))
+			config_err(ctx, s, "%s = true needs a group with ca, "
+			    "cert and key", what);
+		return;
+	case CONFIG_TYPE_GROUP:
+		break;
+	default:
+		config_err(ctx, s, "%s: expected a group { ca = ...; cert = "
+		    "...; key = ...; } or false, got %s", what,
+		    config_type_name(s));
+		return;
+	}
+	t->enabled = 1;
+	config_unknown_members(ctx, s, what, known);
+	config_tls_path(ctx, s, what, "ca", &t->ca);
+	config_tls_path(ctx, s, what, "cert", &t->cert);
+	config_tls_path(ctx, s, what, "key", &t->key);
+	if ((a = config_setting_get_member(s, "allow")) != NULL)
+		config_tls_allow(ctx, a, what, t);
+}
+
+static void
+config_set_tls(struct config_ctx *ctx, const struct config_opt *o,
+    const config_setting_t *s)
+{
+	ctx->tls_seen = 1;
+	config_tls_parse(ctx, s, o->name, &ctx->cf->tls);
+}
+
+/* A peer's own tls, or a copy of the top-level one. */
+static void
+config_peer_tls(struct config_ctx *ctx, const config_setting_t *g,
+    unsigned int i, struct peer_conf *p)
+{
+	const config_setting_t	*s;
+	char			 what[64];
+
+	snprintf(what, sizeof(what), "peers[%u]", i);
+	if ((s = config_setting_get_member(g, "tls")) != NULL) {
+		snprintf(what, sizeof(what), "peers[%u].tls", i);
+		config_tls_parse(ctx, s, what, &p->tls);
+	} else if (!ctx->tls_seen)
+		config_err(ctx, g, "peer %s needs tls = { ... } or tls = false "
+		    "(no top-level tls to inherit)", p->name[0] != '\0' ?
+		    p->name : what);
+	else if (config_tls_copy(&p->tls, &ctx->cf->tls) == -1)
+		config_err(ctx, g, "%s: out of memory", what);
+}
+
+static void
 config_peer_parse(struct config_ctx *ctx, const config_setting_t *g,
     unsigned int i, struct peer_conf *p)
 {
 	static const char *const known[] = { "name", "address", "rate_limit",
-	    NULL };
+	    "tls", NULL };
 	const config_setting_t	*s;
 	const char		*v, *why;
 	char			 what[64];
@@ -554,6 +867,7 @@ config_peer_parse(struct config_ctx *ctx, const config_setting_t *g,
 	snprintf(what, sizeof(what), "peers[%u].rate_limit", i);
 	if ((s = config_setting_get_member(g, "rate_limit")) != NULL)
 		config_int(ctx, s, what, 0, I64MAX, &p->rate_limit);
+	config_peer_tls(ctx, g, i, p);
 }
 
 static void
@@ -756,6 +1070,11 @@ config_root(struct config_ctx *ctx, const config_setting_t *root)
 		else if (config_opts[i].set == config_set_node)
 			config_err(ctx, NULL, "node_id: missing (required)");
 	}
+	/* Plaintext is an explicit choice, never a default. */
+	if (!ctx->tls_seen &&
+	    (s = config_setting_get_member(root, "listen")) != NULL)
+		config_err(ctx, s, "listener needs TLS material (tls = { ca; "
+		    "cert; key; }) or an explicit tls = false");
 }
 
 /* One numeric literal from config_scan_ints(). */
@@ -943,6 +1262,7 @@ config_free(struct config *cf)
 	for (i = 0; cf->peers != NULL && i < cf->npeers; i++) {
 		free(cf->peers[i].host);
 		free(cf->peers[i].port);
+		config_tls_free(&cf->peers[i].tls);
 	}
 	free(cf->peers);
 	for (i = 0; cf->routes != NULL && i < cf->nroutes; i++)
@@ -953,6 +1273,7 @@ config_free(struct config *cf)
 	free(cf->listen_port);
 	free(cf->control_socket);
 	free(cf->store_dir);
+	config_tls_free(&cf->tls);
 	free(cf);
 }
 
@@ -976,6 +1297,7 @@ config_load(const char *path, char *err, size_t errlen)
 	}
 	config_defaults(ctx.cf);
 	if ((ctx.cf->path = strdup(path)) == NULL ||
+	    (ctx.dir = config_dir(path)) == NULL ||
 	    ctx.cf->control_socket == NULL || ctx.cf->store_dir == NULL) {
 		config_err_line(&ctx, 0, "out of memory");
 		goto done;
@@ -995,6 +1317,7 @@ config_load(const char *path, char *err, size_t errlen)
  done:
 	/* Before config_destroy(): errors may point at its file names. */
 	config_errors_flush(&ctx, err, errlen);
+	free(ctx.dir);
 	free(buf);
 	config_destroy(&lc);
 	if (ctx.nerr > 0) {

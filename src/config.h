@@ -18,10 +18,18 @@
  *   stream_window = 1048576;            # bytes of credit per stream
  *   max_streams_per_peer = 1024;
  *   max_buffered = 268435456;           # bytes held by all streams
+ *   tls = {                             # the listener's TLS, and the
+ *     ca = "/etc/relayd/tls/ca.pem";    # default for outbound links
+ *     cert = "/etc/relayd/tls/relay.pem";
+ *     key = "/etc/relayd/tls/relay.key";
+ *     allow = [ "CN=relay2", "sha256:3A:...:9F" ];  # optional
+ *   };
+ *   # or: tls = false;                  # explicit plaintext opt-in
  *   peers = (
  *     { name = "relay2"; address = "127.0.0.1:7401";
- *       rate_limit = 0; }               # bytes/s sent to it, 0 = none
- *   );
+ *       rate_limit = 0;                 # bytes/s sent to it, 0 = none
+ *       tls = { ... } or tls = false; } # optional; default: the top
+ *   );                                  # level tls
  *   routes = (                          # longest matching prefix wins
  *     { prefix = "";                    # "" matches every key
  *       hops = [ "relay2" ];            # peer names; may be empty
@@ -47,8 +55,28 @@ enum route_mode {
 	ROUTE_FAILOVER = 1,
 };
 
+/*
+ * TLS settings of the listener or of one outbound link.  enabled = 0 only
+ * when the config says `tls = false`.  Paths are as written in the file
+ * (resolved relative to the config file's directory if not absolute).
+ * allow[] entries are "CN=<common name>" or "sha256:<hex fingerprint of
+ * the DER certificate>" (colons optional, any case); none = any
+ * certificate signed by the CA.  line is where the setting is, for errors
+ * found later (by tls.c).
+ */
+struct tls_conf {
+	int		 enabled;
+	char		*ca;
+	char		*cert;
+	char		*key;
+	unsigned int	 nallow;
+	char		**allow;
+	int		 line;
+};
+
 struct peer_conf {
 	char		 name[CONFIG_NAME_MAX + 1];
+	struct tls_conf	 tls;		/* resolved: inherits the top level */
 	char		*host;		/* numeric address or name */
 	char		*port;
 	uint64_t	 rate_limit;	/* bytes/s, 0 = unlimited */
@@ -70,6 +98,7 @@ struct config {
 	char		 node_id[CONFIG_NAME_MAX + 1];
 	char		*listen_host;	/* NULL: no listener */
 	char		*listen_port;
+	struct tls_conf	 tls;		/* listener, and default for peers */
 	char		*control_socket;
 	char		*store_dir;
 	uint64_t	 max_payload;

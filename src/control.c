@@ -333,7 +333,7 @@ ctl_cmd_put(struct ctl_client *c, json_t *req)
 static void
 ctl_cmd_status(struct ctl_client *c)
 {
-	json_t *o, *peers, *streams;
+	json_t *o, *peers, *streams, *tls;
 
 	peers = peer_json_all();
 	streams = session_json_all();
@@ -346,6 +346,9 @@ ctl_cmd_status(struct ctl_client *c)
 	    "puts_stored", (json_int_t)env->puts_stored,
 	    "puts_failed", (json_int_t)env->puts_failed,
 	    "peers", peers, "streams", streams);
+	tls = peer_tls_json();
+	json_object_update(o, tls);
+	json_decref(tls);
 	ctl_finish(c, o);
 }
 

@@ -14,9 +14,12 @@
 
 #include <event2/buffer.h>
 #include <event2/bufferevent.h>
+#include <event2/bufferevent_ssl.h>
 #include <event2/event.h>
 #include <event2/listener.h>
 #include <jansson.h>
+#include <openssl/err.h>
+#include <openssl/ssl.h>
 
 #include "config.h"
 #include "log.h"
@@ -25,6 +28,7 @@
 #include "relayd.h"
 #include "session.h"
 #include "stream.h"
+#include "tls.h"
 #include "wire.h"
 
 #define PEER_HASH	256
@@ -106,8 +110,18 @@ struct peer {
 	unsigned int		 backoff_ms;
 	uint64_t		 bytes_in;
 	uint64_t		 bytes_out;
-	uint64_t		 rate_limit;
-	struct ev_token_bucket_cfg *rl;
+	uint64_t		 rate_limit;	/* bytes/s out, 0 = none */
+	double			 rl_tokens;	/* may go negative: a debt */
+	double			 rl_last;
+	struct event		*rl_ev;
+	struct config		*conf;		/* generation of tls/ctx */
+	SSL_CTX			*ctx;		/* NULL: plaintext link */
+	const struct tls_conf	*tlsc;
+	int			 tls_pending;	/* TLS handshake under way */
+	char			 tls_version[16];
+	char			 tls_cipher[64];
+	char			 tls_subject[256];
+	char			 tls_fp[80];
 	uint32_t		 closed_ids[PEER_CLOSED_IDS];
 	unsigned int		 closed_pos;
 	char			 last_error[160];
@@ -115,6 +129,9 @@ struct peer {
 
 static struct evconnlistener	*peer_listener;
 static struct event		*peer_listen_retry;
+static SSL_CTX			*peer_server_ctx;
+static uint64_t			 peer_tls_handshakes;
+static uint64_t			 peer_tls_refused[TLS_REF_MAX];
 
 static void	peer_read_cb(struct bufferevent *, void *);
 static void	peer_write_cb(struct bufferevent *, void *);
@@ -218,8 +235,12 @@ peer_free(struct peer *p)
 {
 	if (p->bev != NULL)
 		bufferevent_free(p->bev);
-	if (p->rl != NULL)
-		ev_token_bucket_cfg_free(p->rl);
+	if (p->ctx != NULL)
+		SSL_CTX_free(p->ctx);
+	if (p->conf != NULL)
+		config_unref(p->conf);
+	if (p->rl_ev != NULL)
+		event_free(p->rl_ev);
 	event_free(p->flush_ev);
 	event_free(p->timer);
 	event_free(p->reap_ev);
@@ -234,8 +255,27 @@ static struct bufferevent *
 peer_transport_new(struct peer *p, evutil_socket_t fd)
 {
 	struct bufferevent *bev;
+	SSL *ssl;
 
-	bev = bufferevent_socket_new(env->base, fd, BEV_OPT_CLOSE_ON_FREE);
+	p->tls_pending = 0;
+	p->tls_version[0] = p->tls_cipher[0] = '\0';
+	p->tls_subject[0] = p->tls_fp[0] = '\0';
+	if (p->ctx != NULL) {
+		if ((ssl = SSL_new(p->ctx)) == NULL)
+			return NULL;
+		bev = bufferevent_openssl_socket_new(env->base, fd, ssl,
+		    p->outbound ? BUFFEREVENT_SSL_CONNECTING :
+		    BUFFEREVENT_SSL_ACCEPTING, BEV_OPT_CLOSE_ON_FREE);
+		if (bev == NULL) {
+			SSL_free(ssl);
+			return NULL;
+		}
+		/* A peer that just closes is an EOF, not an error. */
+		bufferevent_openssl_set_allow_dirty_shutdown(bev, 1);
+		p->tls_pending = 1;
+	} else
+		bev = bufferevent_socket_new(env->base, fd,
+		    BEV_OPT_CLOSE_ON_FREE);
 	if (bev == NULL)
 		return NULL;
 	bufferevent_setcb(bev, peer_read_cb, peer_write_cb, peer_event_cb, p);
@@ -243,18 +283,6 @@ peer_transport_new(struct peer *p, evutil_socket_t fd)
 	/* libevent's 16 KiB default costs a syscall per frame or less. */
 	bufferevent_set_max_single_read(bev, PEER_IO_MAX);
 	bufferevent_set_max_single_write(bev, PEER_IO_MAX);
-	if (p->rate_limit > 0) {
-		struct timeval tick = { 0, 100000 };
-		size_t per_tick = p->rate_limit / 10;
-
-		if (per_tick < 1)
-			per_tick = 1;
-		if (p->rl == NULL)
-			p->rl = ev_token_bucket_cfg_new(EV_RATE_LIMIT_MAX,
-			    EV_RATE_LIMIT_MAX, per_tick, per_tick, &tick);
-		if (p->rl != NULL)
-			bufferevent_set_rate_limit(bev, p->rl);
-	}
 	bufferevent_enable(bev, EV_READ | EV_WRITE);
 	return bev;
 }
@@ -396,12 +424,50 @@ peer_assign_id(struct peer *p, struct pipe *pp)
 	    hash_entry);
 }
 
+/*
+ * rate_limit: a token bucket in front of the scheduler (a tenth of a
+ * second of burst).  Returns 1 if the link may send now; otherwise arms
+ * the refill timer, which reschedules the flush.
+ */
+static int
+peer_rate_ok(struct peer *p)
+{
+	double now, burst, wait;
+	struct timeval tv;
+
+	if (p->rate_limit == 0)
+		return 1;
+	now = now_mono();
+	burst = p->rate_limit / 10.0;
+	p->rl_tokens += (now - p->rl_last) * p->rate_limit;
+	if (p->rl_tokens > burst)
+		p->rl_tokens = burst;
+	p->rl_last = now;
+	if (p->rl_tokens > 0)
+		return 1;
+	wait = -p->rl_tokens / p->rate_limit + 0.001;
+	if (p->rl_ev != NULL && !evtimer_pending(p->rl_ev, NULL)) {
+		secs_to_tv(wait, &tv);
+		evtimer_add(p->rl_ev, &tv);
+	}
+	return 0;
+}
+
+static void
+peer_rl_cb(evutil_socket_t fd, short ev, void *arg)
+{
+	(void)fd;
+	(void)ev;
+	peer_schedule(arg);
+}
+
 static void
 peer_flush_cb(evutil_socket_t fd, short ev, void *arg)
 {
 	struct peer *p = arg;
 	struct evbuffer *out;
 	struct pipe *pp;
+	size_t before;
 	int r, budget = 4096;
 
 	(void)fd;
@@ -410,11 +476,15 @@ peer_flush_cb(evutil_socket_t fd, short ev, void *arg)
 		return;
 	out = bufferevent_get_output(p->bev);
 	while ((pp = TAILQ_FIRST(&p->ready)) != NULL && budget-- > 0 &&
-	    evbuffer_get_length(out) < PEER_OUT_HIGH) {
+	    evbuffer_get_length(out) < PEER_OUT_HIGH && peer_rate_ok(p)) {
 		peer_dequeue(p, pp);
 		if (pp->state == PIPE_PENDING && pp->stream_id == 0)
 			peer_assign_id(p, pp);
+		before = evbuffer_get_length(out);
 		r = pipe_send_one(pp);
+		if (p->rate_limit > 0 && p->bev != NULL)
+			p->rl_tokens -= (double)evbuffer_get_length(out) -
+			    (double)before;
 		if (r == 1 && pp->queued == PQ_NONE && pp->peer == p) {
 			TAILQ_INSERT_TAIL(&p->ready, pp, ready_entry);
 			pp->queued = PQ_READY;
@@ -422,9 +492,11 @@ peer_flush_cb(evutil_socket_t fd, short ev, void *arg)
 		if (p->state != PEER_UP)
 			return;
 	}
-	/* More left: the write callback (low watermark) or budget resumes. */
+	/* More left: the write callback (low watermark), the rate timer or
+	 * the budget resumes. */
 	if (!TAILQ_EMPTY(&p->ready) && evbuffer_get_length(out) <
-	    PEER_OUT_HIGH)
+	    PEER_OUT_HIGH && (p->rl_ev == NULL ||
+	    !evtimer_pending(p->rl_ev, NULL)))
 		event_active(p->flush_ev, 0, 0);
 }
 
@@ -1089,6 +1161,53 @@ peer_send_hello(struct peer *p)
 }
 
 static void
+peer_tls_refuse(struct peer *p, enum tls_refusal r, const char *why)
+{
+	peer_tls_refused[r]++;
+	log_warnx("peer=%s addr=%s tls handshake refused reason=\"%s\"",
+	    p->name, p->addr, why);
+	p->tls_pending = 0;
+	peer_drop(p, why);
+}
+
+static void
+peer_tls_refused_event(struct peer *p, unsigned long err)
+{
+	SSL *ssl = bufferevent_openssl_get_ssl(p->bev);
+	enum tls_refusal r;
+	char why[320];
+
+	r = tls_classify(ssl, err, why, sizeof(why));
+	ERR_clear_error();
+	peer_tls_refuse(p, r, why);
+}
+
+/* The TLS handshake is done: check the identity, note what was agreed. */
+static int
+peer_tls_established(struct peer *p)
+{
+	SSL *ssl = bufferevent_openssl_get_ssl(p->bev);
+	char why[320];
+
+	if (tls_check_allowed(ssl, p->tlsc, why, sizeof(why)) == -1) {
+		peer_tls_refuse(p, TLS_REF_NOT_ALLOWED, why);
+		return -1;
+	}
+	p->tls_pending = 0;
+	peer_tls_handshakes++;
+	snprintf(p->tls_version, sizeof(p->tls_version), "%s",
+	    SSL_get_version(ssl));
+	snprintf(p->tls_cipher, sizeof(p->tls_cipher), "%s",
+	    SSL_get_cipher_name(ssl));
+	tls_peer_identity(ssl, p->tls_fp, sizeof(p->tls_fp), p->tls_subject,
+	    sizeof(p->tls_subject));
+	log_info("peer=%s addr=%s tls=%s cipher=%s subject=\"%s\" "
+	    "fingerprint=%s", p->name, p->addr, p->tls_version,
+	    p->tls_cipher, p->tls_subject, p->tls_fp);
+	return 0;
+}
+
+static void
 peer_event_cb(struct bufferevent *bev, short what, void *arg)
 {
 	struct peer *p = arg;
@@ -1097,7 +1216,14 @@ peer_event_cb(struct bufferevent *bev, short what, void *arg)
 
 	if (what & BEV_EVENT_CONNECTED) {
 		peer_set_nodelay(bufferevent_getfd(bev));
+		if (p->tls_pending && peer_tls_established(p) == -1)
+			return;
 		peer_send_hello(p);
+		return;
+	}
+	if (p->tls_pending) {
+		peer_tls_refused_event(p, (what & BEV_EVENT_ERROR) ?
+		    bufferevent_get_openssl_error(bev) : 0);
 		return;
 	}
 	if (what & BEV_EVENT_EOF)
@@ -1139,7 +1265,8 @@ peer_connect(struct peer *p)
 		goto fail;
 	}
 	freeaddrinfo(res);
-	peer_arm(p, env->conf->connect_timeout);
+	peer_arm(p, env->conf->connect_timeout +
+	    (p->ctx != NULL ? env->conf->handshake_timeout : 0));
 	return;
  fail:
 	if (res != NULL)
@@ -1162,7 +1289,11 @@ peer_timer_cb(evutil_socket_t fd, short ev, void *arg)
 			peer_connect(p);
 		break;
 	case PEER_CONNECTING:
-		peer_drop(p, "connect timeout");
+		if (p->tls_pending && !p->outbound)
+			peer_tls_refuse(p, TLS_REF_TIMEOUT, "handshake timeout "
+			    "(no TLS handshake within handshake_timeout)");
+		else
+			peer_drop(p, "connect timeout");
 		break;
 	case PEER_HANDSHAKE:
 		peer_drop(p, "handshake timeout");
@@ -1236,6 +1367,13 @@ peer_accept_cb(struct evconnlistener *l, evutil_socket_t fd,
 	}
 	peer_format_addr(sa, p->addr, sizeof(p->addr));
 	snprintf(p->name, sizeof(p->name), "%s", p->addr);
+	p->conf = env->conf;
+	config_ref(p->conf);
+	p->tlsc = &p->conf->tls;
+	if (peer_server_ctx != NULL) {
+		SSL_CTX_up_ref(peer_server_ctx);
+		p->ctx = peer_server_ctx;
+	}
 	if ((p->bev = peer_transport_new(p, fd)) == NULL) {
 		close(fd);
 		TAILQ_REMOVE(&env->peers, p, entry);
@@ -1244,6 +1382,12 @@ peer_accept_cb(struct evconnlistener *l, evutil_socket_t fd,
 	}
 	peer_set_nodelay(fd);
 	log_debug("peer=%s accepted", p->addr);
+	if (p->tls_pending) {
+		p->state = PEER_CONNECTING;
+		p->state_since = now_mono();
+		peer_arm(p, env->conf->handshake_timeout);
+		return;
+	}
 	peer_send_hello(p);
 }
 
@@ -1282,6 +1426,10 @@ peer_listen(const char *host, const char *port, int fd, char *err,
 	    LEV_OPT_CLOSE_ON_EXEC;
 	int r;
 
+	if (env->conf->tls.enabled && peer_server_ctx == NULL &&
+	    (peer_server_ctx = tls_ctx_new(&env->conf->tls, 1,
+	    env->conf->path, err, errlen)) == NULL)
+		return -1;
 	if (fd >= 0) {
 		evutil_make_socket_nonblocking(fd);
 		peer_listener = evconnlistener_new(env->base, peer_accept_cb,
@@ -1319,6 +1467,9 @@ peer_listen_close(void)
 	if (peer_listen_retry != NULL)
 		event_free(peer_listen_retry);
 	peer_listen_retry = NULL;
+	if (peer_server_ctx != NULL)
+		SSL_CTX_free(peer_server_ctx);
+	peer_server_ctx = NULL;
 }
 
 void
@@ -1327,6 +1478,7 @@ peer_start_outbound(void)
 	const struct config *c = env->conf;
 	struct peer *p;
 	unsigned int i;
+	char err[512];
 
 	if (starved_ev == NULL &&
 	    (starved_ev = evtimer_new(env->base, peer_starved_cb, NULL)) == NULL)
@@ -1342,6 +1494,16 @@ peer_start_outbound(void)
 			fatalx("out of memory");
 		snprintf(p->addr, sizeof(p->addr), "%s:%s", p->host, p->port);
 		p->rate_limit = c->peers[i].rate_limit;
+		if (p->rate_limit > 0 && (p->rl_ev = evtimer_new(env->base,
+		    peer_rl_cb, p)) == NULL)
+			fatalx("out of memory");
+		p->rl_last = now_mono();
+		p->conf = env->conf;
+		config_ref(p->conf);
+		p->tlsc = &p->conf->peers[i].tls;
+		if (p->tlsc->enabled && (p->ctx = tls_ctx_new(p->tlsc, 0,
+		    c->path, err, sizeof(err))) == NULL)
+			fatalx("%s", err);
 		peer_connect(p);
 	}
 }
@@ -1358,9 +1520,28 @@ peer_find_outbound(const char *name)
 }
 
 json_t *
+peer_tls_json(void)
+{
+	json_t *o = json_object();
+	int i;
+
+	for (i = 0; i < TLS_REF_MAX; i++)
+		json_object_set_new(o, tls_refusal_name(i),
+		    json_integer(peer_tls_refused[i]));
+	return json_pack("{s:I,s:o}", "tls_handshakes",
+	    (json_int_t)peer_tls_handshakes, "tls_refused", o);
+}
+
+json_t *
 peer_json(const struct peer *p)
 {
-	return json_pack("{s:s,s:s,s:s,s:s,s:i,s:i,s:I,s:I,s:I,s:f,s:s}",
+	json_t *tls = json_null();
+
+	if (p->tls_version[0] != '\0')
+		tls = json_pack("{s:s,s:s,s:s,s:s}", "version", p->tls_version,
+		    "cipher", p->tls_cipher, "subject", p->tls_subject,
+		    "fingerprint", p->tls_fp);
+	return json_pack("{s:s,s:s,s:s,s:s,s:i,s:i,s:I,s:I,s:I,s:f,s:s,s:o}",
 	    "name", p->name, "address", p->addr,
 	    "direction", p->outbound ? "out" : "in",
 	    "state", peer_state_name(p->state),
@@ -1369,7 +1550,7 @@ peer_json(const struct peer *p)
 	    "bytes_out", (json_int_t)p->bytes_out,
 	    "send_credit", (json_int_t)p->conn_credit,
 	    "state_s", now_mono() - p->state_since,
-	    "last_error", p->last_error);
+	    "last_error", p->last_error, "tls", tls);
 }
 
 void

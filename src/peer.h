@@ -51,6 +51,8 @@ int		 peer_send_data(struct peer *, uint32_t stream,
 uint32_t	 peer_remote_stream_window(const struct peer *);
 
 struct json_t	*peer_json(const struct peer *);
+/* {"tls_handshakes": N, "tls_refused": {reason: count}} */
+struct json_t	*peer_tls_json(void);
 /* An array with every peer's object. */
 struct json_t	*peer_json_all(void);
 void		 peer_free_all(void);

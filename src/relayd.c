@@ -23,6 +23,7 @@
 #include "route.h"
 #include "session.h"
 #include "store.h"
+#include "tls.h"
 
 #define RELAYD_CONF	"/etc/relayd/relayd.conf"
 #define SEEN_MAX	(1024 * 1024)
@@ -215,6 +216,13 @@ main(int argc, char *argv[])
 			fputc('\n', stderr);
 		fprintf(stderr, "relayd: configuration %s is not valid\n",
 		    conffile);
+		return 1;
+	}
+	if (tls_check_config(env->conf, err, sizeof(err)) == -1) {
+		fprintf(stderr, "%s\n", err);
+		fprintf(stderr, "relayd: configuration %s is not valid\n",
+		    conffile);
+		config_unref(env->conf);
 		return 1;
 	}
 	if (noaction) {

@@ -6,7 +6,11 @@ the test fails; the logs of the relays of a failed test are printed.
 
 Binaries come from $RELAYD_BUILD (absolute), default ../../build relative to
 this directory.  $RELAYD_TEST_EXTRA_CONF, if set, is appended to every
-generated config (e.g. a plaintext opt-in option for peer links).
+generated config.
+
+Generated configs say `tls = false;` (plaintext peer links) unless the
+Relay is given tls={"ca":..., "cert":..., "key":..., "allow": [...]}, or
+the extra text sets a top-level tls itself.
 """
 
 import hashlib
@@ -124,6 +128,24 @@ def conf_str(s):
     return '"%s"' % s.replace("\\", "\\\\").replace('"', '\\"')
 
 
+def conf_tls(tls):
+    """A libconfig tls value: False -> false, a dict -> the group."""
+    if tls is False:
+        return "false"
+    parts = ["%s = %s;" % (k, conf_str(tls[k])) for k in ("ca", "cert", "key")
+             if k in tls]
+    if tls.get("allow") is not None:
+        parts.append("allow = [ %s ];" %
+                     ", ".join(conf_str(a) for a in tls["allow"]))
+    unknown = set(tls) - {"ca", "cert", "key", "allow"}
+    if unknown:
+        raise ValueError("unknown tls keys %r" % sorted(unknown))
+    return "{ %s }" % " ".join(parts)
+
+
+_TOP_TLS_RX = re.compile(r"^\s*tls\s*[=:]", re.M)
+
+
 def parse_json_output(text):
     """The JSON object relayctl -j printed: the whole output if it is one
     document, else the last line that is a JSON object with "ok" (earlier
@@ -200,14 +222,18 @@ class Relay:
     socket.
 
     peers:  [{"name":..., "address": "host:port", "rate_limit": N}, ...]
-            (a Relay object may be given as "relay" instead of address)
+            (a Relay object may be given as "relay" instead of address;
+            "tls": False or a dict as below gives the link its own tls)
     routes: [{"prefix":..., "hops": [names], "mode":..., "store": bool}]
             default: one route, prefix "", no hops, store=`store`.
+    tls:    None: `tls = false;` (plaintext); or a dict {"ca": path,
+            "cert": path, "key": path, "allow": [entries]} ("allow"
+            optional) written as the top-level tls group
     opts:   any scalar option of config.h (max_payload, stream_window, ...)
     """
 
     def __init__(self, name, root, port=None, peers=(), routes=None,
-                 store=False, extra="", **opts):
+                 store=False, extra="", tls=None, **opts):
         self.name = name
         self.dir = os.path.join(root, name)
         self.store_dir = os.path.join(self.dir, "store")
@@ -219,6 +245,7 @@ class Relay:
         self.routes = routes if routes is not None else [
             {"prefix": "", "hops": [], "store": store}]
         self.extra = extra
+        self.tls = tls
         for k in opts:
             if k not in FLOAT_OPTS + INT_OPTS:
                 raise ValueError("unknown relayd option %r" % k)
@@ -247,6 +274,11 @@ class Relay:
             "control_socket = %s;" % conf_str(self.socket),
             "store_dir = %s;" % conf_str(self.store_dir),
         ]
+        if self.tls is not None:
+            lines.append("tls = %s;" % conf_tls(self.tls))
+        elif not (_TOP_TLS_RX.search(self.extra) or
+                  _TOP_TLS_RX.search(EXTRA_CONF)):
+            lines.append("tls = false;")
         for k in INT_OPTS:
             if k in self.opts:
                 lines.append("%s = %s;" % (k, conf_int(self.opts[k])))
@@ -257,9 +289,12 @@ class Relay:
         for i, p in enumerate(self.peers):
             addr = p.get("address") or p["relay"].address
             sep = "," if i + 1 < len(self.peers) else ""
-            lines.append("  { name = %s; address = %s; rate_limit = %s; }%s"
+            ptls = ""
+            if p.get("tls") is not None:
+                ptls = " tls = %s;" % conf_tls(p["tls"])
+            lines.append("  { name = %s; address = %s; rate_limit = %s;%s }%s"
                          % (conf_str(p["name"]), conf_str(addr),
-                            conf_int(p.get("rate_limit", 0)), sep))
+                            conf_int(p.get("rate_limit", 0)), ptls, sep))
         lines.append(");")
         lines.append("routes = (")
         for i, r in enumerate(self.routes):
@@ -479,15 +514,17 @@ def make_relay(relay_root):
 @pytest.fixture
 def chain(relay_root):
     """chain(n, store=(n,), first=0, opts={}, hop_opts={i: {...}},
-    rate_limit={i: bytes_per_s}, start=True) -> list of Relay.
+    rate_limit={i: bytes_per_s}, start=True, tls=None) -> list of Relay.
 
     Makes hop<first>..hop<n>; hop i routes prefix "" to hop i+1 (fanout)
     and stores if i is in store.  rate_limit[i] limits hop i's link to
-    hop i+1.  Relays are started from the last hop backwards, so every
-    downstream listener exists before its upstream starts.
+    hop i+1.  tls is Relay's tls for every hop (None: plaintext);
+    hop_opts[i]["tls"] overrides it for hop i.  Relays are started from the
+    last hop backwards, so every downstream listener exists before its
+    upstream starts.
     """
     def make(n, store=None, first=0, opts=None, hop_opts=None,
-             rate_limit=None, start=True):
+             rate_limit=None, start=True, tls=None):
         store = (n,) if store is None else tuple(store)
         opts = opts or {}
         hop_opts = hop_opts or {}
@@ -498,6 +535,7 @@ def chain(relay_root):
         for i in range(first, n + 1):
             nm = "hop%d" % i
             kw = dict(opts)
+            kw["tls"] = tls
             kw.update(hop_opts.get(i, {}))
             peers, hops = [], []
             if i < n:

@@ -1,16 +1,23 @@
 """relayd -n checks a config: 0 for a good one, "FILE:LINE:" and 1 for a bad one.
 
 Behaviour proved: `relayd -n -f FILE` accepts the shipped conf/relayd.conf
-and every conf/examples/*.conf, and the configs the system-test fixtures
-generate (so the fixtures speak the config.h syntax); it exits 0 without
-starting a daemon or creating its control socket.  For a config with one
-mistake (syntax error, unknown setting, out-of-range value, 64-bit integer
-without L, unknown peer in a route, bad mode, over-long node_id, missing
-node_id) it exits 1 and names the file and line of the mistake.
+and every conf/examples/*.conf once the TLS files they name exist (copies
+in a temporary directory, with a throwaway CA and certificate made by
+openssl), and the configs the system-test fixtures generate, plaintext
+and with a tls group (so the fixtures speak the config.h syntax); it exits
+0 without starting a daemon or creating its control socket.  The shipped
+file as it is, where /etc/relayd/tls/ is missing, is refused only for its
+unreadable TLS files.  For a config with one mistake (syntax error, unknown
+setting, out-of-range value, 64-bit integer without L, unknown peer in a
+route, bad mode, over-long node_id, missing node_id, a listener or a peer
+without tls, tls = true, a bad allow entry) it exits 1 and names the file
+and line of the mistake.
 """
 
 import glob
 import os
+import re
+import shutil
 import subprocess
 
 import pytest
@@ -27,17 +34,94 @@ def check(path):
 SHIPPED = [os.path.join(REPO, "conf", "relayd.conf")] + sorted(
     glob.glob(os.path.join(REPO, "conf", "examples", "*.conf")))
 
+# The tls block of conf/relayd.conf; scripts/demo rewrites these lines.
+SHIPPED_TLS_RX = re.compile(r'^\t(ca|cert|key) = "([^"]*)";$', re.M)
+
+
+@pytest.fixture(scope="module")
+def tls_material(tmp_path_factory):
+    """A throwaway CA and one certificate and key it signed (PEM files)."""
+    d = tmp_path_factory.mktemp("tls")
+    ca_key, ca, key, csr, cert = (str(d / n) for n in (
+        "ca.key", "ca.pem", "relay.key", "relay.csr", "relay.pem"))
+
+    def openssl(*args):
+        r = subprocess.run(["openssl"] + list(args), capture_output=True,
+                           text=True, timeout=60, stdin=subprocess.DEVNULL)
+        assert r.returncode == 0, "openssl %s: %s" % (args[0], r.stderr)
+
+    openssl("req", "-x509", "-newkey", "ec", "-pkeyopt",
+            "ec_paramgen_curve:prime256v1", "-nodes", "-keyout", ca_key,
+            "-out", ca, "-days", "2", "-subj", "/CN=relayd test CA")
+    openssl("req", "-newkey", "ec", "-pkeyopt",
+            "ec_paramgen_curve:prime256v1", "-nodes", "-keyout", key,
+            "-out", csr, "-subj", "/CN=relay1")
+    openssl("x509", "-req", "-in", csr, "-CA", ca, "-CAkey", ca_key,
+            "-CAcreateserial", "-out", cert, "-days", "2")
+    return {"ca": ca, "cert": cert, "key": key}
+
+
+def tls_role(name):
+    """Which of ca, cert or key a TLS file name in the examples stands for."""
+    base = os.path.basename(name)
+    if base.endswith(".key"):
+        return "key"
+    return "ca" if "ca" in base.split(".")[0].split("-") else "cert"
+
+
+def shipped_copy(path, dst, tls):
+    """A copy of a shipped config in dst whose TLS files exist: the paths
+    of conf/relayd.conf's tls block are replaced (as scripts/demo does);
+    an example's relative "tls/..." files are made next to the copy."""
+    with open(path) as f:
+        text = f.read()
+    if os.path.basename(path) == "relayd.conf":
+        assert "\ntls = {\n" in text and [m.group(1) for m in
+            SHIPPED_TLS_RX.finditer(text)] == ["ca", "cert", "key"], \
+            "conf/relayd.conf lost the shape of its tls block"
+        text = SHIPPED_TLS_RX.sub(
+            lambda m: '\t%s = "%s";' % (m.group(1), tls[m.group(1)]), text)
+    else:
+        for rel in set(re.findall(r'"(tls/[^"]+)"', text)):
+            os.makedirs(os.path.join(dst, os.path.dirname(rel)),
+                        exist_ok=True)
+            shutil.copy(tls[tls_role(rel)], os.path.join(dst, rel))
+    out = os.path.join(dst, os.path.basename(path))
+    with open(out, "w") as f:
+        f.write(text)
+    return out
+
 
 @pytest.mark.parametrize("path", SHIPPED,
                          ids=[os.path.relpath(p, REPO) for p in SHIPPED])
-def test_shipped_config_is_accepted(path):
+def test_shipped_config_is_accepted(path, tmp_path, tls_material):
     assert os.path.exists(path), "%s is missing" % path
-    r = check(path)
+    copy = shipped_copy(path, str(tmp_path), tls_material)
+    r = check(copy)
     assert r.returncode == 0, "exit %d:\n%s%s" % (r.returncode, r.stdout,
                                                   r.stderr)
 
 
-def test_generated_configs_are_accepted(tmp_path):
+def test_shipped_config_names_missing_tls_files():
+    path = os.path.join(REPO, "conf", "relayd.conf")
+    with open(path) as f:
+        text = f.read()
+    lines = {m.group(2): text[:m.start()].count("\n") + 1
+             for m in SHIPPED_TLS_RX.finditer(text)}
+    missing = [p for p in lines if not os.access(p, os.R_OK)]
+    if not missing:
+        pytest.skip("the TLS files of conf/relayd.conf exist here")
+    r = check(path)
+    out = (r.stdout + r.stderr).strip()
+    assert r.returncode == 1, out
+    for p in missing:
+        assert "%s:%d: tls: cannot read" % (path, lines[p]) in out and \
+            " %s: " % p in out, "no error for %s in:\n%s" % (p, out)
+    errors = [ln for ln in out.splitlines() if ln.startswith(path + ":")]
+    assert len(errors) == len(missing), out
+
+
+def test_generated_configs_are_accepted(tmp_path, tls_material):
     root = str(tmp_path)
     b = Relay("hopB", root, store=True, max_payload=5 << 30,
               max_buffered=1 << 33, stream_inactivity_timeout=0.5)
@@ -48,7 +132,19 @@ def test_generated_configs_are_accepted(tmp_path):
               routes=[{"prefix": "", "hops": ["hopB"], "store": False},
                       {"prefix": "fail/", "hops": ["hopC", "hopB"],
                        "mode": "failover", "store": True}])
-    for relay in (a, b):
+    fp = subprocess.run(["openssl", "x509", "-noout", "-fingerprint",
+                         "-sha256", "-in", tls_material["cert"]],
+                        capture_output=True, text=True, timeout=30)
+    assert fp.returncode == 0, fp.stderr
+    tls = dict(tls_material, allow=["CN=hopA", "sha256:" +
+                                    fp.stdout.strip().split("=", 1)[1]])
+    c = Relay("hopC", root, tls=tls,
+              peers=[{"name": "hopB", "relay": b, "tls": False},
+                     {"name": "hopA", "relay": a}],
+              routes=[{"prefix": "", "hops": ["hopB", "hopA"]}])
+    assert "tls = false;" in a.config_text()
+    assert "tls = {" in c.config_text()
+    for relay in (a, b, c):
         r = check(relay.write_config())
         assert r.returncode == 0, "%s exit %d:\n%s%s\n--- config:\n%s" % (
             relay.name, r.returncode, r.stdout, r.stderr,
@@ -61,25 +157,46 @@ GOOD_HEAD = '''node_id = "check1";
 listen = "127.0.0.1:7400";
 control_socket = "/tmp/relayd-check-never.sock";
 store_dir = "/tmp/relayd-check-never-store";
+tls = false;
+'''
+NO_TLS_HEAD = '''node_id = "check1";
+control_socket = "/tmp/relayd-check-never.sock";
+store_dir = "/tmp/relayd-check-never-store";
 '''
 
 # (name, text, line of the mistake)
 BAD = [
-    ("syntax", GOOD_HEAD + "max_payload = ;\n", 5),
-    ("unknown_setting", GOOD_HEAD + "frobnicate = 1;\n", 5),
+    ("syntax", GOOD_HEAD + "max_payload = ;\n", 6),
+    ("unknown_setting", GOOD_HEAD + "frobnicate = 1;\n", 6),
     ("inactivity_too_small",
      GOOD_HEAD + "idle_timeout = 60.0;\nstream_inactivity_timeout = 0.05;\n",
-     6),
-    ("int64_without_L", GOOD_HEAD + "max_payload = 5000000000;\n", 5),
+     7),
+    ("int64_without_L", GOOD_HEAD + "max_payload = 5000000000;\n", 6),
     ("unknown_peer",
      GOOD_HEAD + 'peers = (\n  { name = "p1"; address = "127.0.0.1:7401"; }'
      '\n);\nroutes = (\n  { prefix = "";\n    hops = [ "nosuch" ];\n'
-     '    store = false; }\n);\n', 10),
+     '    store = false; }\n);\n', 11),
     ("bad_mode",
      GOOD_HEAD + 'peers = ( );\nroutes = (\n  { prefix = "";\n'
-     '    mode = "roundrobin";\n    store = true; }\n);\n', 8),
+     '    mode = "roundrobin";\n    store = true; }\n);\n', 9),
     ("node_id_too_long",
-     'listen = "127.0.0.1:7400";\nnode_id = "%s";\n' % ("n" * 65), 2),
+     'listen = "127.0.0.1:7400";\ntls = false;\nnode_id = "%s";\n'
+     % ("n" * 65), 3),
+    ("listener_without_tls", NO_TLS_HEAD + 'listen = "127.0.0.1:7400";\n', 4),
+    ("peer_without_tls",
+     NO_TLS_HEAD + 'peers = (\n  { name = "p1"; address = "127.0.0.1:7401";'
+     ' tls = false; },\n  { name = "p2";\n    address = "127.0.0.1:7402"; }'
+     '\n);\n', 6),
+    ("tls_true", NO_TLS_HEAD + "tls = true;\n", 4),
+    ("tls_file_missing",
+     NO_TLS_HEAD + 'tls = {\n  ca = "/nonexistent/ca.pem";\n'
+     '  cert = "/nonexistent/cert.pem";\n  key = "/nonexistent/key.pem";\n'
+     '};\n', 6),
+    ("tls_bad_allow",
+     GOOD_HEAD + 'peers = (\n  { name = "p1"; address = "127.0.0.1:7401";\n'
+     '    tls = { ca = "/nonexistent/ca.pem"; cert = "/nonexistent/c.pem";'
+     ' key = "/nonexistent/k.pem";\n      allow = [ "sha256:12:34" ]; }; }\n'
+     ');\n', 9),
 ]
 
 

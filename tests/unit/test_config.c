@@ -1,9 +1,12 @@
 /*
- * config unit tests: the shipped files load, defaults, every option, and
- * every error case reports "FILE:LINE: message" without crashing.
+ * config unit tests: the shipped files load, defaults, every option, TLS
+ * settings, and every error case reports "FILE:LINE: message" without
+ * crashing.
  */
 #include <sys/stat.h>
 
+#include <errno.h>
+#include <limits.h>
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -22,6 +25,18 @@
 
 static char	tmpdir[64];
 static char	errbuf[8192];
+static char	oldcwd[PATH_MAX];
+
+/* Readable stand-ins for TLS files, made by setup() under tmpdir. */
+#define TLS_GROUP	"tls = { ca = \"tls/ca.pem\"; cert = \"tls/cert.pem\";" \
+			" key = \"tls/key.pem\"; };\n"
+
+/* The tls block of conf/relayd.conf, which scripts/demo rewrites. */
+#define SHIPPED_TLS	"\ntls = {\n" \
+			"\tca = \"/etc/relayd/tls/ca.pem\";\n" \
+			"\tcert = \"/etc/relayd/tls/relay.pem\";\n" \
+			"\tkey = \"/etc/relayd/tls/relay.key\";\n" \
+			"};\n"
 
 /* The source tree root, from this file's path (relative when built). */
 static const char *
@@ -47,6 +62,84 @@ write_file(const char *name, const void *data, size_t len)
 	assert_int_equal(fwrite(data, 1, len, fp), len);
 	assert_int_equal(fclose(fp), 0);
 	return path;
+}
+
+/* An empty file at tmpdir/rel, its directories made if need be. */
+static const char *
+make_file(const char *rel)
+{
+	char	 path[512], *slash;
+
+	snprintf(path, sizeof(path), "%s/%s", tmpdir, rel);
+	for (slash = path + strlen(tmpdir) + 1;
+	    (slash = strchr(slash, '/')) != NULL; *slash++ = '/') {
+		*slash = '\0';
+		assert_true(mkdir(path, 0700) == 0 || errno == EEXIST);
+	}
+	return write_file(rel, "", 0);
+}
+
+/* The source file rel, read into buf. */
+static size_t
+read_src(const char *rel, char *buf, size_t size)
+{
+	FILE	*fp;
+	size_t	 len;
+
+	fp = fopen(srcpath(rel), "r");
+	assert_non_null(fp);
+	len = fread(buf, 1, size - 1, fp);
+	fclose(fp);
+	assert_true(len > 0 && len < size - 1);
+	buf[len] = '\0';
+	return len;
+}
+
+/*
+ * conf/relayd.conf with the three paths of its tls block replaced by
+ * ca, cert and key, as scripts/demo does; the block keeps its shape.
+ * Written to tmpdir/shipped.conf.
+ */
+static const char *
+shipped_copy(const char *ca, const char *cert, const char *key)
+{
+	static char	 out[16384];
+	char		 buf[8192], block[1024], *at;
+	size_t		 len;
+
+	read_src("conf/relayd.conf", buf, sizeof(buf));
+	assert_non_null(at = strstr(buf, SHIPPED_TLS));
+	assert_null(strstr(at + 1, SHIPPED_TLS));
+	snprintf(block, sizeof(block), "\ntls = {\n\tca = \"%s\";\n"
+	    "\tcert = \"%s\";\n\tkey = \"%s\";\n};\n", ca, cert, key);
+	len = snprintf(out, sizeof(out), "%.*s%s%s", (int)(at - buf), buf,
+	    block, at + strlen(SHIPPED_TLS));
+	assert_true(len < sizeof(out));
+	return write_file("shipped.conf", out, len);
+}
+
+/*
+ * A copy of conf/examples/name in tmpdir/ex/, with an empty file for
+ * every "tls/..." path it names.
+ */
+static const char *
+example_copy(const char *name)
+{
+	char		 buf[8192], rel[512], src[256];
+	const char	*p, *q;
+	size_t		 len;
+
+	snprintf(src, sizeof(src), "conf/examples/%s", name);
+	len = read_src(src, buf, sizeof(buf));
+	for (p = buf; (p = strstr(p, "\"tls/")) != NULL; p = q + 1) {
+		p++;
+		assert_non_null(q = strchr(p, '"'));
+		snprintf(rel, sizeof(rel), "ex/%.*s", (int)(q - p), p);
+		make_file(rel);
+	}
+	snprintf(rel, sizeof(rel), "ex/%s", name);
+	make_file(rel);
+	return write_file(rel, buf, len);
 }
 
 static struct config *
@@ -86,7 +179,12 @@ setup(void **state)
 {
 	(void)state;
 	snprintf(tmpdir, sizeof(tmpdir), "/tmp/test_config.XXXXXX");
-	return mkdtemp(tmpdir) == NULL ? -1 : 0;
+	if (mkdtemp(tmpdir) == NULL)
+		return -1;
+	make_file("tls/ca.pem");
+	make_file("tls/cert.pem");
+	make_file("tls/key.pem");
+	return 0;
 }
 
 static int
@@ -103,11 +201,22 @@ static void
 test_shipped(void **state)
 {
 	struct config	*cf;
+	char		 ca[256];
 
 	(void)state;
-	cf = config_load(srcpath("conf/relayd.conf"), errbuf, sizeof(errbuf));
+	/* Absolute paths are kept, relative ones resolved. */
+	snprintf(ca, sizeof(ca), "%s/tls/ca.pem", tmpdir);
+	cf = config_load(shipped_copy(ca, "tls/../tls/cert.pem",
+	    "tls/key.pem"), errbuf, sizeof(errbuf));
 	if (cf == NULL)
 		fail_msg("%s", errbuf);
+	assert_int_equal(cf->tls.enabled, 1);
+	assert_int_equal(cf->tls.line, 29);
+	assert_string_equal(cf->tls.ca, ca);
+	assert_string_equal(cf->tls.cert, make_file("tls/../tls/cert.pem"));
+	assert_string_equal(cf->tls.key, make_file("tls/key.pem"));
+	assert_int_equal(cf->tls.nallow, 0);
+	assert_null(cf->tls.allow);
 	assert_string_equal(cf->node_id, "relay1");
 	assert_string_equal(cf->listen_host, "127.0.0.1");
 	assert_string_equal(cf->listen_port, "7400");
@@ -123,37 +232,98 @@ test_shipped(void **state)
 	config_unref(cf);
 }
 
+/*
+ * The shipped file as it is names /etc/relayd/tls/ files; where they
+ * are missing, those are its only errors.
+ */
+static void
+test_shipped_needs_tls_files(void **state)
+{
+	static const char *const files[][2] = {
+		{ "ca", "/etc/relayd/tls/ca.pem" },
+		{ "cert", "/etc/relayd/tls/relay.pem" },
+		{ "key", "/etc/relayd/tls/relay.key" },
+	};
+	struct config	*cf;
+	const char	*path = srcpath("conf/relayd.conf");
+	char		 want[256];
+	unsigned int	 nbad = 0;
+	size_t		 i;
+
+	(void)state;
+	cf = config_load(path, errbuf, sizeof(errbuf));
+	for (i = 0; i < 3; i++) {
+		if (access(files[i][1], R_OK) == 0)
+			continue;
+		nbad++;
+		snprintf(want, sizeof(want), ": tls: cannot read %s %s: ",
+		    files[i][0], files[i][1]);
+		if (strstr(errbuf, want) == NULL)
+			fail_msg("want %s\ngot: %s", want, errbuf);
+	}
+	if (nbad == 0) {
+		if (cf == NULL)
+			fail_msg("%s", errbuf);
+		config_unref(cf);
+		return;
+	}
+	assert_null(cf);
+	assert_int_equal(count_lines(errbuf), nbad);
+	/* Every line names the file and is about the TLS files. */
+	snprintf(want, sizeof(want), "\n%s:", path);
+	assert_int_equal(strncmp(errbuf, want + 1, strlen(want + 1)), 0);
+	for (i = 0; errbuf[i] != '\0'; i++)
+		if (errbuf[i] == '\n')
+			assert_int_equal(strncmp(errbuf + i, want,
+			    strlen(want)), 0);
+}
+
 static void
 test_examples(void **state)
 {
 	static const char *const files[] = {
-		"conf/examples/chain-relay1.conf",
-		"conf/examples/chain-relay2.conf",
-		"conf/examples/chain-relay3.conf",
-		"conf/examples/fanout.conf",
+		"chain-relay1.conf",
+		"chain-relay2.conf",
+		"chain-relay3.conf",
+		"fanout.conf",
 	};
 	struct config	*cf;
+	char		 want[256];
 	size_t		 i;
 
 	(void)state;
 	for (i = 0; i < sizeof(files) / sizeof(files[0]); i++) {
-		cf = config_load(srcpath(files[i]), errbuf, sizeof(errbuf));
+		cf = config_load(example_copy(files[i]), errbuf,
+		    sizeof(errbuf));
 		if (cf == NULL)
 			fail_msg("%s: %s", files[i], errbuf);
 		assert_true(cf->nroutes > 0);
+		assert_int_equal(cf->tls.enabled, 1);
 		config_unref(cf);
 	}
-	cf = config_load(srcpath("conf/examples/chain-relay1.conf"), errbuf,
+	cf = config_load(example_copy("chain-relay1.conf"), errbuf,
 	    sizeof(errbuf));
 	assert_non_null(cf);
 	assert_int_equal(cf->npeers, 1);
 	assert_string_equal(cf->peers[0].name, "relay2");
 	assert_int_equal(cf->routes[0].nhops, 1);
 	assert_int_equal(cf->routes[0].hops[0], 0);
+	snprintf(want, sizeof(want), "%s/ex/tls/relay1.pem", tmpdir);
+	assert_string_equal(cf->tls.cert, want);
+	assert_string_equal(cf->peers[0].tls.cert, want);
 	config_unref(cf);
-	cf = config_load(srcpath("conf/examples/fanout.conf"), errbuf,
+	cf = config_load(example_copy("fanout.conf"), errbuf,
 	    sizeof(errbuf));
 	assert_non_null(cf);
+	assert_int_equal(cf->tls.nallow, 3);
+	assert_string_equal(cf->tls.allow[2], "sha256:5e0a2b9c4177d3086fe1c2"
+	    "943ba07d5618c9e42f60b70d93a8354cf12e86db07");
+	assert_int_equal(config_peer(cf, "mirror-c")->tls.nallow, 3);
+	assert_int_equal(config_peer(cf, "collector2")->tls.nallow, 1);
+	assert_string_equal(config_peer(cf, "collector2")->tls.allow[0],
+	    "CN=collector2");
+	snprintf(want, sizeof(want), "%s/ex/tls/logs-ca.pem", tmpdir);
+	assert_string_equal(config_peer(cf, "collector1")->tls.ca, want);
 	assert_string_equal(cf->listen_host, "::1");
 	assert_int_equal(cf->routes[0].mode, ROUTE_FANOUT);
 	assert_int_equal(cf->routes[0].nhops, 3);
@@ -192,11 +362,14 @@ test_defaults(void **state)
 	assert_int_equal(cf->npeers, 0);
 	assert_int_equal(cf->nroutes, 0);
 	assert_string_equal(cf->path, write_file("t.conf", "", 0));
+	assert_int_equal(cf->tls.enabled, 0);
+	assert_null(cf->tls.ca);
+	assert_int_equal(cf->tls.nallow, 0);
 	config_unref(cf);
 
 	cf = load_text("node_id = \"n\";\n"
 	    "peers = ( { name = \"p\"; address = \"h:1\"; } );\n"
-	    "routes = ( { prefix = \"k\"; } );\n");
+	    "routes = ( { prefix = \"k\"; } );\ntls = false;\n");
 	if (cf == NULL)
 		fail_msg("%s", errbuf);
 	assert_int_equal(cf->peers[0].rate_limit, 0);
@@ -232,7 +405,8 @@ test_all_options(void **state)
 	    "  { name = \"a\"; address = \"[fe80::1]:1\"; } );\n"
 	    "routes = ( { prefix = \"x/\"; hops = [ \"a\", \"b\" ];"
 	    " mode = \"failover\"; store = true; },\n"
-	    "  { prefix = \"\"; hops = ( \"b\" ); mode = \"fanout\"; } );\n");
+	    "  { prefix = \"\"; hops = ( \"b\" ); mode = \"fanout\"; } );\n"
+	    TLS_GROUP);
 	if (cf == NULL)
 		fail_msg("%s", errbuf);
 	assert_string_equal(cf->node_id, "node-1.a");
@@ -333,7 +507,7 @@ test_addresses(void **state)
 	(void)state;
 	for (i = 0; i < sizeof(listen_cases) / sizeof(listen_cases[0]); i++) {
 		snprintf(text, sizeof(text), "node_id = \"n\";\n\n"
-		    "listen = \"%s\";\n", listen_cases[i].addr);
+		    "listen = \"%s\";\ntls = false;\n", listen_cases[i].addr);
 		if (listen_cases[i].host == NULL) {
 			expect_error(text, 3, "listen: bad address");
 			continue;
@@ -346,7 +520,7 @@ test_addresses(void **state)
 	}
 	for (i = 0; i < sizeof(peer_cases) / sizeof(peer_cases[0]); i++) {
 		snprintf(text, sizeof(text), "node_id = \"n\";\npeers = (\n"
-		    "{ name = \"p\";\n address = \"%s\"; } );\n",
+		    "{ name = \"p\";\n address = \"%s\"; } );\ntls = false;\n",
 		    peer_cases[i].addr);
 		if (peer_cases[i].host == NULL) {
 			expect_error(text, 4, "peers[0].address: bad address");
@@ -544,7 +718,7 @@ hops_config(int npeers, int nhops)
 	for (i = 0; i < nhops; i++)
 		len += snprintf(text + len, sizeof(text) - len, "%s\"p%d\"",
 		    i > 0 ? ", " : "", i);
-	snprintf(text + len, sizeof(text) - len, " ]; } );\n");
+	snprintf(text + len, sizeof(text) - len, " ]; } );\ntls = false;\n");
 	return text;
 }
 
@@ -582,7 +756,8 @@ test_collects_all(void **state)
 	    "max_payload = 0;\n"
 	    "peers = ( { name = \"a\"; address = \"h:1\"; },\n"
 	    "  { name = \"a\"; address = \"h:0\"; } );\n"
-	    "routes = ( { prefix = \"\"; hops = [ \"zz\" ]; } );\n"));
+	    "routes = ( { prefix = \"\"; hops = [ \"zz\" ]; } );\n"
+	    "tls = false;\n"));
 	assert_int_equal(count_lines(errbuf), 7);
 	snprintf(want, sizeof(want), "%s/t.conf:1: node_id: missing", tmpdir);
 	assert_non_null(strstr(errbuf, want));
@@ -677,7 +852,8 @@ test_truncated(void **state)
 	unsigned int	 ok = 0;
 
 	(void)state;
-	fp = fopen(srcpath("conf/relayd.conf"), "r");
+	fp = fopen(shipped_copy("tls/ca.pem", "tls/cert.pem", "tls/key.pem"),
+	    "r");
 	assert_non_null(fp);
 	len = fread(buf, 1, sizeof(buf), fp);
 	fclose(fp);
@@ -701,11 +877,372 @@ test_truncated(void **state)
 	assert_non_null(strstr(errbuf, "syntax error"));
 }
 
+/* Top-level group, inheritance by deep copy, per-peer false and group. */
+static void
+test_tls_inherit(void **state)
+{
+	struct config		*cf;
+	const struct tls_conf	*top, *a, *b, *c;
+	char			 want[256];
+
+	(void)state;
+	make_file("tls/b-ca.pem");
+	cf = load_text("node_id = \"n\";\n"
+	    "listen = \"127.0.0.1:1\";\n"
+	    "\n"
+	    "tls = {\n"
+	    "  ca = \"tls/ca.pem\"; cert = \"tls/cert.pem\";\n"
+	    "  key = \"tls/key.pem\";\n"
+	    "  allow = [ \"CN=relay 2\", \"sha256:" "AB:CD:EF:01:23:45:67:89:"
+	    "ab:cd:ef:01:23:45:67:89:AB:CD:EF:01:23:45:67:89:ab:cd:ef:01:"
+	    "23:45:67:89\" ];\n"
+	    "};\n"
+	    "peers = (\n"
+	    "  { name = \"a\"; address = \"h:1\"; },\n"
+	    "  { name = \"b\"; address = \"h:2\";\n"
+	    "    tls = { ca = \"tls/b-ca.pem\"; cert = \"tls/cert.pem\";\n"
+	    "      key = \"tls/key.pem\"; }; },\n"
+	    "  { name = \"c\"; address = \"h:3\";\n"
+	    "    tls = false; }\n"
+	    ");\n");
+	if (cf == NULL)
+		fail_msg("%s", errbuf);
+	top = &cf->tls;
+	assert_int_equal(top->enabled, 1);
+	assert_int_equal(top->line, 4);
+	snprintf(want, sizeof(want), "%s/tls/ca.pem", tmpdir);
+	assert_string_equal(top->ca, want);
+	snprintf(want, sizeof(want), "%s/tls/cert.pem", tmpdir);
+	assert_string_equal(top->cert, want);
+	snprintf(want, sizeof(want), "%s/tls/key.pem", tmpdir);
+	assert_string_equal(top->key, want);
+	assert_int_equal(top->nallow, 2);
+	assert_string_equal(top->allow[0], "CN=relay 2");
+	assert_string_equal(top->allow[1], "sha256:abcdef0123456789abcdef"
+	    "0123456789abcdef0123456789abcdef0123456789");
+
+	/* a inherits: equal values, its own memory. */
+	a = &config_peer(cf, "a")->tls;
+	assert_int_equal(a->enabled, 1);
+	assert_int_equal(a->line, 4);
+	assert_string_equal(a->ca, top->ca);
+	assert_string_equal(a->cert, top->cert);
+	assert_string_equal(a->key, top->key);
+	assert_ptr_not_equal(a->ca, top->ca);
+	assert_ptr_not_equal(a->cert, top->cert);
+	assert_ptr_not_equal(a->key, top->key);
+	assert_int_equal(a->nallow, 2);
+	assert_ptr_not_equal(a->allow, top->allow);
+	assert_ptr_not_equal(a->allow[0], top->allow[0]);
+	assert_string_equal(a->allow[1], top->allow[1]);
+
+	b = &config_peer(cf, "b")->tls;
+	assert_int_equal(b->enabled, 1);
+	assert_int_equal(b->line, 12);
+	snprintf(want, sizeof(want), "%s/tls/b-ca.pem", tmpdir);
+	assert_string_equal(b->ca, want);
+	assert_int_equal(b->nallow, 0);
+	assert_null(b->allow);
+
+	c = &config_peer(cf, "c")->tls;
+	assert_int_equal(c->enabled, 0);
+	assert_int_equal(c->line, 15);
+	assert_null(c->ca);
+	assert_null(c->cert);
+	assert_null(c->key);
+	assert_int_equal(c->nallow, 0);
+	config_unref(cf);
+}
+
+/* tls = false: plaintext everywhere; a peer may still use TLS. */
+static void
+test_tls_false(void **state)
+{
+	struct config	*cf;
+
+	(void)state;
+	cf = load_text("node_id = \"n\";\nlisten = \"h:1\";\n"
+	    "tls = false;\n"
+	    "peers = ( { name = \"a\"; address = \"h:1\"; },\n"
+	    "  { name = \"b\"; address = \"h:2\"; " TLS_GROUP " } );\n");
+	if (cf == NULL)
+		fail_msg("%s", errbuf);
+	assert_int_equal(cf->tls.enabled, 0);
+	assert_int_equal(cf->tls.line, 3);
+	assert_null(cf->tls.ca);
+	assert_int_equal(cf->peers[0].tls.enabled, 0);
+	assert_int_equal(cf->peers[0].tls.line, 3);
+	assert_null(cf->peers[0].tls.ca);
+	assert_int_equal(cf->peers[1].tls.enabled, 1);
+	assert_non_null(cf->peers[1].tls.key);
+	config_unref(cf);
+
+	/* No listener and every peer has its own: no top-level needed. */
+	cf = load_text("node_id = \"n\";\n"
+	    "peers = ( { name = \"a\"; address = \"h:1\"; tls = false; },\n"
+	    "  { name = \"b\"; address = \"h:2\"; " TLS_GROUP " } );\n");
+	if (cf == NULL)
+		fail_msg("%s", errbuf);
+	assert_int_equal(cf->tls.enabled, 0);
+	assert_int_equal(cf->peers[0].tls.enabled, 0);
+	assert_int_equal(cf->peers[1].tls.enabled, 1);
+	config_unref(cf);
+}
+
+/* A config path without a directory: paths are made absolute. */
+static void
+test_tls_relative_config(void **state)
+{
+	struct config	*cf;
+	char		 want[256];
+
+	(void)state;
+	write_file("rel.conf", "node_id = \"n\";\n" TLS_GROUP,
+	    strlen("node_id = \"n\";\n" TLS_GROUP));
+	assert_non_null(getcwd(oldcwd, sizeof(oldcwd)));
+	assert_int_equal(chdir(tmpdir), 0);
+	cf = config_load("rel.conf", errbuf, sizeof(errbuf));
+	if (cf == NULL)
+		fail_msg("%s", errbuf);
+	snprintf(want, sizeof(want), "%s/tls/ca.pem", tmpdir);
+	assert_string_equal(cf->tls.ca, want);
+	config_unref(cf);
+	assert_int_equal(chdir("/"), 0);
+	snprintf(want, sizeof(want), "%s/rel.conf", tmpdir + 1);
+	cf = config_load(want, errbuf, sizeof(errbuf));
+	if (cf == NULL)
+		fail_msg("%s", errbuf);
+	snprintf(want, sizeof(want), "%s/tls/key.pem", tmpdir);
+	assert_string_equal(cf->tls.key, want);
+	config_unref(cf);
+}
+
+static int
+restore_cwd(void **state)
+{
+	(void)state;
+	return oldcwd[0] == '\0' ? 0 : chdir(oldcwd);
+}
+
+/* Missing, unreadable or directory TLS files, at their setting's line. */
+static void
+test_tls_unreadable(void **state)
+{
+	char	 text[512], msg[512];
+
+	(void)state;
+	snprintf(text, sizeof(text), "node_id = \"n\";\ntls = {\n"
+	    " ca = \"tls/ca.pem\";\n cert = \"tls/nope.pem\";\n"
+	    " key = \"tls/key.pem\"; };\n");
+	snprintf(msg, sizeof(msg), "tls: cannot read cert %s/tls/nope.pem: "
+	    "No such file or directory", tmpdir);
+	expect_error(text, 4, msg);
+
+	snprintf(text, sizeof(text), "node_id = \"n\";\ntls = false;\n"
+	    "peers = ( { name = \"a\"; address = \"h:1\";\n tls = {\n"
+	    " ca = \"%s/tls\";\n cert = \"tls/cert.pem\";\n"
+	    " key = \"tls/key.pem\"; }; } );\n", tmpdir);
+	snprintf(msg, sizeof(msg), "peers[0].tls: cannot read ca %s/tls: "
+	    "Is a directory", tmpdir);
+	expect_error(text, 5, msg);
+
+	/* Permissions do not stop root; only test them as another user. */
+	if (geteuid() == 0)
+		return;
+	assert_int_equal(chmod(make_file("tls/secret.key"), 0), 0);
+	snprintf(text, sizeof(text), "node_id = \"n\";\ntls = {\n"
+	    " ca = \"tls/ca.pem\";\n cert = \"tls/cert.pem\";\n"
+	    " key = \"tls/secret.key\"; };\n");
+	snprintf(msg, sizeof(msg), "tls: cannot read key %s/tls/secret.key: "
+	    "Permission denied", tmpdir);
+	expect_error(text, 5, msg);
+}
+
+static void
+test_tls_errors(void **state)
+{
+	static const struct err_case cases[] = {
+		{ "node_id = \"n\";\n\ntls = true;\n", 3,
+		    "tls = true needs a group with ca, cert and key" },
+		{ "node_id = \"n\";\ntls = false;\npeers = (\n"
+		    " { name = \"a\"; address = \"h:1\"; tls = true; } );\n", 4,
+		    "peers[0].tls = true needs a group with ca, cert and key" },
+		{ "node_id = \"n\";\ntls = 1;\n", 2, "tls: expected a group "
+		    "{ ca = ...; cert = ...; key = ...; } or false, got an "
+		    "integer" },
+		{ "node_id = \"n\";\ntls = \"/etc/tls\";\n", 2,
+		    "tls: expected a group" },
+		{ "node_id = \"n\";\ntls = ( );\n", 2,
+		    "tls: expected a group" },
+		{ "node_id = \"n\";\nlisten = \"h:1\";\n", 2,
+		    "listener needs TLS material (tls = { ca; cert; key; }) "
+		    "or an explicit tls = false" },
+		{ "node_id = \"n\";\nlisten = \"bad\";\n", 2,
+		    "listener needs TLS material" },
+		{ "node_id = \"n\";\npeers = (\n"
+		    " { name = \"a\"; address = \"h:1\"; },\n"
+		    " { name = \"b\";\n   address = \"h:2\"; } );\n", 4,
+		    "peer b needs tls = { ... } or tls = false (no top-level "
+		    "tls to inherit)" },
+		{ "node_id = \"n\";\npeers = (\n { address = \"h:2\"; } );\n", 3,
+		    "peer peers[0] needs tls = { ... } or tls = false" },
+		{ "node_id = \"n\";\ntls = {\n cert = \"tls/cert.pem\";\n"
+		    " key = \"tls/key.pem\"; };\n", 2,
+		    "tls.ca: missing (required)" },
+		{ "node_id = \"n\";\ntls = {\n ca = \"tls/ca.pem\";\n"
+		    " key = \"tls/key.pem\"; };\n", 2,
+		    "tls.cert: missing (required)" },
+		{ "node_id = \"n\";\ntls = { };\n", 2,
+		    "tls.key: missing (required)" },
+		{ "node_id = \"n\";\ntls = false;\npeers = ( { name = \"a\";\n"
+		    " address = \"h:1\"; tls = { ca = \"tls/ca.pem\";\n"
+		    " cert = \"tls/cert.pem\"; }; } );\n", 4,
+		    "peers[0].tls.key: missing (required)" },
+		{ "node_id = \"n\";\ntls = { ca = \"tls/ca.pem\";\n"
+		    " cert = 5; key = \"tls/key.pem\"; };\n", 3,
+		    "tls.cert: expected a string, got an integer" },
+		{ "node_id = \"n\";\ntls = { ca = \"\";\n"
+		    " cert = \"tls/cert.pem\"; key = \"tls/key.pem\"; };\n", 2,
+		    "tls.ca: empty path" },
+		{ "node_id = \"n\";\ntls = { ca = \"tls/ca.pem\";\n"
+		    " cert = \"tls/cert.pem\"; key = \"tls/key.pem\";\n"
+		    " crl = \"x\"; };\n", 4, "tls: unknown setting \"crl\"" },
+		{ "node_id = \"n\";\ntls = false;\npeers = ( { name = \"a\";\n"
+		    " address = \"h:1\";\n tls = { ca = \"tls/ca.pem\";\n"
+		    " cert = \"tls/cert.pem\"; key = \"tls/key.pem\";\n"
+		    " verify = false; }; } );\n", 7,
+		    "peers[0].tls: unknown setting \"verify\"" },
+		{ "node_id = \"n\";\nlisten = \"h:1\";\ntls = false;\n"
+		    "tls = false;\n", 4, "duplicate setting name" },
+	};
+	size_t	 i;
+
+	(void)state;
+	for (i = 0; i < sizeof(cases) / sizeof(cases[0]); i++)
+		expect_error(cases[i].text, cases[i].line, cases[i].msg);
+}
+
+/* A config whose tls allow list is entries, on line 4. */
+static const char *
+allow_config(const char *entries)
+{
+	static char	 text[16384];
+
+	snprintf(text, sizeof(text), "node_id = \"n\";\n"
+	    "tls = { ca = \"tls/ca.pem\"; cert = \"tls/cert.pem\";\n"
+	    "  key = \"tls/key.pem\";\n"
+	    "  allow = %s; };\n", entries);
+	return text;
+}
+
+#define HEX64	"0123456789abcdef0123456789abcdef" \
+		"0123456789abcdef0123456789abcdef"
+
+static void
+test_tls_allow(void **state)
+{
+	static const char *const good[][2] = {
+		{ "CN=a", "CN=a" },
+		{ "CN=relay-2.example.org", "CN=relay-2.example.org" },
+		{ "CN= spaced out ", "CN= spaced out " },
+		{ "CN=CN=x", "CN=CN=x" },
+		{ "CN=0123456789012345678901234567890123456789012345678901"
+		    "234567890123", "CN=012345678901234567890123456789012345"
+		    "6789012345678901234567890123" },
+		{ "sha256:" HEX64, "sha256:" HEX64 },
+		{ "sha256:0123456789ABCDEF0123456789ABCDEF0123456789ABCDEF"
+		    "0123456789ABCDEF", "sha256:" HEX64 },
+		{ "sha256:01:23:45:67:89:AB:CD:EF:01:23:45:67:89:ab:cd:ef:"
+		    "01:23:45:67:89:ab:cd:ef:01:23:45:67:89:aB:Cd:eF",
+		    "sha256:" HEX64 },
+		{ "sha256:0123:456789abcdef0123456789abcdef0123456789abcdef"
+		    "0123456789ab:cdef", "sha256:" HEX64 },
+	};
+	static const char *const bad[] = {
+		"", "CN=", "cn=a", "CN", "a", "O=org", "sha256:",
+		"CN=0123456789012345678901234567890123456789012345678901"
+		    "2345678901234",
+		"CN=a\tb", "CN=caf\xc3\xa9", "CN=a\x7f",
+		"sha256:" HEX64 "00",
+		"sha256:" HEX64 ":",
+		"sha256::" HEX64,
+		"sha256:0123456789abcdef0123456789abcdef0123456789abcdef"
+		    "0123456789abcde",
+		"sha256:0123456789abcdef0123456789abcdef0123456789abcdef"
+		    "0123456789abcdeg",
+		"sha256:01::23456789abcdef0123456789abcdef0123456789abcdef"
+		    "0123456789abcdef",
+		"sha256:0:123456789abcdef0123456789abcdef0123456789abcdef"
+		    "0123456789abcdef",
+		"SHA256:" HEX64, "sha1:0123456789abcdef0123456789abcdef01234567",
+		"sha256: " HEX64, "sha256:" HEX64 " ",
+	};
+	struct config	*cf;
+	char		 entries[8192], msg[512];
+	size_t		 i, len;
+
+	(void)state;
+	for (i = 0; i < sizeof(good) / sizeof(good[0]); i++) {
+		snprintf(entries, sizeof(entries), "[ \"%s\" ]", good[i][0]);
+		if ((cf = load_text(allow_config(entries))) == NULL)
+			fail_msg("%s: %s", good[i][0], errbuf);
+		assert_int_equal(cf->tls.nallow, 1);
+		assert_string_equal(cf->tls.allow[0], good[i][1]);
+		config_unref(cf);
+	}
+	for (i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
+		snprintf(entries, sizeof(entries), "( \"CN=ok\",\n\"%s\" )",
+		    bad[i]);
+		snprintf(msg, sizeof(msg), "tls.allow[1]: bad entry \"");
+		expect_error(allow_config(entries), 5, msg);
+		assert_non_null(strstr(errbuf, "\": expected \"CN=<1..64 "
+		    "printable characters>\" or \"sha256:<64 hex digits>\""));
+	}
+	/* The entry is named, with non-printable bytes shown as '?'. */
+	expect_error(allow_config("[ \"CN=x\", \"O=org\" ]"), 4,
+	    "tls.allow[1]: bad entry \"O=org\"");
+	expect_error(allow_config("[ \"CN=a\\tb\" ]"), 4,
+	    "tls.allow[0]: bad entry \"CN=a?b\"");
+	expect_error(allow_config("\"CN=x\""), 4,
+	    "tls.allow: expected an array of strings, got a string");
+	expect_error(allow_config("[ 1 ]"), 4,
+	    "tls.allow[0]: expected a string, got an integer");
+	expect_error(allow_config("( \"CN=x\", { a = 1; } )"), 4,
+	    "tls.allow[1]: expected a string, got a group");
+
+	/* Empty, a list, and 64 entries load; 65 do not. */
+	cf = load_text(allow_config("[ ]"));
+	if (cf == NULL)
+		fail_msg("%s", errbuf);
+	assert_int_equal(cf->tls.nallow, 0);
+	assert_null(cf->tls.allow);
+	config_unref(cf);
+	len = snprintf(entries, sizeof(entries), "[ ");
+	for (i = 0; i < 64; i++)
+		len += snprintf(entries + len, sizeof(entries) - len,
+		    "%s\"CN=n%zu\"", i > 0 ? ", " : "", i);
+	snprintf(entries + len, sizeof(entries) - len, " ]");
+	if ((cf = load_text(allow_config(entries))) == NULL)
+		fail_msg("%s", errbuf);
+	assert_int_equal(cf->tls.nallow, 64);
+	assert_string_equal(cf->tls.allow[63], "CN=n63");
+	config_unref(cf);
+	snprintf(entries + len, sizeof(entries) - len, ", \"CN=n64\" ]");
+	expect_error(allow_config(entries), 4,
+	    "tls.allow: 65 entries, at most 64 allowed");
+	/* Errors in a peer's own list name the peer. */
+	expect_error("node_id = \"n\";\ntls = false;\npeers = ( { name = \"a\";"
+	    " address = \"h:1\";\n tls = { ca = \"tls/ca.pem\"; cert = "
+	    "\"tls/cert.pem\"; key = \"tls/key.pem\";\n allow = [ \"CN=\" ];"
+	    " }; } );\n", 5, "peers[0].tls.allow[0]: bad entry \"CN=\"");
+}
+
 int
 main(void)
 {
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test(test_shipped),
+		cmocka_unit_test(test_shipped_needs_tls_files),
 		cmocka_unit_test(test_examples),
 		cmocka_unit_test(test_defaults),
 		cmocka_unit_test(test_all_options),
@@ -717,6 +1254,13 @@ main(void)
 		cmocka_unit_test(test_err_buffer),
 		cmocka_unit_test(test_bad_files),
 		cmocka_unit_test(test_truncated),
+		cmocka_unit_test(test_tls_inherit),
+		cmocka_unit_test(test_tls_false),
+		cmocka_unit_test_teardown(test_tls_relative_config,
+		    restore_cwd),
+		cmocka_unit_test(test_tls_unreadable),
+		cmocka_unit_test(test_tls_errors),
+		cmocka_unit_test(test_tls_allow),
 	};
 
 	return cmocka_run_group_tests(tests, setup, teardown);

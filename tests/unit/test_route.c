@@ -18,6 +18,7 @@
 
 static const char route_conf[] =
     "node_id = \"r0\";\n"
+    "tls = false;\n"
     "peers = (\n"
     "  { name = \"a\"; address = \"127.0.0.1:7001\"; },\n"
     "  { name = \"b\"; address = \"127.0.0.1:7002\"; },\n"
@@ -35,6 +36,7 @@ static const char route_conf[] =
 
 static const char noroute_conf[] =
     "node_id = \"r0\";\n"
+    "tls = false;\n"
     "peers = ( { name = \"a\"; address = \"h:1\"; } );\n"
     "routes = ( { prefix = \"only/\"; hops = [ \"a\" ]; } );\n";
 

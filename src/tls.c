@@ -1,0 +1,287 @@
+#include <stdio.h>
+#include <string.h>
+#include <strings.h>
+
+#include <openssl/err.h>
+#include <openssl/evp.h>
+#include <openssl/ssl.h>
+#include <openssl/x509.h>
+#include <openssl/x509v3.h>
+
+#include "config.h"
+#include "tls.h"
+
+static const char *tls_refusal_names[TLS_REF_MAX] = {
+	"no_certificate",
+	"unknown_ca",
+	"expired",
+	"not_allowed",
+	"version",
+	"not_tls",
+	"timeout",
+	"other",
+};
+
+const char *
+tls_refusal_name(enum tls_refusal r)
+{
+	return r < TLS_REF_MAX ? tls_refusal_names[r] : "other";
+}
+
+static void
+tls_errstr(char *buf, size_t len)
+{
+	unsigned long e = ERR_get_error();
+
+	if (e == 0)
+		snprintf(buf, len, "unknown error");
+	else
+		ERR_error_string_n(e, buf, len);
+	ERR_clear_error();
+}
+
+SSL_CTX *
+tls_ctx_new(const struct tls_conf *tc, int server, const char *path,
+    char *err, size_t errlen)
+{
+	SSL_CTX *ctx;
+	char why[256];
+
+	ERR_clear_error();
+	ctx = SSL_CTX_new(server ? TLS_server_method() : TLS_client_method());
+	if (ctx == NULL) {
+		tls_errstr(why, sizeof(why));
+		snprintf(err, errlen, "%s:%d: tls: %s", path, tc->line, why);
+		return NULL;
+	}
+	/* TLS 1.3 only; both sides always present a certificate. */
+	SSL_CTX_set_min_proto_version(ctx, TLS1_3_VERSION);
+	SSL_CTX_set_verify(ctx, SSL_VERIFY_PEER |
+	    SSL_VERIFY_FAIL_IF_NO_PEER_CERT, NULL);
+	/* Links are long-lived: no session tickets after the handshake. */
+	if (server)
+		SSL_CTX_set_num_tickets(ctx, 0);
+	SSL_CTX_set_session_cache_mode(ctx, SSL_SESS_CACHE_OFF);
+	if (SSL_CTX_use_certificate_chain_file(ctx, tc->cert) != 1) {
+		tls_errstr(why, sizeof(why));
+		snprintf(err, errlen, "%s:%d: tls: cannot load certificate %s: "
+		    "%s", path, tc->line, tc->cert, why);
+		goto fail;
+	}
+	if (SSL_CTX_use_PrivateKey_file(ctx, tc->key, SSL_FILETYPE_PEM) != 1) {
+		tls_errstr(why, sizeof(why));
+		snprintf(err, errlen, "%s:%d: tls: cannot load key %s: %s",
+		    path, tc->line, tc->key, why);
+		goto fail;
+	}
+	if (SSL_CTX_check_private_key(ctx) != 1) {
+		ERR_clear_error();
+		snprintf(err, errlen, "%s:%d: tls: key %s does not match "
+		    "certificate %s", path, tc->line, tc->key, tc->cert);
+		goto fail;
+	}
+	if (SSL_CTX_load_verify_locations(ctx, tc->ca, NULL) != 1) {
+		tls_errstr(why, sizeof(why));
+		snprintf(err, errlen, "%s:%d: tls: cannot load CA %s: %s",
+		    path, tc->line, tc->ca, why);
+		goto fail;
+	}
+	return ctx;
+ fail:
+	SSL_CTX_free(ctx);
+	return NULL;
+}
+
+void
+tls_peer_identity(SSL *ssl, char *fp, size_t fplen, char *subject,
+    size_t sublen)
+{
+	unsigned char md[EVP_MAX_MD_SIZE];
+	unsigned int mdlen = 0, i;
+	X509 *cert;
+	size_t n;
+
+	if (fplen > 0)
+		fp[0] = '\0';
+	if (sublen > 0)
+		subject[0] = '\0';
+	if ((cert = SSL_get1_peer_certificate(ssl)) == NULL)
+		return;
+	if (X509_digest(cert, EVP_sha256(), md, &mdlen) == 1 &&
+	    fplen >= 7 + 2 * mdlen + 1) {
+		n = snprintf(fp, fplen, "sha256:");
+		for (i = 0; i < mdlen; i++)
+			n += snprintf(fp + n, fplen - n, "%02x", md[i]);
+	}
+	X509_NAME_oneline(X509_get_subject_name(cert), subject, sublen);
+	X509_free(cert);
+}
+
+static int
+tls_cn_matches(X509 *cert, const char *want)
+{
+	X509_NAME *name = X509_get_subject_name(cert);
+	char cn[256];
+	int len;
+
+	len = X509_NAME_get_text_by_NID(name, NID_commonName, cn, sizeof(cn));
+	return len > 0 && (size_t)len == strlen(want) && strcmp(cn, want) == 0;
+}
+
+int
+tls_check_allowed(SSL *ssl, const struct tls_conf *tc, char *why,
+    size_t len)
+{
+	char fp[7 + 64 + 1], subject[256];
+	X509 *cert;
+	unsigned int i;
+	int ok = 0;
+
+	if (tc->nallow == 0)
+		return 0;
+	if ((cert = SSL_get1_peer_certificate(ssl)) == NULL) {
+		snprintf(why, len, "no certificate");
+		return -1;
+	}
+	tls_peer_identity(ssl, fp, sizeof(fp), subject, sizeof(subject));
+	for (i = 0; i < tc->nallow && !ok; i++) {
+		const char *a = tc->allow[i];
+
+		if (strncmp(a, "CN=", 3) == 0)
+			ok = tls_cn_matches(cert, a + 3);
+		else if (strncasecmp(a, "sha256:", 7) == 0)
+			ok = strcasecmp(a, fp) == 0;
+	}
+	X509_free(cert);
+	if (!ok)
+		snprintf(why, len, "identity not allowed: %s %s", subject, fp);
+	return ok ? 0 : -1;
+}
+
+static enum tls_refusal
+tls_classify_verify(long v)
+{
+	switch (v) {
+	case X509_V_ERR_CERT_HAS_EXPIRED:
+	case X509_V_ERR_CERT_NOT_YET_VALID:
+		return TLS_REF_EXPIRED;
+	case X509_V_ERR_UNABLE_TO_GET_ISSUER_CERT:
+	case X509_V_ERR_UNABLE_TO_GET_ISSUER_CERT_LOCALLY:
+	case X509_V_ERR_DEPTH_ZERO_SELF_SIGNED_CERT:
+	case X509_V_ERR_SELF_SIGNED_CERT_IN_CHAIN:
+	case X509_V_ERR_UNABLE_TO_VERIFY_LEAF_SIGNATURE:
+	case X509_V_ERR_CERT_SIGNATURE_FAILURE:
+		return TLS_REF_UNKNOWN_CA;
+	}
+	return TLS_REF_OTHER;
+}
+
+static enum tls_refusal
+tls_classify_reason(int reason)
+{
+	switch (reason) {
+	case SSL_R_PEER_DID_NOT_RETURN_A_CERTIFICATE:
+	case SSL_R_TLSV13_ALERT_CERTIFICATE_REQUIRED:
+		return TLS_REF_NO_CERT;
+	case SSL_R_TLSV1_ALERT_UNKNOWN_CA:
+		return TLS_REF_UNKNOWN_CA;
+	case SSL_R_SSLV3_ALERT_CERTIFICATE_EXPIRED:
+		return TLS_REF_EXPIRED;
+	case SSL_R_UNSUPPORTED_PROTOCOL:
+	case SSL_R_TLSV1_ALERT_PROTOCOL_VERSION:
+	case SSL_R_NO_PROTOCOLS_AVAILABLE:
+	case SSL_R_VERSION_TOO_LOW:
+		return TLS_REF_VERSION;
+	case SSL_R_WRONG_VERSION_NUMBER:
+	case SSL_R_HTTP_REQUEST:
+	case SSL_R_HTTPS_PROXY_REQUEST:
+	case SSL_R_PACKET_LENGTH_TOO_LONG:
+	case SSL_R_RECORD_LENGTH_MISMATCH:
+	case SSL_R_UNKNOWN_PROTOCOL:
+		return TLS_REF_NOT_TLS;
+	}
+	return TLS_REF_OTHER;
+}
+
+static const char *
+tls_refusal_text(enum tls_refusal r)
+{
+	switch (r) {
+	case TLS_REF_NO_CERT:
+		return "no certificate";
+	case TLS_REF_UNKNOWN_CA:
+		return "unknown CA";
+	case TLS_REF_EXPIRED:
+		return "certificate expired";
+	case TLS_REF_NOT_ALLOWED:
+		return "identity not allowed";
+	case TLS_REF_VERSION:
+		return "protocol version";
+	case TLS_REF_NOT_TLS:
+		return "not TLS";
+	case TLS_REF_TIMEOUT:
+		return "handshake timeout";
+	default:
+		return "handshake failed";
+	}
+}
+
+enum tls_refusal
+tls_classify(SSL *ssl, unsigned long err, char *why, size_t len)
+{
+	enum tls_refusal r = TLS_REF_OTHER;
+	char detail[256] = "";
+	long v = X509_V_OK;
+
+	if (ssl != NULL)
+		v = SSL_get_verify_result(ssl);
+	if (v != X509_V_OK)
+		r = tls_classify_verify(v);
+	if (r == TLS_REF_OTHER && err != 0)
+		r = tls_classify_reason(ERR_GET_REASON(err));
+	if (err != 0)
+		ERR_error_string_n(err, detail, sizeof(detail));
+	else if (v != X509_V_OK)
+		snprintf(detail, sizeof(detail), "%s",
+		    X509_verify_cert_error_string(v));
+	else
+		snprintf(detail, sizeof(detail), "connection closed during "
+		    "the handshake");
+	snprintf(why, len, "%s (%s)", tls_refusal_text(r), detail);
+	return r;
+}
+
+int
+tls_check_config(const struct config *c, char *err, size_t errlen)
+{
+	SSL_CTX *ctx;
+	unsigned int i;
+	size_t n = 0;
+	int rc = 0;
+
+	if (errlen > 0)
+		err[0] = '\0';
+	if (c->tls.enabled && c->listen_host != NULL) {
+		if ((ctx = tls_ctx_new(&c->tls, 1, c->path, err, errlen)) ==
+		    NULL)
+			rc = -1;
+		SSL_CTX_free(ctx);
+	}
+	for (i = 0; i < c->npeers; i++) {
+		n = strlen(err);
+		if (!c->peers[i].tls.enabled || errlen - n < 2)
+			continue;
+		if (n > 0) {
+			err[n++] = '\n';
+			err[n] = '\0';
+		}
+		ctx = tls_ctx_new(&c->peers[i].tls, 0, c->path, err + n,
+		    errlen - n);
+		if (ctx == NULL)
+			rc = -1;
+		else if (n > 0)
+			err[n - 1] = '\0';
+		SSL_CTX_free(ctx);
+	}
+	return rc;
+}
