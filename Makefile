@@ -24,10 +24,10 @@ PKG_LIBS	 = $(shell pkg-config --libs $(PKGS) 2>/dev/null)
 CMOCKA_LIBS	 = $(shell pkg-config --libs cmocka 2>/dev/null)
 
 # Daemon modules (everything but main).
-MODS	 = log wire stream store config route tls session pipe peer control
+MODS	 = log wire stream store config route tls session pipe peer control ctlproto
 MOD_OBJS = $(MODS:%=$(BUILD)/%.o)
 
-UNIT_TESTS = test_wire test_stream test_store test_config test_route
+UNIT_TESTS = test_wire test_stream test_store test_config test_route test_ctlproto
 UNIT_BINS  = $(UNIT_TESTS:%=$(BUILD)/%)
 
 # Which modules each unit test links (kept small: a module is tested alone).
@@ -36,6 +36,7 @@ test_stream_MODS = stream
 test_store_MODS  = store stream log
 test_config_MODS = config log
 test_route_MODS  = route config log
+test_ctlproto_MODS = ctlproto
 
 all: $(BUILD)/relayd $(BUILD)/relayctl
 
@@ -74,7 +75,8 @@ FUZZ_FLAGS	 = -g -O1 -fsanitize=fuzzer,address,undefined -Isrc
 FUZZ_BUILD	 = build-fuzz
 fuzz_wire_SRCS	 = src/wire.c
 fuzz_config_SRCS = src/config.c src/log.c
-FUZZ_TARGETS	 = wire config
+fuzz_ctl_SRCS	 = src/ctlproto.c
+FUZZ_TARGETS	 = wire config ctl
 
 $(FUZZ_BUILD)/fuzz_%: tests/fuzz/fuzz_%.c src/*.c src/*.h
 	mkdir -p $(FUZZ_BUILD)

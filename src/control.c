@@ -19,6 +19,7 @@
 
 #include "control.h"
 #include "ctl.h"
+#include "ctlproto.h"
 #include "log.h"
 #include "peer.h"
 #include "relayd.h"
@@ -149,7 +150,6 @@ ctl_put_result(void *up, struct session *s, const struct session_entry *e,
 	char err[512] = "";
 	unsigned int i, failed = 0;
 
-	(void)s;
 	c->sess = NULL;
 	res = json_array();
 	for (i = 0; i < n; i++) {
@@ -166,8 +166,8 @@ ctl_put_result(void *up, struct session *s, const struct session_entry *e,
 	}
 	if (!ok && err[0] == '\0')
 		snprintf(err, sizeof(err), "stored nowhere");
-	o = json_pack("{s:b,s:s,s:o}", "ok", ok, "put_id", c->put_hex,
-	    "results", res);
+	o = json_pack("{s:b,s:s,s:o,s:b}", "ok", ok, "put_id", c->put_hex,
+	    "results", res, "replayed", session_replayed(s));
 	if (!ok)
 		json_object_set_new(o, "error", json_string(err));
 	ctl_finish(c, o);
@@ -250,50 +250,25 @@ ctl_feed(struct ctl_client *c)
 }
 
 static int
-ctl_put_params(json_t *req, struct wire_put *put, const char **err)
+ctl_put_params(const struct ctl_put_req *req, struct wire_put *put,
+    const char **err)
 {
-	const char *key = NULL, *sha = NULL, *id = NULL;
-	json_int_t size = -1, hops = CTL_DEFAULT_HOPS;
-
-	if (json_unpack(req, "{s:s,s:I,s:s,s?I,s?s}", "key", &key, "size",
-	    &size, "sha256", &sha, "hops", &hops, "put_id", &id) != 0) {
-		*err = "put needs key (string), size (integer), sha256 (hex)";
-		return -1;
-	}
-	if (strlen(key) == 0 || strlen(key) > WIRE_MAX_KEY) {
-		*err = "key must be 1..512 bytes";
-		return -1;
-	}
-	if (size < 0) {
-		*err = "size must not be negative";
-		return -1;
-	}
-	if (hops < 0 || hops > 255) {
-		*err = "hops must be 0..255";
-		return -1;
-	}
-	if (strlen(sha) != 64 || hex_decode(sha, put->sha256, 32) == -1) {
-		*err = "sha256 must be 64 hex digits";
-		return -1;
-	}
-	if (id != NULL) {
-		if (strlen(id) != 32 || hex_decode(id, put->put_id, 16) == -1) {
-			*err = "put_id must be 32 hex digits";
-			return -1;
-		}
-	} else if (RAND_bytes(put->put_id, sizeof(put->put_id)) != 1) {
+	if (req->has_put_id)
+		memcpy(put->put_id, req->put_id, sizeof(put->put_id));
+	else if (RAND_bytes(put->put_id, sizeof(put->put_id)) != 1) {
 		*err = "no randomness for a put id";
 		return -1;
 	}
-	put->key = key;
-	put->key_len = strlen(key);
-	put->size = size;
-	put->hops = hops;
+	memcpy(put->sha256, req->sha256, sizeof(put->sha256));
+	put->key = req->key;
+	put->key_len = req->key_len;
+	put->size = req->size;
+	put->hops = req->hops;
 	return 0;
 }
 
 static void
-ctl_cmd_put(struct ctl_client *c, json_t *req)
+ctl_cmd_put(struct ctl_client *c, const struct ctl_put_req *req)
 {
 	struct session_params sp;
 	struct wire_put put;
@@ -355,26 +330,25 @@ ctl_cmd_status(struct ctl_client *c)
 static void
 ctl_request(struct ctl_client *c, const char *line, size_t len)
 {
-	json_error_t jerr;
-	json_t *req;
-	const char *cmd;
+	struct ctl_request req;
+	char err[256];
 
-	req = json_loadb(line, len, JSON_REJECT_DUPLICATES, &jerr);
-	if (req == NULL || !json_is_object(req)) {
-		ctl_fail(c, "malformed request: %s", req ? "not an object" :
-		    jerr.text);
-		json_decref(req);
+	if (ctl_parse_request(line, len, &req, err, sizeof(err)) == -1) {
+		ctl_fail(c, "%s", err);
 		return;
 	}
-	if (json_unpack(req, "{s:s}", "cmd", &cmd) != 0)
-		ctl_fail(c, "request has no \"cmd\" string");
-	else if (strcmp(cmd, "status") == 0)
+	switch (req.cmd) {
+	case CTL_CMD_STATUS:
 		ctl_cmd_status(c);
-	else if (strcmp(cmd, "put") == 0)
-		ctl_cmd_put(c, req);
-	else
-		ctl_fail(c, "unknown command \"%s\"", cmd);
-	json_decref(req);
+		break;
+	case CTL_CMD_PUT:
+		ctl_cmd_put(c, &req.u.put);
+		break;
+	default:
+		ctl_fail(c, "command not implemented");
+		break;
+	}
+	ctl_request_free(&req);
 }
 
 static void

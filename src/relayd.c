@@ -166,6 +166,7 @@ relayd_teardown(void)
 	peer_listen_close();
 	peer_free_all();
 	session_free_all();
+	session_outcomes_free();
 	store_close(env->store);
 	route_seen_free(env->seen);
 	config_unref(env->conf);

@@ -35,6 +35,31 @@ enum store_state {
 
 TAILQ_HEAD(pipe_list, pipe);
 
+/*
+ * Outcomes of PUTs that succeeded here, by PUT id, so that a PUT re-run
+ * after its RESULT was lost is answered from here without storing a
+ * second copy.  Bounded in count and age; the oldest goes first.
+ */
+#define OUTCOME_MAX	1024
+#define OUTCOME_TTL	600.0
+#define OUTCOME_HASH	256
+
+struct outcome {
+	TAILQ_ENTRY(outcome)	 fifo;
+	LIST_ENTRY(outcome)	 hash;
+	uint8_t			 put_id[WIRE_PUT_ID_LEN];
+	uint8_t			 sha256[WIRE_SHA256_LEN];
+	uint64_t		 size;
+	double			 at;
+	unsigned int		 n;
+	struct session_entry	*entries;
+};
+
+static TAILQ_HEAD(, outcome)	outcome_fifo =
+    TAILQ_HEAD_INITIALIZER(outcome_fifo);
+static LIST_HEAD(, outcome)	outcome_hash[OUTCOME_HASH];
+static unsigned int		outcome_count;
+
 struct session {
 	TAILQ_ENTRY(session)	 entry;
 	uint64_t		 id;
@@ -66,6 +91,7 @@ struct session {
 	double			 last_progress;
 	struct event		*timer;
 	struct event		*reap_ev;
+	int			 replay;	/* answered from an outcome */
 };
 
 static void	session_timer_cb(evutil_socket_t, short, void *);
@@ -119,6 +145,130 @@ double
 session_result_timeout(const struct session *s)
 {
 	return s->conf->result_timeout;
+}
+
+static unsigned int
+outcome_bucket(const uint8_t *id)
+{
+	return (id[0] | id[1] << 8) % OUTCOME_HASH;
+}
+
+static void
+outcome_free(struct outcome *o)
+{
+	TAILQ_REMOVE(&outcome_fifo, o, fifo);
+	LIST_REMOVE(o, hash);
+	outcome_count--;
+	free(o->entries);
+	free(o);
+}
+
+static void
+outcome_expire(double now)
+{
+	struct outcome *o;
+
+	while ((o = TAILQ_FIRST(&outcome_fifo)) != NULL &&
+	    (outcome_count > OUTCOME_MAX || now - o->at > OUTCOME_TTL))
+		outcome_free(o);
+}
+
+static struct outcome *
+outcome_find(const uint8_t *id)
+{
+	struct outcome *o;
+
+	outcome_expire(now_mono());
+	LIST_FOREACH(o, &outcome_hash[outcome_bucket(id)], hash)
+		if (memcmp(o->put_id, id, WIRE_PUT_ID_LEN) == 0)
+			return o;
+	return NULL;
+}
+
+static void
+outcome_add(const struct session *s)
+{
+	struct outcome *o;
+
+	if ((o = calloc(1, sizeof(*o))) == NULL ||
+	    (o->entries = calloc(s->nentries, sizeof(*o->entries))) == NULL) {
+		free(o);
+		return;		/* only a replay is lost, not data */
+	}
+	memcpy(o->put_id, s->put_id, sizeof(o->put_id));
+	memcpy(o->sha256, s->sha256, sizeof(o->sha256));
+	o->size = s->size;
+	o->at = now_mono();
+	o->n = s->nentries;
+	memcpy(o->entries, s->entries, s->nentries * sizeof(*o->entries));
+	TAILQ_INSERT_TAIL(&outcome_fifo, o, fifo);
+	LIST_INSERT_HEAD(&outcome_hash[outcome_bucket(o->put_id)], o, hash);
+	outcome_count++;
+	outcome_expire(o->at);
+}
+
+void
+session_outcomes_free(void)
+{
+	struct outcome *o;
+
+	while ((o = TAILQ_FIRST(&outcome_fifo)) != NULL)
+		outcome_free(o);
+}
+
+static struct session *
+session_find_live(const uint8_t *id)
+{
+	struct session *s;
+
+	TAILQ_FOREACH(s, &env->sessions, entry)
+		if (s->state != SESS_DONE &&
+		    memcmp(s->put_id, id, WIRE_PUT_ID_LEN) == 0)
+			return s;
+	return NULL;
+}
+
+int
+session_replayed(const struct session *s)
+{
+	return s->replay;
+}
+
+/*
+ * The id was seen before.  A live session with it means a loop.  A
+ * stored outcome for the same payload is replayed; one for another
+ * payload is refused.  Anything else (an earlier failure) is a retry.
+ */
+static int
+session_seen_again(struct session *s, uint16_t *code, char *err,
+    size_t errlen)
+{
+	struct outcome *o;
+
+	if (session_find_live(s->put_id) != NULL) {
+		*code = WIRE_ABORT_LOOP;
+		snprintf(err, errlen, "put %s already in flight on %s (loop)",
+		    s->put_hex, s->conf->node_id);
+		return -1;
+	}
+	if ((o = outcome_find(s->put_id)) == NULL)
+		return 0;
+	if (o->size != s->size || memcmp(o->sha256, s->sha256,
+	    sizeof(o->sha256)) != 0) {
+		*code = WIRE_ABORT_LOOP;
+		snprintf(err, errlen, "put id %s was used for another payload",
+		    s->put_hex);
+		return -1;
+	}
+	if ((s->entries = calloc(o->n, sizeof(*s->entries))) == NULL) {
+		*code = WIRE_ABORT_INTERNAL;
+		snprintf(err, errlen, "out of memory");
+		return -1;
+	}
+	memcpy(s->entries, o->entries, o->n * sizeof(*s->entries));
+	s->nentries = s->entries_cap = o->n;
+	s->replay = 1;
+	return 0;
 }
 
 static void
@@ -210,10 +360,7 @@ session_admit(struct session *s, uint8_t budget, uint16_t *code,
 	}
 	switch (route_seen_add(env->seen, s->put_id, now_mono())) {
 	case 1:
-		*code = WIRE_ABORT_LOOP;
-		snprintf(err, errlen, "put %s already seen on %s (loop)",
-		    s->put_hex, s->conf->node_id);
-		return -1;
+		return session_seen_again(s, code, err, errlen);
 	case -1:
 		*code = WIRE_ABORT_INTERNAL;
 		snprintf(err, errlen, "out of memory");
@@ -266,6 +413,8 @@ session_start(struct session *s)
 	if ((s->buf = stream_buf_new(s->size, 0)) == NULL)
 		return -1;
 	stream_buf_set_release_cb(s->buf, session_release_cb, s);
+	if (s->replay)
+		return 0;	/* no readers: the bytes are taken and dropped */
 	if ((base = stream_reader_new(s->buf)) == NULL)
 		return -1;
 	if (s->plan.store) {
@@ -324,7 +473,7 @@ session_new(const struct session_params *sp, uint16_t *code, char *err,
 		goto fail;
 	*code = WIRE_ABORT_INTERNAL;
 	snprintf(err, errlen, "out of memory");
-	if (session_add_entry(s) == NULL)
+	if (!s->replay && session_add_entry(s) == NULL)
 		goto fail;
 	s->timer = evtimer_new(env->base, session_timer_cb, s);
 	s->reap_ev = event_new(env->base, -1, 0, session_reap_cb, s);
@@ -341,9 +490,10 @@ session_new(const struct session_params *sp, uint16_t *code, char *err,
 	env->puts_received++;
 	session_arm(s, s->conf->stream_inactivity_timeout);
 	log_info("stream=%llu put=%s key=%s size=%llu from=%s store=%s "
-	    "forks=%u budget=%u", (unsigned long long)s->id, s->put_hex,
+	    "forks=%u budget=%u%s", (unsigned long long)s->id, s->put_hex,
 	    s->key, (unsigned long long)s->size, s->upstream_name,
-	    s->plan.store ? "yes" : "no", s->forks_pending, put->hops);
+	    s->plan.store && !s->replay ? "yes" : "no", s->forks_pending,
+	    put->hops, s->replay ? " replay=stored-before" : "");
 	if (s->size == 0)
 		s->first_us = now_wall_us();
 	return s;
@@ -560,12 +710,15 @@ session_check_done(struct session *s)
 		session_close(s);
 		return;
 	}
-	session_own_entry(s);
+	if (!s->replay)
+		session_own_entry(s);
 	ok = session_ok(s);
 	if (ok)
 		env->puts_stored++;
 	else
 		env->puts_failed++;
+	if (ok && !s->replay)
+		outcome_add(s);
 	log_info("stream=%llu put=%s key=%s done ok=%d hops=%u bytes=%llu "
 	    "age=%.3fs", (unsigned long long)s->id, s->put_hex, s->key, ok,
 	    s->nentries, (unsigned long long)s->entries[0].bytes,

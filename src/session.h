@@ -90,6 +90,9 @@ struct json_t;
 struct json_t	*session_json(const struct session *);
 /* An array with every live session's object. */
 struct json_t	*session_json_all(void);
+/* 1 if this PUT was answered from an earlier stored outcome. */
+int		 session_replayed(const struct session *);
+void		 session_outcomes_free(void);
 /* Free every session (shutdown). */
 void		 session_free_all(void);
 

@@ -1,0 +1,52 @@
+/*
+ * Parsing of one control request line (see ctl.h for the protocol).
+ *
+ * This is a pure function over bytes, with no I/O and no daemon state, so
+ * that the unit tests and the fuzzer can drive it alone.  Every check on a
+ * request happens here; the daemon only acts on a request that parsed.
+ */
+#ifndef RELAYD_CTLPROTO_H
+#define RELAYD_CTLPROTO_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "wire.h"
+
+enum ctl_command {
+	CTL_CMD_NONE = 0,	/* only in a request that did not parse */
+	CTL_CMD_STATUS,
+	CTL_CMD_PUT,
+};
+
+struct ctl_put_req {
+	char		*key;		/* owned; NUL-terminated, no inner NUL */
+	size_t		 key_len;	/* 1..WIRE_MAX_KEY */
+	uint64_t	 size;
+	uint8_t		 sha256[WIRE_SHA256_LEN];
+	unsigned int	 hops;		/* 0..255 */
+	uint8_t		 put_id[WIRE_PUT_ID_LEN];	/* if has_put_id */
+	int		 has_put_id;
+};
+
+/*
+ * Filled by ctl_parse_request(); the caller owns it and releases it with
+ * ctl_request_free(), also after a failed parse (it is then empty).
+ */
+struct ctl_request {
+	enum ctl_command	 cmd;
+	union {
+		struct ctl_put_req	put;
+	} u;
+};
+
+/*
+ * Parse one request line of len bytes (no trailing '\n' needed; line need
+ * not be NUL-terminated).  Returns 0, or -1 with a one-line printable
+ * ASCII reason in err.
+ */
+int	ctl_parse_request(const char *line, size_t len, struct ctl_request *req,
+	    char *err, size_t errlen);
+void	ctl_request_free(struct ctl_request *req);
+
+#endif
