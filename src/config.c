@@ -117,6 +117,8 @@ static const struct config_opt config_opts[] = {
 	    1, 1048576, 0, 0 },
 	{ "max_buffered", config_set_u64, OFF(max_buffered),
 	    65536, I64MAX, 0, 0 },
+	{ "max_fork_lag", config_set_u64, OFF(max_fork_lag),
+	    65536, I64MAX, 0, 0 },
 	{ "tls", config_set_tls, 0, 0, 0, 0, 0 },
 	{ "peers", config_set_peers, 0, 0, 0, 0, 0 },
 	{ "routes", config_set_routes, 0, 0, 0, 0, 0 },
@@ -1250,6 +1252,7 @@ config_defaults(struct config *cf)
 	cf->stream_window = CONFIG_MIB;
 	cf->max_streams_per_peer = 1024;
 	cf->max_buffered = 256 * CONFIG_MIB;
+	cf->max_fork_lag = 16 * CONFIG_MIB;
 }
 
 static void

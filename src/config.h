@@ -18,6 +18,8 @@
  *   stream_window = 1048576;            # bytes of credit per stream
  *   max_streams_per_peer = 1024;
  *   max_buffered = 268435456;           # bytes held by all streams
+ *   max_fork_lag = 16777216;            # a fork further behind the
+ *                                       # fastest is aborted (slow hop)
  *   tls = {                             # the listener's TLS, and the
  *     ca = "/etc/relayd/tls/ca.pem";    # default for outbound links
  *     cert = "/etc/relayd/tls/relay.pem";
@@ -111,6 +113,7 @@ struct config {
 	uint32_t	 stream_window;
 	uint32_t	 max_streams_per_peer;
 	uint64_t	 max_buffered;
+	uint64_t	 max_fork_lag;	/* slow next hop: abort beyond */
 	unsigned int	 npeers;
 	struct peer_conf *peers;
 	unsigned int	 nroutes;

@@ -228,7 +228,7 @@ ctl_feed(struct ctl_client *c)
 
 	while (c->sess != NULL && c->remaining > 0) {
 		n = evbuffer_get_length(in);
-		held = session_held(c->sess);
+		held = session_backlog(c->sess);
 		if (held >= window) {
 			c->paused = 1;
 			bufferevent_disable(c->bev, EV_READ);

@@ -195,7 +195,8 @@ pipe_send_one(struct pipe *p)
 			p->credit -= len;
 			p->bytes_out += len;
 			p->last_progress = now_mono();
-			return 1;
+			session_progress(p->sess);
+			return p->state == PIPE_SENDING ? 1 : -1;
 		case STREAM_WAIT:
 			if (stream_wait(p->reader, pipe_wake, p) ==
 			    STREAM_WAIT)
@@ -261,7 +262,13 @@ pipe_on_lost(struct pipe *p, const char *why)
 void
 pipe_cancel(struct pipe *p, const char *why)
 {
-	pipe_send_abort(p, WIRE_ABORT_TIMEOUT, why);
+	pipe_abort(p, WIRE_ABORT_TIMEOUT, why);
+}
+
+void
+pipe_abort(struct pipe *p, uint16_t code, const char *why)
+{
+	pipe_send_abort(p, code, why);
 	pipe_finish(p, NULL, why);
 }
 

@@ -63,6 +63,8 @@ void		 pipe_on_abort(struct pipe *, uint16_t code, const char *msg,
 		    size_t msg_len);
 /* The link is gone, or could not be made; the pipe fails with why. */
 void		 pipe_on_lost(struct pipe *, const char *why);
+/* Abort this fork downstream with code and fail it with why. */
+void		 pipe_abort(struct pipe *, uint16_t code, const char *why);
 /* The session gives up on this fork (result wait expired, shutdown). */
 void		 pipe_cancel(struct pipe *, const char *why);
 const char	*pipe_state_name(enum pipe_state);

@@ -92,6 +92,7 @@ struct session {
 	struct event		*timer;
 	struct event		*reap_ev;
 	int			 replay;	/* answered from an outcome */
+	uint64_t		 credited;	/* consumption told upstream */
 };
 
 static void	session_timer_cb(evutil_socket_t, short, void *);
@@ -302,15 +303,91 @@ session_add_entry(struct session *s)
 	return e;
 }
 
+/*
+ * Credit follows the fastest next hop, so a slow hop slows only its own
+ * fork: a fork more than max_fork_lag behind the fastest is aborted as a
+ * slow next hop.  The local store is never aborted for being slow; credit
+ * stops max_fork_lag ahead of it instead.  So a stream holds at most about
+ * max_fork_lag + stream_window bytes.
+ */
+static uint64_t
+session_fastest_fork(struct session *s, int *any)
+{
+	struct pipe *p;
+	uint64_t off, fastest = 0;
+
+	*any = 0;
+	TAILQ_FOREACH(p, &s->forks, sess_entry) {
+		if (p->state == PIPE_DONE)
+			continue;
+		off = stream_offset(p->reader);
+		if (!*any || off > fastest)
+			fastest = off;
+		*any = 1;
+	}
+	return fastest;
+}
+
+static void
+session_abort_slow(struct session *s, uint64_t fastest)
+{
+	uint64_t lag = s->conf->max_fork_lag, off;
+	struct pipe *p;
+	char why[160];
+
+	TAILQ_FOREACH(p, &s->forks, sess_entry) {
+		if (p->state == PIPE_DONE)
+			continue;
+		off = stream_offset(p->reader);
+		if (fastest - off <= lag)
+			continue;
+		snprintf(why, sizeof(why), "slow next hop: %s is %llu bytes "
+		    "behind the fastest fork (max_fork_lag %llu)",
+		    p->peer_name, (unsigned long long)(fastest - off),
+		    (unsigned long long)lag);
+		log_warnx("stream=%llu put=%s %s", (unsigned long long)s->id,
+		    s->put_hex, why);
+		pipe_abort(p, WIRE_ABORT_LIMIT, why);
+	}
+}
+
+void
+session_progress(struct session *s)
+{
+	uint64_t eff, pos, fastest;
+	int any;
+
+	if (s->state != SESS_RECEIVING)
+		return;
+	fastest = session_fastest_fork(s, &any);
+	if (any)
+		session_abort_slow(s, fastest);
+	eff = any ? fastest : stream_buf_appended(s->buf);
+	if (s->store == ST_WRITING && s->store_job != NULL &&
+	    (pos = store_job_position(s->store_job)) != UINT64_MAX) {
+		if (!any || pos + s->conf->max_fork_lag < eff)
+			eff = any ? pos + s->conf->max_fork_lag : pos;
+	}
+	if (eff <= s->credited)
+		return;
+	pos = eff - s->credited;
+	s->credited = eff;
+	if (s->ops != NULL && s->ops->credit != NULL)
+		s->ops->credit(s->up, s, pos);
+}
+
+uint64_t
+session_backlog(const struct session *s)
+{
+	return stream_buf_appended(s->buf) - s->credited;
+}
+
 static void
 session_release_cb(struct stream_buf *buf, uint64_t released, void *arg)
 {
-	struct session *s = arg;
-
 	(void)buf;
-	if (s->ops != NULL && s->ops->credit != NULL &&
-	    s->state == SESS_RECEIVING)
-		s->ops->credit(s->up, s, released);
+	(void)released;
+	session_progress(arg);
 }
 
 static void

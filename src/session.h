@@ -71,6 +71,13 @@ int		 session_data(struct session *, struct evbuffer *, size_t len);
 int		 session_end(struct session *);
 /* Upstream gone or ABORTed.  Harmless once the buffer is complete. */
 void		 session_upstream_lost(struct session *, const char *why);
+/*
+ * A reader moved (a fork sent, the store took bytes): recompute the credit
+ * owed upstream and abort forks that lag too far (slow next hop).
+ */
+void		 session_progress(struct session *);
+/* Bytes appended but not yet credited upstream. */
+uint64_t	 session_backlog(const struct session *);
 /* Bytes appended but not yet released by every reader. */
 uint64_t	 session_held(const struct session *);
 uint64_t	 session_id(const struct session *);

@@ -665,6 +665,16 @@ store_job_written(const struct store_job *job)
 	return job->written;
 }
 
+uint64_t
+store_job_position(const struct store_job *job)
+{
+	/* The reader's cursor moves before the release callback runs. */
+	if (job->failing || job->cancelled || job->reader == NULL ||
+	    stream_cancelled(job->reader))
+		return UINT64_MAX;
+	return stream_offset(job->reader);
+}
+
 static int
 store_clean_tmp(int dirfd, char *err, size_t errlen)
 {

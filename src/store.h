@@ -52,6 +52,11 @@ struct store_job *store_begin(struct store *, const char *key,
 		    store_done_cb cb, void *arg);
 /* Abandon a job: no callback; its temp file is unlinked by the worker. */
 void		 store_job_cancel(struct store_job *);
+/*
+ * Bytes the job has taken from its reader (queued to the worker), or
+ * UINT64_MAX once it no longer reads (failed or cancelled).
+ */
+uint64_t	 store_job_position(const struct store_job *);
 /* Bytes the worker has written for this job so far. */
 uint64_t	 store_job_written(const struct store_job *);
 

@@ -52,7 +52,7 @@ STOP_TIMEOUT = 5.0
 FLOAT_OPTS = ("stream_inactivity_timeout", "handshake_timeout",
               "result_timeout", "connect_timeout", "idle_timeout")
 INT_OPTS = ("max_payload", "conn_window", "stream_window",
-            "max_streams_per_peer", "max_buffered")
+            "max_streams_per_peer", "max_buffered", "max_fork_lag")
 
 # Every process started by a test: killed by PID at teardown.
 _PROCS = []

@@ -359,6 +359,7 @@ test_defaults(void **state)
 	assert_int_equal(cf->stream_window, MIB);
 	assert_int_equal(cf->max_streams_per_peer, 1024);
 	assert_int_equal(cf->max_buffered, 256 * MIB);
+	assert_int_equal(cf->max_fork_lag, 16 * MIB);
 	assert_int_equal(cf->npeers, 0);
 	assert_int_equal(cf->nroutes, 0);
 	assert_string_equal(cf->path, write_file("t.conf", "", 0));
