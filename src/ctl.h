@@ -40,7 +40,8 @@
 #define RELAYD_CTL_H
 
 #define CTL_DEFAULT_SOCKET	"/run/relayd/relayd.sock"
-#define CTL_MAX_LINE		(64 * 1024)
+#define CTL_MAX_LINE		(64 * 1024)	/* a request line */
+#define CTL_MAX_REPLY		(64 * 1024 * 1024)	/* a reply line */
 #define CTL_DEFAULT_HOPS	16
 
 #endif

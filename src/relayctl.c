@@ -67,8 +67,9 @@ struct ctl_cmd {
 /* A connection to relayd and its partial input line. */
 struct ctl_conn {
 	int		 fd;
-	char		*buf;		/* CTL_MAX_LINE + 2 bytes */
+	char		*buf;		/* grows up to CTL_MAX_REPLY + 1 */
 	size_t		 len;
+	size_t		 cap;
 };
 
 /* A text table: row 0 is the header; every cell is owned by the table. */
@@ -470,7 +471,8 @@ ctl_connect(const struct ctl_ctx *ctx, struct ctl_conn *conn)
 		return CTL_EXIT_USAGE;
 	}
 	strcpy(sun.sun_path, ctx->sock);
-	if ((conn->buf = malloc(CTL_MAX_LINE + 2)) == NULL)
+	conn->cap = CTL_MAX_LINE + 2;
+	if ((conn->buf = malloc(conn->cap)) == NULL)
 		ctl_oom();
 	if ((conn->fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0)) == -1) {
 		ctl_errno("socket");
@@ -499,10 +501,22 @@ static ssize_t
 ctl_conn_fill(struct ctl_conn *conn)
 {
 	ssize_t	 n;
+	char	*nbuf;
 
+	/* A status of many streams is one long line: grow, within a bound. */
+	if (conn->len + 1 >= conn->cap && conn->cap < CTL_MAX_REPLY + 2) {
+		size_t ncap = conn->cap * 2;
+
+		if (ncap > CTL_MAX_REPLY + 2)
+			ncap = CTL_MAX_REPLY + 2;
+		if ((nbuf = realloc(conn->buf, ncap)) == NULL)
+			ctl_oom();
+		conn->buf = nbuf;
+		conn->cap = ncap;
+	}
 	do {
 		n = read(conn->fd, conn->buf + conn->len,
-		    CTL_MAX_LINE + 1 - conn->len);
+		    conn->cap - 1 - conn->len);
 	} while (n == -1 && errno == EINTR);
 	if (n > 0)
 		conn->len += (size_t)n;
@@ -524,9 +538,9 @@ ctl_conn_next(struct ctl_conn *conn, json_t **out)
 	*out = NULL;
 	nl = memchr(conn->buf, '\n', conn->len);
 	if (nl == NULL) {
-		if (conn->len > CTL_MAX_LINE) {
+		if (conn->len > CTL_MAX_REPLY) {
 			ctl_err("reply line from relayd longer than %d bytes",
-			    CTL_MAX_LINE);
+			    CTL_MAX_REPLY);
 			return -1;
 		}
 		return 0;
