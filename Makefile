@@ -102,6 +102,13 @@ system: all
 	cd tests/system && RELAYD_BUILD=$(abspath $(BUILD)) \
 	    /usr/bin/python3 -m pytest -q -x --timeout-method=signal $(PYTEST_ARGS) .
 
+# The 10-hop PUT and the stall scenario with every relayd under valgrind.
+valgrind-system: all
+	cd tests/system && RELAYD_BUILD=$(abspath $(BUILD)) RELAYD_VALGRIND=1 \
+	    /usr/bin/python3 -m pytest -q -x --timeout-method=signal \
+	    test_chain_10hops.py \
+	    test_upstream_lost_after_complete.py::test_upstream_killed_after_complete
+
 # The whole suite: deps, a warning-free build, unit tests (also under
 # valgrind), short fuzz runs, system tests, then the unit and system tests
 # again on an ASan+UBSan build.
@@ -110,6 +117,7 @@ check: deps
 	$(MAKE) valgrind
 	$(MAKE) fuzz FUZZ_SECONDS=5
 	$(MAKE) system
+	$(MAKE) valgrind-system
 	$(MAKE) BUILD=build-san SAN=1 all unit
 	$(MAKE) BUILD=build-san SAN=1 system
 
@@ -119,7 +127,10 @@ demo: deps all
 bench: deps all
 	/usr/bin/python3 scripts/bench $(BENCH_ARGS)
 
+soak: deps all
+	/usr/bin/python3 scripts/soak $(SOAK_ARGS)
+
 clean:
 	rm -rf build build-san $(FUZZ_BUILD)
 
-.PHONY: all unit valgrind fuzz deps system check demo bench clean
+.PHONY: all unit valgrind valgrind-system fuzz deps system check demo bench soak clean

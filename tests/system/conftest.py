@@ -46,8 +46,13 @@ TEST_DEFAULTS = {
 }
 SANITIZER_RX = (r"AddressSanitizer|LeakSanitizer|ThreadSanitizer|"
                 r"UndefinedBehaviorSanitizer|runtime error:")
-START_TIMEOUT = 15.0
-STOP_TIMEOUT = 5.0
+# RELAYD_VALGRIND=1 runs every relayd under valgrind's memcheck; a relay
+# with memory errors or leaks then fails its test when it is stopped.
+VALGRIND = (["valgrind", "-q", "--leak-check=full",
+             "--errors-for-leak-kinds=definite", "--error-exitcode=99"]
+            if os.environ.get("RELAYD_VALGRIND") == "1" else [])
+START_TIMEOUT = 60.0 if VALGRIND else 15.0
+STOP_TIMEOUT = 30.0 if VALGRIND else 5.0
 
 FLOAT_OPTS = ("stream_inactivity_timeout", "handshake_timeout",
               "result_timeout", "connect_timeout", "idle_timeout")
@@ -324,7 +329,8 @@ class Relay:
         self.write_config()
         self._log = open(self.log_path, "ab")
         self.proc = register(subprocess.Popen(
-            [RELAYD, "-d", "-f", self.conf_path], stdin=subprocess.DEVNULL,
+            VALGRIND + [RELAYD, "-d", "-f", self.conf_path],
+            stdin=subprocess.DEVNULL,
             stdout=self._log, stderr=self._log, cwd=self.dir,
             start_new_session=True))
         _RELAYS.append(self)
@@ -373,6 +379,9 @@ class Relay:
         san = lines_matching(self.log_text(), SANITIZER_RX)
         if san:
             out.append("%s: sanitizer report: %s" % (self.name, san[0]))
+        if VALGRIND and self.stop_rc not in (0, None):
+            out.append("%s: exit %s under valgrind (errors or leaks): %s"
+                       % (self.name, self.stop_rc, self.log_tail(20)))
         return out
 
     # -- observation
