@@ -1580,3 +1580,22 @@ peer_json_all(void)
 		json_array_append_new(a, peer_json(p));
 	return a;
 }
+
+void
+peer_totals(struct peer_totals *t)
+{
+	struct peer *p;
+	int i;
+
+	memset(t, 0, sizeof(*t));
+	TAILQ_FOREACH(p, &env->peers, entry) {
+		t->links++;
+		if (p->state == PEER_UP)
+			t->up++;
+		t->bytes_in += p->bytes_in;
+		t->bytes_out += p->bytes_out;
+	}
+	t->tls_handshakes = peer_tls_handshakes;
+	for (i = 0; i < TLS_REF_MAX && i < 8; i++)
+		t->tls_refused[i] = peer_tls_refused[i];
+}

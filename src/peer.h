@@ -51,6 +51,16 @@ int		 peer_send_data(struct peer *, uint32_t stream,
 uint32_t	 peer_remote_stream_window(const struct peer *);
 
 struct json_t	*peer_json(const struct peer *);
+/* Totals over every link now (metrics). */
+struct peer_totals {
+	unsigned int	 up;		/* links up */
+	unsigned int	 links;		/* every link, any state */
+	uint64_t	 bytes_in;	/* wire bytes, links alive now */
+	uint64_t	 bytes_out;
+	uint64_t	 tls_handshakes;	/* since start */
+	uint64_t	 tls_refused[8];	/* by enum tls_refusal */
+};
+void		 peer_totals(struct peer_totals *);
 /* {"tls_handshakes": N, "tls_refused": {reason: count}} */
 struct json_t	*peer_tls_json(void);
 /* An array with every peer's object. */

@@ -86,6 +86,7 @@ pipe_send_abort(struct pipe *p, uint16_t code, const char *why)
 	if (p->peer == NULL || p->stream_id == 0 ||
 	    (p->state != PIPE_SENDING && p->state != PIPE_ENDED))
 		return;
+	env->forks_aborted[code < STATS_CODES ? code : 0]++;
 	n = wire_enc_abort(frame, sizeof(frame), p->stream_id, code, why);
 	if (n > 0)
 		peer_send(p->peer, frame, n);
@@ -194,6 +195,7 @@ pipe_send_one(struct pipe *p)
 			stream_consume(p->reader, len);
 			p->credit -= len;
 			p->bytes_out += len;
+			env->payload_out += len;
 			p->last_progress = now_mono();
 			session_progress(p->sess);
 			return p->state == PIPE_SENDING ? 1 : -1;

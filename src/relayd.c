@@ -31,6 +31,22 @@
 
 struct relayd	*env;
 
+const double	 stats_dur_bounds[STATS_DUR_BUCKETS] = {
+	0.001, 0.005, 0.01, 0.05, 0.1, 0.5, 1, 5, 10, 30, 60, 300
+};
+
+void
+stats_duration(double secs)
+{
+	int i;
+
+	env->dur_count++;
+	env->dur_sum += secs;
+	for (i = 0; i < STATS_DUR_BUCKETS; i++)
+		if (secs <= stats_dur_bounds[i])
+			env->dur_buckets[i]++;
+}
+
 double
 now_mono(void)
 {

@@ -18,6 +18,9 @@ struct peer;
 struct session;
 struct ctl_client;
 
+#define STATS_CODES		16	/* abort codes counted (wire.h) */
+#define STATS_DUR_BUCKETS	12
+
 TAILQ_HEAD(peer_list, peer);
 TAILQ_HEAD(session_list, session);
 
@@ -35,11 +38,26 @@ struct relayd {
 	uint64_t		 next_session_id;
 	double			 start_time;	/* monotonic seconds */
 	int			 draining;
-	/* counters */
-	uint64_t		 puts_received;
-	uint64_t		 puts_stored;
-	uint64_t		 puts_failed;
+	/* counters, since start (metrics and relayctl status) */
+	uint64_t		 puts_received;	/* sessions admitted */
+	uint64_t		 puts_stored;	/* outcome ok */
+	uint64_t		 puts_failed;	/* outcome not ok, or aborted */
+	uint64_t		 puts_forwarded; /* forks that got a RESULT */
+	uint64_t		 stores_ok;	/* stored on this relay */
+	uint64_t		 stores_failed;
+	uint64_t		 puts_refused[STATS_CODES];	/* by abort code */
+	uint64_t		 streams_aborted[STATS_CODES];	/* by abort code */
+	uint64_t		 forks_aborted[STATS_CODES];	/* by abort code */
+	uint64_t		 payload_in;	/* payload bytes received */
+	uint64_t		 payload_out;	/* payload bytes forwarded */
+	uint64_t		 dur_count;	/* stream durations */
+	double			 dur_sum;
+	uint64_t		 dur_buckets[STATS_DUR_BUCKETS];
 };
+
+/* Upper bounds (seconds) of the stream duration histogram buckets. */
+extern const double	 stats_dur_bounds[STATS_DUR_BUCKETS];
+void			 stats_duration(double secs);
 
 extern struct relayd	*env;
 

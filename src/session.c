@@ -399,6 +399,10 @@ session_store_done(struct store_job *job, int ok, const char *reason,
 	(void)job;
 	s->store_job = NULL;
 	s->store = ok ? ST_STORED : ST_FAILED;
+	if (ok)
+		env->stores_ok++;
+	else
+		env->stores_failed++;
 	if (!ok)
 		snprintf(s->store_reason, sizeof(s->store_reason), "%s",
 		    reason ? reason : "store failed");
@@ -546,8 +550,10 @@ session_new(const struct session_params *sp, uint16_t *code, char *err,
 	    sp->upstream_name);
 	s->id = ++env->next_session_id;
 	s->created = s->last_progress = now_mono();
-	if (session_admit(s, put->hops, code, err, errlen) == -1)
+	if (session_admit(s, put->hops, code, err, errlen) == -1) {
+		env->puts_refused[*code < STATS_CODES ? *code : 0]++;
 		goto fail;
+	}
 	*code = WIRE_ABORT_INTERNAL;
 	snprintf(err, errlen, "out of memory");
 	if (!s->replay && session_add_entry(s) == NULL)
@@ -612,6 +618,7 @@ session_data(struct session *s, struct evbuffer *evb, size_t len)
 			return -1;
 		}
 	}
+	env->payload_in += len;
 	now = now_wall_us();
 	if (s->first_us == 0)
 		s->first_us = now;
@@ -657,6 +664,7 @@ session_fail(struct session *s, uint16_t code, const char *why)
 	if (s->state != SESS_RECEIVING)
 		return;
 	s->state = SESS_FAILED;
+	env->streams_aborted[code < STATS_CODES ? code : 0]++;
 	snprintf(s->fail_reason, sizeof(s->fail_reason), "%s", why);
 	log_warnx("stream=%llu put=%s key=%s failed reason=\"%s\" "
 	    "bytes_in=%llu buffered=%llu age=%.3fs",
@@ -696,6 +704,8 @@ session_fork_done(struct session *s, struct pipe *p,
 
 	if (s->forks_pending > 0)
 		s->forks_pending--;
+	if (res != NULL)
+		env->puts_forwarded++;
 	if (res != NULL) {
 		for (i = 0; i < res->u.result.count; i++) {
 			if (wire_result_entry(res, i, &we) != 0 ||
@@ -784,6 +794,7 @@ session_check_done(struct session *s)
 		return;
 	if (s->state == SESS_FAILED) {
 		env->puts_failed++;
+		stats_duration(now_mono() - s->created);
 		session_close(s);
 		return;
 	}
@@ -796,6 +807,7 @@ session_check_done(struct session *s)
 		env->puts_failed++;
 	if (ok && !s->replay)
 		outcome_add(s);
+	stats_duration(now_mono() - s->created);
 	log_info("stream=%llu put=%s key=%s done ok=%d hops=%u bytes=%llu "
 	    "age=%.3fs", (unsigned long long)s->id, s->put_hex, s->key, ok,
 	    s->nentries, (unsigned long long)s->entries[0].bytes,
