@@ -109,6 +109,8 @@ static const struct config_opt config_opts[] = {
 	    0, 0, 0.1, 3600 },
 	{ "idle_timeout", config_set_secs, OFF(idle_timeout),
 	    0, 0, 0.1, 3600 },
+	{ "drain_timeout", config_set_secs, OFF(drain_timeout),
+	    0, 0, 0.1, 86400 },
 	{ "conn_window", config_set_u32, OFF(conn_window),
 	    65536, CONFIG_GIB, 0, 0 },
 	{ "stream_window", config_set_u32, OFF(stream_window),
@@ -1248,6 +1250,7 @@ config_defaults(struct config *cf)
 	cf->result_timeout = 60.0;
 	cf->connect_timeout = 5.0;
 	cf->idle_timeout = 60.0;
+	cf->drain_timeout = 30;
 	cf->conn_window = 4 * CONFIG_MIB;
 	cf->stream_window = CONFIG_MIB;
 	cf->max_streams_per_peer = 1024;

@@ -14,6 +14,8 @@
  *   connect_timeout = 5.0;              # seconds
  *   idle_timeout = 60.0;                # PING an idle link this often;
  *                                       # drop it after 2 unanswered
+ *   drain_timeout = 30.0;               # SIGTERM/drain: streams may
+ *                                       # finish for this long
  *   conn_window = 4194304;              # bytes of credit per connection
  *   stream_window = 1048576;            # bytes of credit per stream
  *   max_streams_per_peer = 1024;
@@ -109,6 +111,7 @@ struct config {
 	double		 result_timeout;
 	double		 connect_timeout;
 	double		 idle_timeout;
+	double		 drain_timeout;	/* SIGTERM: wait for streams */
 	uint32_t	 conn_window;
 	uint32_t	 stream_window;
 	uint32_t	 max_streams_per_peer;

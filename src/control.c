@@ -41,11 +41,18 @@ struct ctl_client {
 	int			 closing;	/* close once output drained */
 	struct event		*progress_ev;
 	struct event		*reap_ev;
+	int			 monitor;	/* gets events */
+	TAILQ_ENTRY(ctl_client)	 mon_entry;
 };
 
 TAILQ_HEAD(ctl_client_list, ctl_client);
 
+#define CTL_MONITOR_MAX_BACKLOG	(1024 * 1024)	/* then the monitor goes */
+
 static struct evconnlistener	*ctl_listener;
+static TAILQ_HEAD(, ctl_client)	 ctl_monitors =
+    TAILQ_HEAD_INITIALIZER(ctl_monitors);
+static struct event		*ctl_tick_ev;
 static struct ctl_client_list	 ctl_clients =
     TAILQ_HEAD_INITIALIZER(ctl_clients);
 static char			 ctl_path[sizeof(((struct sockaddr_un *)0)->sun_path)];
@@ -71,6 +78,10 @@ ctl_reap_cb(evutil_socket_t fd, short ev, void *arg)
 static void
 ctl_client_close(struct ctl_client *c, const char *why)
 {
+	if (c->monitor) {
+		TAILQ_REMOVE(&ctl_monitors, c, mon_entry);
+		c->monitor = 0;
+	}
 	if (c->sess != NULL) {
 		session_upstream_lost(c->sess, why);
 		c->sess = NULL;
@@ -327,6 +338,248 @@ ctl_cmd_status(struct ctl_client *c)
 	ctl_finish(c, o);
 }
 
+/* --- show, monitor, outcome, reload, drain, log --- */
+
+static json_t *
+ctl_stats_json(void)
+{
+	struct peer_totals t;
+	json_t *refused, *aborted, *forks, *tls, *o;
+	int i;
+
+	peer_totals(&t);
+	refused = json_object();
+	aborted = json_object();
+	forks = json_object();
+	for (i = 1; i < STATS_CODES; i++) {
+		const char *n = wire_abort_name(i);
+
+		if (strcmp(n, "unknown") == 0)
+			continue;
+		json_object_set_new(refused, n,
+		    json_integer(env->puts_refused[i]));
+		json_object_set_new(aborted, n,
+		    json_integer(env->streams_aborted[i]));
+		json_object_set_new(forks, n,
+		    json_integer(env->forks_aborted[i]));
+	}
+	tls = peer_tls_json();
+	o = json_pack("{s:I,s:I,s:I,s:I,s:I,s:I,s:I,s:I,s:o,s:o,s:o,"
+	    "s:O,s:O,s:i,s:I,s:i,s:i,s:I,s:f}",
+	    "puts_received", (json_int_t)env->puts_received,
+	    "puts_stored", (json_int_t)env->puts_stored,
+	    "puts_failed", (json_int_t)env->puts_failed,
+	    "puts_forwarded", (json_int_t)env->puts_forwarded,
+	    "stores_ok", (json_int_t)env->stores_ok,
+	    "stores_failed", (json_int_t)env->stores_failed,
+	    "payload_in", (json_int_t)env->payload_in,
+	    "payload_out", (json_int_t)env->payload_out,
+	    "puts_refused", refused, "streams_aborted", aborted,
+	    "forks_aborted", forks,
+	    "tls_handshakes", json_object_get(tls, "tls_handshakes"),
+	    "tls_refused", json_object_get(tls, "tls_refused"),
+	    "active_streams", (int)session_count(),
+	    "buffered", (json_int_t)stream_total_held(),
+	    "peers_up", (int)t.up, "links", (int)t.links,
+	    "stream_durations", (json_int_t)env->dur_count,
+	    "uptime_s", now_mono() - env->start_time);
+	json_decref(tls);	/* "O" took its own references */
+	return o;
+}
+
+static json_t *
+ctl_tls_conf_json(const struct tls_conf *t)
+{
+	json_t *allow;
+	unsigned int i;
+
+	if (!t->enabled)
+		return json_pack("{s:b}", "enabled", 0);
+	allow = json_array();
+	for (i = 0; i < t->nallow; i++)
+		json_array_append_new(allow, json_string(t->allow[i]));
+	return json_pack("{s:b,s:s,s:s,s:s,s:o}", "enabled", 1, "ca", t->ca,
+	    "cert", t->cert, "key", t->key, "allow", allow);
+}
+
+static json_t *
+ctl_routes_json(const struct config *cf)
+{
+	json_t *routes = json_array(), *hops;
+	unsigned int i, j;
+
+	for (i = 0; i < cf->nroutes; i++) {
+		const struct route_conf *r = &cf->routes[i];
+
+		hops = json_array();
+		for (j = 0; j < r->nhops; j++)
+			json_array_append_new(hops,
+			    json_string(cf->peers[r->hops[j]].name));
+		json_array_append_new(routes, json_pack("{s:s,s:s,s:b,s:o}",
+		    "prefix", r->prefix, "mode", r->mode == ROUTE_FAILOVER ?
+		    "failover" : "fanout", "store", r->store, "hops", hops));
+	}
+	return routes;
+}
+
+static json_t *
+ctl_config_json(const struct config *cf)
+{
+	json_t *peers = json_array(), *o;
+	char listen[300] = "";
+	unsigned int i;
+
+	for (i = 0; i < cf->npeers; i++)
+		json_array_append_new(peers, json_pack("{s:s,s:s++,s:I,s:o}",
+		    "name", cf->peers[i].name, "address", cf->peers[i].host,
+		    ":", cf->peers[i].port, "rate_limit",
+		    (json_int_t)cf->peers[i].rate_limit, "tls",
+		    ctl_tls_conf_json(&cf->peers[i].tls)));
+	if (cf->listen_host != NULL)
+		snprintf(listen, sizeof(listen), "%s:%s", cf->listen_host,
+		    cf->listen_port);
+	o = json_pack("{s:s,s:s?,s:s,s:s,s:I,s:f,s:f,s:f,s:f,s:f,s:I,s:I,"
+	    "s:I,s:I,s:I,s:o,s:o,s:o}",
+	    "node_id", cf->node_id, "listen", listen[0] ? listen : NULL,
+	    "control_socket", cf->control_socket, "store_dir", cf->store_dir,
+	    "max_payload", (json_int_t)cf->max_payload,
+	    "stream_inactivity_timeout", cf->stream_inactivity_timeout,
+	    "handshake_timeout", cf->handshake_timeout,
+	    "result_timeout", cf->result_timeout,
+	    "connect_timeout", cf->connect_timeout,
+	    "idle_timeout", cf->idle_timeout,
+	    "conn_window", (json_int_t)cf->conn_window,
+	    "stream_window", (json_int_t)cf->stream_window,
+	    "max_streams_per_peer", (json_int_t)cf->max_streams_per_peer,
+	    "max_buffered", (json_int_t)cf->max_buffered,
+	    "max_fork_lag", (json_int_t)cf->max_fork_lag,
+	    "tls", ctl_tls_conf_json(&cf->tls), "peers", peers,
+	    "routes", ctl_routes_json(cf));
+	return o;
+}
+
+static void
+ctl_cmd_show(struct ctl_client *c, enum ctl_show what)
+{
+	const struct config *cf = env->conf;
+
+	switch (what) {
+	case CTL_SHOW_PEERS:
+		ctl_finish(c, json_pack("{s:b,s:o}", "ok", 1, "peers",
+		    peer_json_all()));
+		break;
+	case CTL_SHOW_STREAMS:
+		ctl_finish(c, json_pack("{s:b,s:o}", "ok", 1, "streams",
+		    session_json_all()));
+		break;
+	case CTL_SHOW_ROUTES:
+		ctl_finish(c, json_pack("{s:b,s:i,s:o}", "ok", 1, "generation",
+		    (int)cf->generation, "routes", ctl_routes_json(cf)));
+		break;
+	case CTL_SHOW_CONFIG:
+		ctl_finish(c, json_pack("{s:b,s:i,s:s,s:o}", "ok", 1,
+		    "generation", (int)cf->generation, "path", cf->path,
+		    "config", ctl_config_json(cf)));
+		break;
+	case CTL_SHOW_STATS:
+		ctl_finish(c, json_pack("{s:b,s:o}", "ok", 1, "stats",
+		    ctl_stats_json()));
+		break;
+	}
+}
+
+int
+control_monitoring(void)
+{
+	return !TAILQ_EMPTY(&ctl_monitors);
+}
+
+void
+control_event(const char *name, json_t *fields)
+{
+	struct ctl_client *c, *next;
+
+	if (fields == NULL)
+		fields = json_object();
+	json_object_set_new(fields, "event", json_string(name));
+	json_object_set_new(fields, "time_us", json_integer(now_wall_us()));
+	for (c = TAILQ_FIRST(&ctl_monitors); c != NULL; c = next) {
+		next = TAILQ_NEXT(c, mon_entry);
+		if (evbuffer_get_length(bufferevent_get_output(c->bev)) >
+		    CTL_MONITOR_MAX_BACKLOG) {
+			log_warnx("control: monitor client too slow, dropped");
+			ctl_client_close(c, "too slow");
+			continue;
+		}
+		ctl_send(c, json_incref(fields));
+	}
+	json_decref(fields);
+}
+
+void
+control_monitors_end(const char *why)
+{
+	struct ctl_client *c;
+
+	while ((c = TAILQ_FIRST(&ctl_monitors)) != NULL) {
+		TAILQ_REMOVE(&ctl_monitors, c, mon_entry);
+		c->monitor = 0;
+		ctl_finish(c, json_pack("{s:b,s:s}", "ok", 1, "end", why));
+	}
+}
+
+/* Once a second: progress of every stream, for monitors only. */
+static void
+ctl_tick_cb(evutil_socket_t fd, short ev, void *arg)
+{
+	json_t *streams, *s;
+	size_t i;
+
+	(void)fd;
+	(void)ev;
+	(void)arg;
+	if (!control_monitoring())
+		return;
+	streams = session_json_all();
+	json_array_foreach(streams, i, s)
+		control_event("stream-progress", json_pack("{s:O,s:O,s:O,s:O}",
+		    "stream", json_object_get(s, "id"),
+		    "key", json_object_get(s, "key"),
+		    "bytes_in", json_object_get(s, "bytes_in"),
+		    "size", json_object_get(s, "size")));
+	json_decref(streams);
+}
+
+static void
+ctl_cmd_monitor(struct ctl_client *c)
+{
+	c->monitor = 1;
+	TAILQ_INSERT_TAIL(&ctl_monitors, c, mon_entry);
+	ctl_send(c, json_pack("{s:b,s:s}", "ok", 1, "event", "monitoring"));
+}
+
+static void
+ctl_cmd_reload(struct ctl_client *c)
+{
+	char err[2048];
+
+	if (relayd_reload("relayctl", err, sizeof(err)) == -1)
+		ctl_finish(c, json_pack("{s:b,s:s,s:i}", "ok", 0, "error", err,
+		    "generation", (int)env->conf->generation));
+	else
+		ctl_finish(c, json_pack("{s:b,s:i}", "ok", 1, "generation",
+		    (int)env->conf->generation));
+}
+
+static void
+ctl_cmd_drain(struct ctl_client *c)
+{
+	unsigned int n = relayd_drain("relayctl");
+
+	ctl_finish(c, json_pack("{s:b,s:b,s:i}", "ok", 1, "draining", 1,
+	    "streams", (int)n));
+}
+
 static void
 ctl_request(struct ctl_client *c, const char *line, size_t len)
 {
@@ -343,6 +596,28 @@ ctl_request(struct ctl_client *c, const char *line, size_t len)
 		break;
 	case CTL_CMD_PUT:
 		ctl_cmd_put(c, &req.u.put);
+		break;
+	case CTL_CMD_SHOW:
+		ctl_cmd_show(c, req.u.show);
+		break;
+	case CTL_CMD_MONITOR:
+		ctl_cmd_monitor(c);
+		break;
+	case CTL_CMD_OUTCOME:
+		ctl_finish(c, session_outcome_json(req.u.put_id));
+		break;
+	case CTL_CMD_RELOAD:
+		ctl_cmd_reload(c);
+		break;
+	case CTL_CMD_DRAIN:
+		ctl_cmd_drain(c);
+		break;
+	case CTL_CMD_LOG:
+		log_setlevel(req.u.level);
+		log_info("control: log level set to %s",
+		    ctl_level_name(req.u.level));
+		ctl_finish(c, json_pack("{s:b,s:s}", "ok", 1, "level",
+		    ctl_level_name(req.u.level)));
 		break;
 	default:
 		ctl_fail(c, "command not implemented");
@@ -363,6 +638,10 @@ ctl_read_cb(struct bufferevent *bev, void *arg)
 		return;
 	if (c->sess != NULL) {
 		ctl_feed(c);
+		return;
+	}
+	if (c->monitor) {
+		evbuffer_drain(in, evbuffer_get_length(in));
 		return;
 	}
 	if (c->remaining > 0 || c->put_hex[0] != '\0') {
@@ -481,6 +760,12 @@ control_open(const char *path, char *err, size_t errlen)
 		return -1;
 	}
 	snprintf(ctl_path, sizeof(ctl_path), "%s", path);
+	if (ctl_tick_ev == NULL &&
+	    (ctl_tick_ev = event_new(env->base, -1, EV_PERSIST, ctl_tick_cb,
+	    NULL)) != NULL) {
+		struct timeval tv = { 1, 0 };
+		event_add(ctl_tick_ev, &tv);
+	}
 	return 0;
 }
 
@@ -494,6 +779,11 @@ control_close(void)
 		ctl_listener = NULL;
 		unlink(ctl_path);
 	}
+	if (ctl_tick_ev != NULL) {
+		event_free(ctl_tick_ev);
+		ctl_tick_ev = NULL;
+	}
+	TAILQ_INIT(&ctl_monitors);
 	while ((c = TAILQ_FIRST(&ctl_clients)) != NULL) {
 		if (c->sess != NULL)
 			session_upstream_lost(c->sess, "relayd stopping");

@@ -12,7 +12,19 @@
 
 #include <stddef.h>
 
+struct json_t;
+
 int	control_open(const char *path, char *err, size_t errlen);
 void	control_close(void);
+/* 1 if some client runs `monitor` (build events only then). */
+int	control_monitoring(void);
+/*
+ * Send an event to every monitor client: fields (consumed; may be NULL)
+ * get "event": name and "time_us".  A client too slow to keep up is
+ * dropped, never waited for.
+ */
+void	control_event(const char *name, struct json_t *fields);
+/* Tell monitors relayd is stopping, with a final line. */
+void	control_monitors_end(const char *why);
 
 #endif

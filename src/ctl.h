@@ -34,7 +34,48 @@
  *                    "status":"stored"|"forwarded"|"failed",
  *                    "bytes":N,"first_us":N,"last_us":N,"reason":"..."}]}
  *     "ok" is true only if no hop failed and at least one hop stored.
- *     depth 0 is the relay relayctl talks to.
+ *     depth 0 is the relay relayctl talks to.  "replayed": true when the
+ *     outcome comes from an earlier PUT with the same id and payload.
+ *   {"cmd":"show","what":"peers"|"streams"|"routes"|"config"|"stats"}
+ *     -> {"ok":true,"peers":[...]}       (objects as in status)
+ *     -> {"ok":true,"streams":[...]}     (objects as in status)
+ *     -> {"ok":true,"generation":N,"routes":[{"prefix":"a/","mode":
+ *         "fanout"|"failover","store":true,"hops":["relay2"]}]}
+ *     -> {"ok":true,"generation":N,"path":"/etc/relayd/relayd.conf",
+ *         "config":{"node_id":...,"listen":...,every scalar option...,
+ *         "tls":{"enabled":true,"ca":...,"cert":...,"key":...,
+ *         "allow":[...]},"peers":[{"name","address","rate_limit",
+ *         "tls":{"enabled":..}}]}}
+ *     -> {"ok":true,"stats":{"puts_received":N,"puts_stored":N,
+ *         "puts_failed":N,"puts_forwarded":N,"stores_ok":N,
+ *         "stores_failed":N,"payload_in":N,"payload_out":N,
+ *         "puts_refused":{"too-large":N,...},"streams_aborted":{...},
+ *         "forks_aborted":{...},"tls_handshakes":N,"tls_refused":{...},
+ *         "active_streams":N,"buffered":N,"peers_up":N}}
+ *   {"cmd":"monitor"}
+ *     -> {"ok":true,"event":"monitoring"} first, then one line per event
+ *        until the client closes or relayd stops:
+ *        {"event":"stream-opened","time_us":N,"stream":N,"put_id":..,
+ *         "key":..,"size":N,"from":"peer"}
+ *        {"event":"stream-progress","time_us":N,"stream":N,"bytes_in":N,
+ *         "size":N}                      (at most once a second)
+ *        {"event":"stream-stored"|"stream-done"|"stream-aborted",
+ *         "time_us":N,"stream":N,"put_id":..,"key":..,"ok":bool,
+ *         "reason":".."}
+ *        {"event":"peer-up"|"peer-down","time_us":N,"peer":"relay2",
+ *         "address":"..","direction":"in"|"out","reason":".."}
+ *   {"cmd":"outcome","put_id":"32 hex"}
+ *     -> {"ok":true,"put_id":..,"state":"in-flight"|"done"|"unknown",
+ *         "stored":bool,"results":[...]}  (results as in put; "done" is
+ *         only remembered for PUTs that succeeded here, for 10 minutes)
+ *   {"cmd":"reload"}
+ *     -> {"ok":true,"generation":N} or {"ok":false,"error":"FILE:LINE: .."}
+ *        (the old config stays on failure)
+ *   {"cmd":"drain"}
+ *     -> {"ok":true,"draining":true,"streams":N}: new PUTs are refused,
+ *        streams in flight finish (up to drain_timeout), then relayd exits
+ *   {"cmd":"log","level":"warn"|"info"|"debug"}
+ *     -> {"ok":true,"level":"debug"}
  */
 #ifndef RELAYD_CTL_H
 #define RELAYD_CTL_H

@@ -19,15 +19,37 @@ struct ctlproto_cmd {
 };
 
 static int	ctlproto_put(json_t *, struct ctl_request *, char *, size_t);
+static int	ctlproto_show(json_t *, struct ctl_request *, char *, size_t);
+static int	ctlproto_outcome(json_t *, struct ctl_request *, char *,
+		    size_t);
+static int	ctlproto_log(json_t *, struct ctl_request *, char *, size_t);
 
-static const char *const ctlproto_status_fields[] = { NULL };
+static const char *const ctlproto_no_fields[] = { NULL };
 static const char *const ctlproto_put_fields[] = {
 	"key", "size", "sha256", "hops", "put_id", NULL
 };
+static const char *const ctlproto_show_fields[] = { "what", NULL };
+static const char *const ctlproto_outcome_fields[] = { "put_id", NULL };
+static const char *const ctlproto_log_fields[] = { "level", NULL };
 
 static const struct ctlproto_cmd ctlproto_cmds[] = {
-	{ "status",	CTL_CMD_STATUS,	ctlproto_status_fields,	NULL },
+	{ "status",	CTL_CMD_STATUS,	ctlproto_no_fields,	NULL },
 	{ "put",	CTL_CMD_PUT,	ctlproto_put_fields,	ctlproto_put },
+	{ "show",	CTL_CMD_SHOW,	ctlproto_show_fields,	ctlproto_show },
+	{ "monitor",	CTL_CMD_MONITOR, ctlproto_no_fields,	NULL },
+	{ "outcome",	CTL_CMD_OUTCOME, ctlproto_outcome_fields,
+	    ctlproto_outcome },
+	{ "reload",	CTL_CMD_RELOAD,	ctlproto_no_fields,	NULL },
+	{ "drain",	CTL_CMD_DRAIN,	ctlproto_no_fields,	NULL },
+	{ "log",	CTL_CMD_LOG,	ctlproto_log_fields,	ctlproto_log },
+};
+
+static const char *const ctlproto_show_names[] = {
+	"peers", "streams", "routes", "config", "stats", NULL
+};
+/* In enum log_level order (log.h). */
+static const char *const ctlproto_level_names[] = {
+	"warn", "info", "debug", NULL
 };
 
 #define CTLPROTO_NCMDS	(sizeof(ctlproto_cmds) / sizeof(ctlproto_cmds[0]))
@@ -201,6 +223,65 @@ ctlproto_put(json_t *o, struct ctl_request *req, char *err, size_t errlen)
 	    CTL_DEFAULT_HOPS;
 	p->has_put_id = id != NULL;
 	return 0;
+}
+
+/* The index of a JSON string in names, or -1. */
+static int
+ctlproto_word(const json_t *v, const char *const *names)
+{
+	int i;
+
+	if (!json_is_string(v))
+		return -1;
+	for (i = 0; names[i] != NULL; i++)
+		if (strlen(names[i]) == json_string_length(v) &&
+		    strcmp(names[i], json_string_value(v)) == 0)
+			return i;
+	return -1;
+}
+
+static int
+ctlproto_show(json_t *o, struct ctl_request *req, char *err, size_t errlen)
+{
+	int i = ctlproto_word(json_object_get(o, "what"), ctlproto_show_names);
+
+	if (i == -1)
+		return ctlproto_fail(err, errlen, "show needs what: peers, "
+		    "streams, routes, config or stats");
+	req->u.show = (enum ctl_show)i;
+	return 0;
+}
+
+static int
+ctlproto_outcome(json_t *o, struct ctl_request *req, char *err,
+    size_t errlen)
+{
+	if (ctlproto_hex(json_object_get(o, "put_id"), req->u.put_id,
+	    sizeof(req->u.put_id)) == -1)
+		return ctlproto_fail(err, errlen,
+		    "outcome needs put_id: 32 hex digits");
+	return 0;
+}
+
+static int
+ctlproto_log(json_t *o, struct ctl_request *req, char *err, size_t errlen)
+{
+	int i = ctlproto_word(json_object_get(o, "level"),
+	    ctlproto_level_names);
+
+	if (i == -1)
+		return ctlproto_fail(err, errlen, "log needs level: warn, info "
+		    "or debug");
+	req->u.level = i;
+	return 0;
+}
+
+const char *
+ctl_level_name(int level)
+{
+	if (level < 0 || level > 2)
+		return "?";
+	return ctlproto_level_names[level];
 }
 
 int

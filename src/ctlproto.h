@@ -17,6 +17,20 @@ enum ctl_command {
 	CTL_CMD_NONE = 0,	/* only in a request that did not parse */
 	CTL_CMD_STATUS,
 	CTL_CMD_PUT,
+	CTL_CMD_SHOW,
+	CTL_CMD_MONITOR,
+	CTL_CMD_OUTCOME,
+	CTL_CMD_RELOAD,
+	CTL_CMD_DRAIN,
+	CTL_CMD_LOG,
+};
+
+enum ctl_show {
+	CTL_SHOW_PEERS = 0,
+	CTL_SHOW_STREAMS,
+	CTL_SHOW_ROUTES,
+	CTL_SHOW_CONFIG,
+	CTL_SHOW_STATS,
 };
 
 struct ctl_put_req {
@@ -37,6 +51,9 @@ struct ctl_request {
 	enum ctl_command	 cmd;
 	union {
 		struct ctl_put_req	put;
+		enum ctl_show		show;
+		uint8_t			put_id[WIRE_PUT_ID_LEN];  /* outcome */
+		int			level;	/* log: enum log_level */
 	} u;
 };
 
@@ -48,5 +65,7 @@ struct ctl_request {
 int	ctl_parse_request(const char *line, size_t len, struct ctl_request *req,
 	    char *err, size_t errlen);
 void	ctl_request_free(struct ctl_request *req);
+/* "warn", "info" or "debug". */
+const char	*ctl_level_name(int level);
 
 #endif

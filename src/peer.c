@@ -22,6 +22,7 @@
 #include <openssl/ssl.h>
 
 #include "config.h"
+#include "control.h"
 #include "log.h"
 #include "peer.h"
 #include "pipe.h"
@@ -122,6 +123,7 @@ struct peer {
 	char			 tls_cipher[64];
 	char			 tls_subject[256];
 	char			 tls_fp[80];
+	int			 retired;	/* dropped by a reload */
 	uint32_t		 closed_ids[PEER_CLOSED_IDS];
 	unsigned int		 closed_pos;
 	char			 last_error[160];
@@ -519,6 +521,15 @@ peer_attach_pipe(struct peer *p, struct pipe *pp)
 	}
 }
 
+/* A link retired by a reload closes once its last stream is gone. */
+static void
+peer_check_retired(struct peer *p)
+{
+	if (p->retired && p->nin == 0 && p->nout == 0 &&
+	    p->state != PEER_DOWN && p->state != PEER_CLOSING)
+		peer_linger_close(p, "removed from the config by a reload");
+}
+
 void
 peer_detach_pipe(struct peer *p, struct pipe *pp)
 {
@@ -530,6 +541,7 @@ peer_detach_pipe(struct peer *p, struct pipe *pp)
 	if (p->nout > 0)
 		p->nout--;
 	pp->peer = NULL;
+	peer_check_retired(p);
 }
 
 static struct pipe *
@@ -596,6 +608,8 @@ instream_free(struct instream *in)
 		peer_remember_closed(p, in->id);
 	}
 	free(in);
+	if (p != NULL)
+		peer_check_retired(p);
 }
 
 static void
@@ -891,6 +905,10 @@ peer_on_hello(struct peer *p, const struct wire_frame *f)
 	p->last_error[0] = '\0';
 	log_info("peer=%s addr=%s up direction=%s", p->name, p->addr,
 	    p->outbound ? "out" : "in");
+	if (control_monitoring())
+		control_event("peer-up", json_pack("{s:s,s:s,s:s}", "peer",
+		    p->name, "address", p->addr, "direction",
+		    p->outbound ? "out" : "in"));
 	peer_arm(p, env->conf->idle_timeout);
 	while ((pp = TAILQ_FIRST(&p->link_wait)) != NULL) {
 		peer_dequeue(p, pp);
@@ -1082,7 +1100,7 @@ peer_close_final(struct peer *p)
 	evtimer_del(p->timer);
 	p->state = PEER_DOWN;
 	p->state_since = now_mono();
-	if (!p->outbound) {
+	if (!p->outbound || p->retired) {
 		event_active(p->reap_ev, 0, 0);
 		return;
 	}
@@ -1108,6 +1126,10 @@ peer_drop(struct peer *p, const char *why)
 	    "bytes_out=%llu", p->name, p->addr, why,
 	    (unsigned long long)p->bytes_in,
 	    (unsigned long long)p->bytes_out);
+	if (control_monitoring() && p->state == PEER_UP)
+		control_event("peer-down", json_pack("{s:s,s:s,s:s,s:s}",
+		    "peer", p->name, "address", p->addr, "direction",
+		    p->outbound ? "out" : "in", "reason", why));
 	/* Mark first, so nothing is sent on the link while streams fail. */
 	p->state = PEER_CLOSING;
 	peer_drop_streams(p, why);
@@ -1514,7 +1536,7 @@ peer_find_outbound(const char *name)
 	struct peer *p;
 
 	TAILQ_FOREACH(p, &env->peers, entry)
-		if (p->outbound && strcmp(p->name, name) == 0)
+		if (p->outbound && !p->retired && strcmp(p->name, name) == 0)
 			return p;
 	return NULL;
 }
@@ -1598,4 +1620,85 @@ peer_totals(struct peer_totals *t)
 	t->tls_handshakes = peer_tls_handshakes;
 	for (i = 0; i < TLS_REF_MAX && i < 8; i++)
 		t->tls_refused[i] = peer_tls_refused[i];
+}
+
+/* Drain: tell every peer no new streams will be accepted. */
+void
+peer_goaway_all(const char *why)
+{
+	uint8_t frame[WIRE_HDR_LEN + 4 + WIRE_MAX_TEXT];
+	struct peer *p;
+	int n;
+
+	n = wire_enc_goaway(frame, sizeof(frame), WIRE_ABORT_SHUTDOWN, why);
+	TAILQ_FOREACH(p, &env->peers, entry)
+		if (p->state == PEER_UP && n > 0)
+			peer_send(p, frame, n);
+}
+
+static int
+peer_same_tls(const struct tls_conf *a, const struct tls_conf *b)
+{
+	unsigned int i;
+
+	if (a->enabled != b->enabled)
+		return 0;
+	if (!a->enabled)
+		return 1;
+	if (strcmp(a->ca, b->ca) || strcmp(a->cert, b->cert) ||
+	    strcmp(a->key, b->key) || a->nallow != b->nallow)
+		return 0;
+	for (i = 0; i < a->nallow; i++)
+		if (strcmp(a->allow[i], b->allow[i]) != 0)
+			return 0;
+	return 1;
+}
+
+/*
+ * A reload: outbound links whose settings are unchanged stay; changed or
+ * removed ones are retired (no new streams; closed when their streams
+ * are done) and new ones are made.  The listener gets the new TLS
+ * context for new connections.  Called with env->conf already the new
+ * generation.
+ */
+int
+peer_reconfigure(struct config *old, char *err, size_t errlen)
+{
+	const struct config *c = env->conf;
+	const struct peer_conf *pc;
+	struct peer *p, *next;
+	SSL_CTX *ctx = NULL;
+
+	if (c->tls.enabled && c->listen_host != NULL &&
+	    (ctx = tls_ctx_new(&c->tls, 1, c->path, err, errlen)) == NULL)
+		return -1;
+	if (peer_server_ctx != NULL)
+		SSL_CTX_free(peer_server_ctx);
+	peer_server_ctx = ctx;
+	(void)old;
+	for (p = TAILQ_FIRST(&env->peers); p != NULL; p = next) {
+		next = TAILQ_NEXT(p, entry);
+		if (!p->outbound || p->retired)
+			continue;
+		pc = config_peer(c, p->name);
+		if (pc != NULL && strcmp(pc->host, p->host) == 0 &&
+		    strcmp(pc->port, p->port) == 0 &&
+		    pc->rate_limit == p->rate_limit &&
+		    peer_same_tls(&pc->tls, p->tlsc))
+			continue;
+		log_info("peer=%s retired by reload (%s)", p->name,
+		    pc == NULL ? "removed" : "changed");
+		p->retired = 1;
+		if (p->state == PEER_DOWN || p->state == PEER_CONNECTING) {
+			/* Nothing in flight that matters: go now. */
+			p->state = p->state == PEER_DOWN ? PEER_CLOSING :
+			    p->state;
+			peer_drop(p, "removed from the config by a reload");
+			if (p->state == PEER_DOWN)
+				peer_close_final(p);
+		} else
+			peer_check_retired(p);
+	}
+	peer_start_outbound();
+	return 0;
 }

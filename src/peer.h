@@ -66,5 +66,11 @@ struct json_t	*peer_tls_json(void);
 /* An array with every peer's object. */
 struct json_t	*peer_json_all(void);
 void		 peer_free_all(void);
+/* Drain: GOAWAY on every link that is up. */
+void		 peer_goaway_all(const char *why);
+/* After a reload (env->conf is the new generation). */
+struct config;
+int		 peer_reconfigure(struct config *old, char *err,
+		    size_t errlen);
 
 #endif

@@ -121,14 +121,148 @@ usage(void)
 	exit(2);
 }
 
+static const char	*relayd_conffile;	/* absolute */
+static struct event	*relayd_drain_ev;
+static struct event	*relayd_watchdog_ev;
+static double		 relayd_drain_start;
+
 static void
-relayd_stop_cb(evutil_socket_t sig, short ev, void *arg)
+relayd_notify_status(void)
 {
+	struct peer_totals t;
+
+	peer_totals(&t);
+	sd_notifyf(0, "STATUS=%s: %u/%u links up, %u streams, %.1f MB in, "
+	    "%.1f MB out, %llu PUTs stored, generation %u",
+	    env->draining ? "draining" : "serving", t.up, t.links,
+	    session_count(), env->payload_in / 1e6, env->payload_out / 1e6,
+	    (unsigned long long)env->puts_stored, env->conf->generation);
+}
+
+static void
+relayd_stop(const char *why)
+{
+	log_info("stopping: %s", why);
+	sd_notify(0, "STOPPING=1");
+	control_monitors_end(why);
+	event_base_loopbreak(env->base);
+}
+
+/* Every 100 ms while draining: exit once idle or at drain_timeout. */
+static void
+relayd_drain_cb(evutil_socket_t fd, short ev, void *arg)
+{
+	unsigned int n = session_count();
+
+	(void)fd;
 	(void)ev;
 	(void)arg;
-	log_info("signal=%d stopping", (int)sig);
+	if (n == 0) {
+		relayd_stop("drained: no stream left");
+		return;
+	}
+	if (now_mono() - relayd_drain_start >= env->conf->drain_timeout) {
+		log_warnx("drain: %u stream(s) still in flight after "
+		    "drain_timeout %.1fs; stopping anyway", n,
+		    env->conf->drain_timeout);
+		relayd_stop("drain timeout");
+	}
+}
+
+unsigned int
+relayd_drain(const char *by)
+{
+	struct timeval tv = { 0, 100000 };
+	unsigned int n = session_count();
+
+	if (env->draining)
+		return n;
+	env->draining = 1;
+	relayd_drain_start = now_mono();
+	log_info("drain requested by %s: refusing new PUTs, %u stream(s) "
+	    "in flight, drain_timeout %.1fs", by, n,
+	    env->conf->drain_timeout);
 	sd_notify(0, "STOPPING=1");
-	event_base_loopbreak(env->base);
+	peer_goaway_all("relay is draining");
+	peer_listen_close();
+	relayd_notify_status();
+	relayd_drain_ev = event_new(env->base, -1, EV_PERSIST,
+	    relayd_drain_cb, NULL);
+	if (relayd_drain_ev == NULL)
+		relayd_stop("drain: out of memory");
+	else
+		event_add(relayd_drain_ev, &tv);
+	return n;
+}
+
+int
+relayd_reload(const char *by, char *err, size_t errlen)
+{
+	struct config *nc, *old = env->conf;
+	struct timespec ts;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	sd_notifyf(0, "RELOADING=1\nMONOTONIC_USEC=%llu",
+	    (unsigned long long)ts.tv_sec * 1000000 + ts.tv_nsec / 1000);
+	if ((nc = config_load(relayd_conffile, err, errlen)) == NULL ||
+	    tls_check_config(nc, err, errlen) == -1) {
+		if (nc != NULL)
+			config_unref(nc);
+		log_warnx("reload by %s refused, generation %u stays: %s", by,
+		    old->generation, err);
+		sd_notify(0, "READY=1\nSTATUS=reload refused; old config "
+		    "in use");
+		return -1;
+	}
+	if (strcmp(nc->control_socket, old->control_socket) != 0 ||
+	    strcmp(nc->store_dir, old->store_dir) != 0)
+		log_warnx("reload: control_socket and store_dir changes need "
+		    "a restart; the running ones stay");
+	env->conf = nc;
+	if (peer_reconfigure(old, err, errlen) == -1) {
+		env->conf = old;
+		config_unref(nc);
+		log_warnx("reload by %s refused: %s", by, err);
+		sd_notify(0, "READY=1");
+		return -1;
+	}
+	log_info("reload by %s: generation %u in use (was %u); streams in "
+	    "flight keep theirs", by, nc->generation, old->generation);
+	config_unref(old);
+	sd_notify(0, "READY=1");
+	relayd_notify_status();
+	return 0;
+}
+
+static void
+relayd_signal_cb(evutil_socket_t sig, short ev, void *arg)
+{
+	char err[2048];
+
+	(void)ev;
+	(void)arg;
+	switch (sig) {
+	case SIGHUP:
+		relayd_reload("SIGHUP", err, sizeof(err));
+		break;
+	case SIGTERM:
+	case SIGINT:
+		if (env->draining)
+			relayd_stop("second signal: stopping now");
+		else
+			relayd_drain(sig == SIGTERM ? "SIGTERM" : "SIGINT");
+		break;
+	}
+}
+
+static void
+relayd_watchdog_cb(evutil_socket_t fd, short ev, void *arg)
+{
+	(void)fd;
+	(void)ev;
+	(void)arg;
+	/* Fed from the loop: a stuck loop stops feeding it. */
+	sd_notify(0, "WATCHDOG=1");
 }
 
 static void
@@ -138,6 +272,7 @@ relayd_tick_cb(evutil_socket_t fd, short ev, void *arg)
 	(void)ev;
 	(void)arg;
 	route_seen_expire(env->seen, now_mono());
+	relayd_notify_status();
 }
 
 /* The inherited listener from socket activation, or -1. */
@@ -193,8 +328,9 @@ main(int argc, char *argv[])
 {
 	const char *conffile = RELAYD_CONF;
 	int ch, debug = 0, noaction = 0, verbose = LOG_LVL_INFO;
-	struct event *sigterm, *sigint, *tick;
-	struct timeval tv = { 10, 0 };
+	struct event *sigterm, *sigint, *sighup, *tick;
+	struct timeval tv = { 5, 0 };
+	uint64_t wd_usec = 0;
 	struct relayd relayd;
 	char err[4096];
 
@@ -223,6 +359,10 @@ main(int argc, char *argv[])
 		debug = 1;
 	log_init("relayd", debug || noaction, verbose);
 
+	/* daemon() moves to /: a reload must still find the file. */
+	relayd_conffile = realpath(conffile, NULL);
+	if (relayd_conffile == NULL)
+		relayd_conffile = conffile;
 	memset(&relayd, 0, sizeof(relayd));
 	env = &relayd;
 	TAILQ_INIT(&env->peers);
@@ -254,20 +394,37 @@ main(int argc, char *argv[])
 		fatalx("event_base_new failed");
 	env->start_time = now_mono();
 	relayd_setup();
-	sigterm = evsignal_new(env->base, SIGTERM, relayd_stop_cb, NULL);
-	sigint = evsignal_new(env->base, SIGINT, relayd_stop_cb, NULL);
+	sigterm = evsignal_new(env->base, SIGTERM, relayd_signal_cb, NULL);
+	sigint = evsignal_new(env->base, SIGINT, relayd_signal_cb, NULL);
+	sighup = evsignal_new(env->base, SIGHUP, relayd_signal_cb, NULL);
 	tick = event_new(env->base, -1, EV_PERSIST, relayd_tick_cb, NULL);
 	evsignal_add(sigterm, NULL);
 	evsignal_add(sigint, NULL);
+	evsignal_add(sighup, NULL);
 	event_add(tick, &tv);
+	if (sd_watchdog_enabled(0, &wd_usec) > 0 && wd_usec > 0) {
+		struct timeval wtv;
+
+		secs_to_tv(wd_usec / 2e6, &wtv);
+		relayd_watchdog_ev = event_new(env->base, -1, EV_PERSIST,
+		    relayd_watchdog_cb, NULL);
+		if (relayd_watchdog_ev != NULL)
+			event_add(relayd_watchdog_ev, &wtv);
+	}
 	log_info("relayd started node=%s config=%s pid=%ld",
 	    env->conf->node_id, conffile, (long)getpid());
 	sd_notify(0, "READY=1");
+	relayd_notify_status();
 	event_base_dispatch(env->base);
 	relayd_teardown();
 	event_free(sigterm);
 	event_free(sigint);
+	event_free(sighup);
 	event_free(tick);
+	if (relayd_drain_ev != NULL)
+		event_free(relayd_drain_ev);
+	if (relayd_watchdog_ev != NULL)
+		event_free(relayd_watchdog_ev);
 	event_base_free(env->base);
 	log_info("relayd stopped");
 	return 0;

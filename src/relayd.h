@@ -6,6 +6,7 @@
 #define RELAYD_RELAYD_H
 
 #include <sys/queue.h>
+#include <stddef.h>
 #include <stdint.h>
 
 #include "config.h"
@@ -60,6 +61,15 @@ extern const double	 stats_dur_bounds[STATS_DUR_BUCKETS];
 void			 stats_duration(double secs);
 
 extern struct relayd	*env;
+
+/*
+ * Load the config file again as a new generation (SIGHUP, relayctl
+ * reload).  Streams in flight keep the generation they started with.
+ * 0, or -1 with the reason in err and the old config still in place.
+ */
+int		 relayd_reload(const char *by, char *err, size_t errlen);
+/* Start a graceful drain; returns the streams still in flight. */
+unsigned int	 relayd_drain(const char *by);
 
 /* Monotonic seconds and wall-clock microseconds (util in relayd.c). */
 double		 now_mono(void);

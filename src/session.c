@@ -10,6 +10,7 @@
 #include <jansson.h>
 
 #include "config.h"
+#include "control.h"
 #include "log.h"
 #include "peer.h"
 #include "pipe.h"
@@ -410,6 +411,11 @@ session_store_done(struct store_job *job, int ok, const char *reason,
 	    (unsigned long long)s->id, s->put_hex, s->key,
 	    ok ? "stored" : "failed", ok ? "" : " reason=",
 	    ok ? "" : s->store_reason);
+	if (control_monitoring())
+		control_event("stream-stored", json_pack("{s:I,s:s,s:s,s:b,"
+		    "s:s}", "stream", (json_int_t)s->id, "put_id", s->put_hex,
+		    "key", s->key, "ok", ok, "reason", ok ? "" :
+		    s->store_reason));
 	session_check_done(s);
 }
 
@@ -579,6 +585,12 @@ session_new(const struct session_params *sp, uint16_t *code, char *err,
 	    put->hops, s->replay ? " replay=stored-before" : "");
 	if (s->size == 0)
 		s->first_us = now_wall_us();
+	if (control_monitoring())
+		control_event("stream-opened", json_pack("{s:I,s:s,s:s,s:I,"
+		    "s:s,s:b,s:i}", "stream", (json_int_t)s->id, "put_id",
+		    s->put_hex, "key", s->key, "size", (json_int_t)s->size,
+		    "from", s->upstream_name, "store", s->plan.store,
+		    "forks", (int)s->forks_pending));
 	return s;
  fail:
 	/* Forks may exist if session_start failed half way. */
@@ -795,6 +807,11 @@ session_check_done(struct session *s)
 	if (s->state == SESS_FAILED) {
 		env->puts_failed++;
 		stats_duration(now_mono() - s->created);
+		if (control_monitoring())
+			control_event("stream-aborted", json_pack("{s:I,s:s,"
+			    "s:s,s:b,s:s}", "stream", (json_int_t)s->id,
+			    "put_id", s->put_hex, "key", s->key, "ok", 0,
+			    "reason", s->fail_reason));
 		session_close(s);
 		return;
 	}
@@ -808,6 +825,11 @@ session_check_done(struct session *s)
 	if (ok && !s->replay)
 		outcome_add(s);
 	stats_duration(now_mono() - s->created);
+	if (control_monitoring())
+		control_event("stream-done", json_pack("{s:I,s:s,s:s,s:b,s:i,"
+		    "s:s}", "stream", (json_int_t)s->id, "put_id", s->put_hex,
+		    "key", s->key, "ok", ok, "hops", (int)s->nentries,
+		    "reason", ok ? "" : "a hop failed"));
 	log_info("stream=%llu put=%s key=%s done ok=%d hops=%u bytes=%llu "
 	    "age=%.3fs", (unsigned long long)s->id, s->put_hex, s->key, ok,
 	    s->nentries, (unsigned long long)s->entries[0].bytes,
@@ -968,4 +990,53 @@ session_json_all(void)
 		if (s->state != SESS_DONE)
 			json_array_append_new(a, session_json(s));
 	return a;
+}
+
+unsigned int
+session_count(void)
+{
+	struct session *s;
+	unsigned int n = 0;
+
+	TAILQ_FOREACH(s, &env->sessions, entry)
+		if (s->state != SESS_DONE)
+			n++;
+	return n;
+}
+
+static json_t *
+session_entries_json(const struct session_entry *e, unsigned int n)
+{
+	static const char *names[] = { "?", "stored", "forwarded", "failed" };
+	json_t *a = json_array();
+	unsigned int i;
+
+	for (i = 0; i < n; i++)
+		json_array_append_new(a, json_pack(
+		    "{s:s,s:i,s:s,s:I,s:I,s:I,s:s}", "node", e[i].node,
+		    "depth", e[i].depth, "status",
+		    names[e[i].status <= 3 ? e[i].status : 0],
+		    "bytes", (json_int_t)e[i].bytes,
+		    "first_us", (json_int_t)e[i].first_us,
+		    "last_us", (json_int_t)e[i].last_us,
+		    "reason", e[i].reason));
+	return a;
+}
+
+json_t *
+session_outcome_json(const uint8_t *put_id)
+{
+	char hex[2 * WIRE_PUT_ID_LEN + 1];
+	struct outcome *o;
+
+	hex_encode(put_id, WIRE_PUT_ID_LEN, hex);
+	if (session_find_live(put_id) != NULL)
+		return json_pack("{s:b,s:s,s:s,s:b,s:[]}", "ok", 1, "put_id",
+		    hex, "state", "in-flight", "stored", 0, "results");
+	if ((o = outcome_find(put_id)) != NULL)
+		return json_pack("{s:b,s:s,s:s,s:b,s:o}", "ok", 1, "put_id",
+		    hex, "state", "done", "stored", 1, "results",
+		    session_entries_json(o->entries, o->n));
+	return json_pack("{s:b,s:s,s:s,s:b,s:[]}", "ok", 1, "put_id", hex,
+	    "state", "unknown", "stored", 0, "results");
 }

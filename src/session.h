@@ -100,6 +100,10 @@ struct json_t	*session_json_all(void);
 /* 1 if this PUT was answered from an earlier stored outcome. */
 int		 session_replayed(const struct session *);
 void		 session_outcomes_free(void);
+/* Sessions in flight (not yet reaped or done). */
+unsigned int	 session_count(void);
+/* relayctl outcome: what this relay knows of a PUT id. */
+struct json_t	*session_outcome_json(const uint8_t *put_id);
 /* Free every session (shutdown). */
 void		 session_free_all(void);
 

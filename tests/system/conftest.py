@@ -43,6 +43,7 @@ TEST_DEFAULTS = {
     "result_timeout": 30.0,
     "stream_inactivity_timeout": 10.0,
     "idle_timeout": 30.0,
+    "drain_timeout": 2.0,
 }
 SANITIZER_RX = (r"AddressSanitizer|LeakSanitizer|ThreadSanitizer|"
                 r"UndefinedBehaviorSanitizer|runtime error:")
@@ -55,7 +56,8 @@ START_TIMEOUT = 60.0 if VALGRIND else 15.0
 STOP_TIMEOUT = 30.0 if VALGRIND else 5.0
 
 FLOAT_OPTS = ("stream_inactivity_timeout", "handshake_timeout",
-              "result_timeout", "connect_timeout", "idle_timeout")
+              "result_timeout", "connect_timeout", "idle_timeout",
+              "drain_timeout")
 INT_OPTS = ("max_payload", "conn_window", "stream_window",
             "max_streams_per_peer", "max_buffered", "max_fork_lag")
 
