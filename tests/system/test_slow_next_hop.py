@@ -15,7 +15,7 @@ import os
 from conftest import assert_stored, put_bg, results_by_node, wait_for
 
 MIB = 1024 * 1024
-SIZE = 64 * MIB
+SIZE = 1024 * MIB                        # the 1 GiB
 LAG = 2 * MIB
 WINDOW = 1 * MIB
 SLOW_RATE = 125000                       # 1 Mbit/s
@@ -31,9 +31,10 @@ def vm_hwm_kib(pid):
 
 
 def test_slow_fork_aborted_fast_fork_full_speed(make_relay):
-    fast = make_relay("fast", store=True)
-    slow = make_relay("slow", store=True)
+    fast = make_relay("fast", store=True, max_payload=SIZE)
+    slow = make_relay("slow", store=True, max_payload=SIZE)
     hop0 = make_relay("hop0", max_fork_lag=LAG, stream_window=WINDOW,
+                      max_payload=SIZE,
                       peers=[{"name": "fast", "relay": fast},
                              {"name": "slow", "relay": slow,
                               "rate_limit": SLOW_RATE}],
@@ -47,8 +48,8 @@ def test_slow_fork_aborted_fast_fork_full_speed(make_relay):
     key = "slow-next-hop/payload"
 
     bg = put_bg(hop0, key, data)
-    # Far less than the 537 s the slow link would need for 64 MiB.
-    rc, js = bg.finish(60)
+    # Far less than the 2.4 hours the slow link would need for 1 GiB.
+    rc, js = bg.finish(120)
 
     assert rc == 1, js
     by_node = results_by_node(js)
