@@ -38,6 +38,26 @@ static const struct reqcase reqcases[] = {
 	{ "{\"size\":0,\"sha256\":\"" SHA "\",\"key\":\"a/b\",\"hops\":255,"
 	  "\"cmd\":\"put\"}", CTL_CMD_PUT, NULL, 0 },
 
+	{ "{\"cmd\":\"show\",\"what\":\"peers\"}", CTL_CMD_SHOW, NULL, 0 },
+	{ "{\"cmd\":\"show\",\"what\":\"stats\"}", CTL_CMD_SHOW, NULL, 0 },
+	{ "{\"cmd\":\"monitor\"}", CTL_CMD_MONITOR, NULL, 0 },
+	{ "{\"cmd\":\"outcome\",\"put_id\":\"" PID "\"}", CTL_CMD_OUTCOME,
+	  NULL, 0 },
+	{ "{\"cmd\":\"reload\"}", CTL_CMD_RELOAD, NULL, 0 },
+	{ "{\"cmd\":\"drain\"}", CTL_CMD_DRAIN, NULL, 0 },
+	{ "{\"cmd\":\"log\",\"level\":\"debug\"}", CTL_CMD_LOG, NULL, 0 },
+
+	{ "{\"cmd\":\"show\"}", CTL_CMD_NONE, "show needs what: peers, "
+	  "streams, routes, config or stats", 0 },
+	{ "{\"cmd\":\"show\",\"what\":\"peer\"}", CTL_CMD_NONE,
+	  "show needs what: peers, streams, routes, config or stats", 0 },
+	{ "{\"cmd\":\"outcome\",\"put_id\":\"12\"}", CTL_CMD_NONE,
+	  "outcome needs put_id: 32 hex digits", 0 },
+	{ "{\"cmd\":\"log\",\"level\":\"trace\"}", CTL_CMD_NONE,
+	  "log needs level: warn, info or debug", 0 },
+	{ "{\"cmd\":\"drain\",\"now\":true}", CTL_CMD_NONE,
+	  "unknown field \"now\" for drain", 0 },
+
 	{ "", CTL_CMD_NONE, MALFORMED, 1 },
 	{ "{", CTL_CMD_NONE, MALFORMED, 1 },
 	{ "{\"cmd\":\"status\"} x", CTL_CMD_NONE, MALFORMED, 1 },
