@@ -118,11 +118,15 @@ LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	if (size > CTL_MAX_LINE)
 		fuzz_check(rv == -1);
 	if (rv == 0) {
-		fuzz_check(req.cmd == CTL_CMD_STATUS || req.cmd == CTL_CMD_PUT);
+		fuzz_check(req.cmd > CTL_CMD_NONE && req.cmd <= CTL_CMD_LOG);
 		if (req.cmd == CTL_CMD_PUT) {
 			fuzz_put_ok(&req.u.put);
 			fuzz_put_again(&req.u.put);
 		}
+		if (req.cmd == CTL_CMD_SHOW)
+			fuzz_check(req.u.show <= CTL_SHOW_STATS);
+		if (req.cmd == CTL_CMD_LOG)
+			fuzz_check(req.u.level >= 0 && req.u.level <= 2);
 	} else {
 		fuzz_check(req.cmd == CTL_CMD_NONE);
 		fuzz_err_ok(err, sizeof(err));
