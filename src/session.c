@@ -89,7 +89,8 @@ struct session {
 	uint64_t		 first_us;
 	uint64_t		 last_us;
 	double			 created;
-	double			 last_progress;
+	double			 last_progress;	/* data from upstream */
+	double			 last_drain;	/* credit moved on */
 	struct event		*timer;
 	struct event		*reap_ev;
 	int			 replay;	/* answered from an outcome */
@@ -373,6 +374,7 @@ session_progress(struct session *s)
 		return;
 	pos = eff - s->credited;
 	s->credited = eff;
+	s->last_drain = now_mono();
 	if (s->ops != NULL && s->ops->credit != NULL)
 		s->ops->credit(s->up, s, pos);
 }
@@ -555,7 +557,7 @@ session_new(const struct session_params *sp, uint16_t *code, char *err,
 	snprintf(s->upstream_name, sizeof(s->upstream_name), "%s",
 	    sp->upstream_name);
 	s->id = ++env->next_session_id;
-	s->created = s->last_progress = now_mono();
+	s->created = s->last_progress = s->last_drain = now_mono();
 	if (session_admit(s, put->hops, code, err, errlen) == -1) {
 		env->puts_refused[*code < STATS_CODES ? *code : 0]++;
 		goto fail;
@@ -844,26 +846,55 @@ session_check_done(struct session *s)
 	session_close(s);
 }
 
+/*
+ * No data from upstream for the inactivity timeout.  If this relay is the
+ * one holding the upstream back (it used up its credit because a fork or
+ * the store does not move), the upstream is not to blame: the stalled
+ * fork's own timer aborts it at the same timeout and credit flows again.
+ * Only if nothing drains for twice the timeout (a store that no longer
+ * moves) does the stream fail here, and it says so.
+ */
+static void
+session_receiving_timeout(struct session *s)
+{
+	double t = s->conf->stream_inactivity_timeout, now = now_mono();
+	double idle, stuck;
+	char why[200];
+
+	if (session_backlog(s) >= s->conf->stream_window / 2) {
+		stuck = now - s->last_drain;
+		if (stuck < 2 * t - 0.001) {
+			session_arm(s, 2 * t - stuck);
+			return;
+		}
+		snprintf(why, sizeof(why), "nothing drained on %s for %.1fs "
+		    "(store or next hops stuck; inactivity timeout)",
+		    s->conf->node_id, stuck);
+	} else {
+		/* The upstream has had credit since the last drain at least. */
+		idle = now - (s->last_progress > s->last_drain ?
+		    s->last_progress : s->last_drain);
+		if (idle < t - 0.001) {
+			session_arm(s, t - idle);
+			return;
+		}
+		snprintf(why, sizeof(why), "no data from %s for %.1fs "
+		    "(inactivity timeout)", s->upstream_name, idle);
+	}
+	session_fail(s, WIRE_ABORT_TIMEOUT, why);
+}
+
 static void
 session_timer_cb(evutil_socket_t fd, short ev, void *arg)
 {
 	struct session *s = arg;
 	struct pipe *p;
-	double idle, left;
 	char why[160];
 
 	(void)fd;
 	(void)ev;
 	if (s->state == SESS_RECEIVING) {
-		idle = now_mono() - s->last_progress;
-		left = s->conf->stream_inactivity_timeout - idle;
-		if (left > 0.001) {
-			session_arm(s, left);
-			return;
-		}
-		snprintf(why, sizeof(why), "no data from %s for %.1fs "
-		    "(inactivity timeout)", s->upstream_name, idle);
-		session_fail(s, WIRE_ABORT_TIMEOUT, why);
+		session_receiving_timeout(s);
 		return;
 	}
 	if (s->state == SESS_DONE)
