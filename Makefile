@@ -24,7 +24,8 @@ PKG_LIBS	 = $(shell pkg-config --libs $(PKGS) 2>/dev/null)
 CMOCKA_LIBS	 = $(shell pkg-config --libs cmocka 2>/dev/null)
 
 # Daemon modules (everything but main).
-MODS	 = log wire stream store config route tls session pipe peer control ctlproto
+MODS	 = log wire stream store config route tls session pipe peer control ctlproto \
+	   metrics
 MOD_OBJS = $(MODS:%=$(BUILD)/%.o)
 
 UNIT_TESTS = test_wire test_stream test_store test_config test_route test_ctlproto
@@ -114,6 +115,7 @@ valgrind-system: all
 # again on an ASan+UBSan build.
 check: deps
 	$(MAKE) all unit
+	$(MAKE) lint
 	$(MAKE) valgrind
 	$(MAKE) fuzz FUZZ_SECONDS=5
 	$(MAKE) system
@@ -130,7 +132,98 @@ bench: deps all
 soak: deps all
 	/usr/bin/python3 scripts/soak $(SOAK_ARGS)
 
+# Installed files.  The units get the binaries' real paths at install time;
+# uninstall removes exactly the files install puts (directories shared
+# with other packages stay).
+SBINDIR		 = $(PREFIX)/sbin
+BINDIR		 = $(PREFIX)/bin
+UNITDIR		 = $(PREFIX)/lib/systemd/system
+SYSUSERSDIR	 = $(PREFIX)/lib/sysusers.d
+TMPFILESDIR	 = $(PREFIX)/lib/tmpfiles.d
+MANDIR		 = $(PREFIX)/share/man
+DOCDIR		 = $(PREFIX)/share/doc/relayd
+DATADIR		 = $(PREFIX)/share/relayd
+MANPAGES	 = $(wildcard man/*.[1-9])
+EXAMPLES	 = $(wildcard conf/examples/*)
+UNITS		 = relayd.service relayd.socket
+
+install: all
+	install -d $(DESTDIR)$(SBINDIR) $(DESTDIR)$(BINDIR) \
+	    $(DESTDIR)$(UNITDIR) $(DESTDIR)$(SYSUSERSDIR) \
+	    $(DESTDIR)$(TMPFILESDIR) $(DESTDIR)$(DOCDIR)/examples \
+	    $(DESTDIR)$(DATADIR)
+	install -m 755 $(BUILD)/relayd $(DESTDIR)$(SBINDIR)/relayd
+	install -m 755 $(BUILD)/relayctl $(DESTDIR)$(BINDIR)/relayctl
+	@set -e; for u in $(UNITS); do \
+	    echo "sed systemd/$$u > $(DESTDIR)$(UNITDIR)/$$u"; \
+	    sed -e 's|@SBINDIR@|$(SBINDIR)|g' -e 's|@BINDIR@|$(BINDIR)|g' \
+	        systemd/$$u > $(DESTDIR)$(UNITDIR)/$$u.tmp; \
+	    chmod 644 $(DESTDIR)$(UNITDIR)/$$u.tmp; \
+	    mv $(DESTDIR)$(UNITDIR)/$$u.tmp $(DESTDIR)$(UNITDIR)/$$u; done
+	install -m 644 systemd/relayd.sysusers \
+	    $(DESTDIR)$(SYSUSERSDIR)/relayd.conf
+	install -m 644 systemd/relayd.tmpfiles \
+	    $(DESTDIR)$(TMPFILESDIR)/relayd.conf
+	@set -e; for m in $(MANPAGES); do s=$${m##*.}; \
+	    install -d $(DESTDIR)$(MANDIR)/man$$s; \
+	    echo "install $$m $(DESTDIR)$(MANDIR)/man$$s"; \
+	    install -m 644 $$m $(DESTDIR)$(MANDIR)/man$$s/; done
+	install -m 644 conf/relayd.conf $(DESTDIR)$(DOCDIR)/relayd.conf.example
+	install -m 644 $(EXAMPLES) $(DESTDIR)$(DOCDIR)/examples/
+	install -m 755 scripts/gen-certs $(DESTDIR)$(DATADIR)/gen-certs
+
+uninstall:
+	rm -f $(DESTDIR)$(SBINDIR)/relayd $(DESTDIR)$(BINDIR)/relayctl
+	rm -f $(UNITS:%=$(DESTDIR)$(UNITDIR)/%)
+	rm -f $(DESTDIR)$(SYSUSERSDIR)/relayd.conf \
+	    $(DESTDIR)$(TMPFILESDIR)/relayd.conf
+	@set -e; for m in $(MANPAGES); do s=$${m##*.}; \
+	    echo "rm -f $(DESTDIR)$(MANDIR)/man$$s/$${m##*/}"; \
+	    rm -f $(DESTDIR)$(MANDIR)/man$$s/$${m##*/}; done
+	rm -f $(DESTDIR)$(DOCDIR)/relayd.conf.example
+	rm -f $(EXAMPLES:conf/examples/%=$(DESTDIR)$(DOCDIR)/examples/%)
+	rm -f $(DESTDIR)$(DATADIR)/gen-certs
+	-rmdir $(DESTDIR)$(DOCDIR)/examples $(DESTDIR)$(DOCDIR) \
+	    $(DESTDIR)$(DATADIR) 2>/dev/null
+
+# Static checks.  Every man page under mandoc's lint.  The units,
+# installed into a scratch directory, under systemd-analyze verify: the
+# scratch directory is the PREFIX, not a DESTDIR, so that the binaries the
+# units name exist; any warning about the units fails; where man(1) is
+# there, MANPATH points at the installed pages so that Documentation= is
+# checked too.  The service's hardening: its exposure by
+# `systemd-analyze security` must be at most LINT_MAX_EXPOSURE.
+LINT_MAX_EXPOSURE = 2.0
+
+lint: all
+	@set -e; for m in $(MANPAGES); do echo "mandoc -Tlint $$m"; \
+	    mandoc -Tlint -Wwarning $$m; done
+	@set -e; tmp=$$(mktemp -d /tmp/relayd-lint.XXXXXX); \
+	trap 'rm -rf "$$tmp"' EXIT; \
+	$(MAKE) -s install DESTDIR= PREFIX=$$tmp/usr >/dev/null; \
+	u=$$tmp/usr/lib/systemd/system; man=--man=no; \
+	if command -v man >/dev/null 2>&1; then man=--man=yes; fi; \
+	echo "systemd-analyze verify $(UNITS)"; \
+	MANPATH=$$tmp/usr/share/man systemd-analyze verify $$man \
+	    $(UNITS:%=$$u/%) >$$tmp/verify.txt 2>&1 || \
+	    { cat $$tmp/verify.txt; exit 1; }; \
+	cat $$tmp/verify.txt; \
+	if grep -q -e "$$u/" -e '^relayd\.[a-z]*:' $$tmp/verify.txt; then \
+	    echo "lint: systemd-analyze verify warns about the units"; \
+	    exit 1; fi; \
+	systemd-analyze security --offline=true $$u/relayd.service \
+	    >$$tmp/security.txt 2>&1 || { cat $$tmp/security.txt; exit 1; }; \
+	line=$$(grep 'Overall exposure level' $$tmp/security.txt) || \
+	    { cat $$tmp/security.txt; \
+	      echo "lint: no exposure level in the output"; exit 1; }; \
+	echo "$$line"; \
+	lvl=$$(echo "$$line" | sed -n 's/.*: *\([0-9][0-9.]*\) .*/\1/p'); \
+	awk -v l="$$lvl" -v m=$(LINT_MAX_EXPOSURE) 'BEGIN { \
+	    if (l == "" || l + 0 > m + 0) { \
+	        printf "lint: exposure %s is above %s\n", l, m; exit 1 } }'
+
 clean:
 	rm -rf build build-san $(FUZZ_BUILD)
 
-.PHONY: all unit valgrind valgrind-system fuzz deps system check demo bench soak clean
+.PHONY: all unit valgrind valgrind-system fuzz deps system check demo bench soak clean \
+	install uninstall lint

@@ -73,6 +73,8 @@ static void	config_set_node(struct config_ctx *, const struct config_opt *,
 		    const config_setting_t *);
 static void	config_set_listen(struct config_ctx *,
 		    const struct config_opt *, const config_setting_t *);
+static void	config_set_metrics(struct config_ctx *,
+		    const struct config_opt *, const config_setting_t *);
 static void	config_set_path(struct config_ctx *, const struct config_opt *,
 		    const config_setting_t *);
 static void	config_set_u64(struct config_ctx *, const struct config_opt *,
@@ -95,6 +97,7 @@ static void	config_set_routes(struct config_ctx *,
 static const struct config_opt config_opts[] = {
 	{ "node_id", config_set_node, 0, 0, 0, 0, 0 },
 	{ "listen", config_set_listen, 0, 0, 0, 0, 0 },
+	{ "metrics", config_set_metrics, 0, 0, 0, 0, 0 },
 	{ "control_socket", config_set_path, OFF(control_socket),
 	    0, 0, 0, 0 },
 	{ "store_dir", config_set_path, OFF(store_dir), 0, 0, 0, 0 },
@@ -416,6 +419,31 @@ config_set_listen(struct config_ctx *ctx, const struct config_opt *o,
 		return;
 	if (config_addr(v, 1, &ctx->cf->listen_host, &ctx->cf->listen_port,
 	    &why) == -1)
+		config_err(ctx, s, "%s: bad address \"%s\": %s", o->name, v,
+		    why);
+}
+
+/*
+ * The metrics endpoint: "host:port" like listen, or "port" / ":port" for
+ * the loopback address, so that it is never exposed by accident.
+ */
+static void
+config_set_metrics(struct config_ctx *ctx, const struct config_opt *o,
+    const config_setting_t *s)
+{
+	const char	*v, *addr, *why;
+	char		 buf[300];
+
+	if ((v = config_str(ctx, s, o->name)) == NULL)
+		return;
+	addr = v;
+	if (*v == ':' || (*v != '\0' && strspn(v, "0123456789") ==
+	    strlen(v))) {
+		snprintf(buf, sizeof(buf), "127.0.0.1:%s", v + (*v == ':'));
+		addr = buf;
+	}
+	if (config_addr(addr, 0, &ctx->cf->metrics_host,
+	    &ctx->cf->metrics_port, &why) == -1)
 		config_err(ctx, s, "%s: bad address \"%s\": %s", o->name, v,
 		    why);
 }
@@ -1277,6 +1305,8 @@ config_free(struct config *cf)
 	free(cf->path);
 	free(cf->listen_host);
 	free(cf->listen_port);
+	free(cf->metrics_host);
+	free(cf->metrics_port);
 	free(cf->control_socket);
 	free(cf->store_dir);
 	config_tls_free(&cf->tls);

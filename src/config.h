@@ -5,6 +5,8 @@
  *
  *   node_id = "relay1";                 # required, 1..64 printable chars
  *   listen = "127.0.0.1:7400";          # host:port (IPv6 as [addr]:port)
+ *   metrics = "127.0.0.1:9464";         # Prometheus endpoint, optional;
+ *                                       # "port" or ":port": 127.0.0.1
  *   control_socket = "/run/relayd/relayd.sock";
  *   store_dir = "/var/lib/relayd/store";
  *   max_payload = 1073741824;           # bytes
@@ -102,6 +104,8 @@ struct config {
 	char		 node_id[CONFIG_NAME_MAX + 1];
 	char		*listen_host;	/* NULL: no listener */
 	char		*listen_port;
+	char		*metrics_host;	/* NULL: no metrics endpoint */
+	char		*metrics_port;
 	struct tls_conf	 tls;		/* listener, and default for peers */
 	char		*control_socket;
 	char		*store_dir;

@@ -1669,7 +1669,8 @@ peer_reconfigure(struct config *old, char *err, size_t errlen)
 	struct peer *p, *next;
 	SSL_CTX *ctx = NULL;
 
-	if (c->tls.enabled && c->listen_host != NULL &&
+	/* The listener may be inherited (socket activation): no listen line. */
+	if (c->tls.enabled && peer_listener != NULL &&
 	    (ctx = tls_ctx_new(&c->tls, 1, c->path, err, errlen)) == NULL)
 		return -1;
 	if (peer_server_ctx != NULL)

@@ -18,6 +18,7 @@
 #include "config.h"
 #include "control.h"
 #include "log.h"
+#include "metrics.h"
 #include "peer.h"
 #include "relayd.h"
 #include "route.h"
@@ -195,6 +196,14 @@ relayd_drain(const char *by)
 	return n;
 }
 
+static int
+relayd_same_str(const char *a, const char *b)
+{
+	if (a == NULL || b == NULL)
+		return a == b;
+	return strcmp(a, b) == 0;
+}
+
 int
 relayd_reload(const char *by, char *err, size_t errlen)
 {
@@ -215,9 +224,13 @@ relayd_reload(const char *by, char *err, size_t errlen)
 		return -1;
 	}
 	if (strcmp(nc->control_socket, old->control_socket) != 0 ||
-	    strcmp(nc->store_dir, old->store_dir) != 0)
-		log_warnx("reload: control_socket and store_dir changes need "
-		    "a restart; the running ones stay");
+	    strcmp(nc->store_dir, old->store_dir) != 0 ||
+	    !relayd_same_str(nc->metrics_host, old->metrics_host) ||
+	    !relayd_same_str(nc->metrics_port, old->metrics_port) ||
+	    !relayd_same_str(nc->listen_host, old->listen_host) ||
+	    !relayd_same_str(nc->listen_port, old->listen_port))
+		log_warnx("reload: listen, metrics, control_socket and "
+		    "store_dir changes need a restart; the running ones stay");
 	env->conf = nc;
 	if (peer_reconfigure(old, err, errlen) == -1) {
 		env->conf = old;
@@ -299,6 +312,10 @@ relayd_setup(void)
 		fatalx("out of memory");
 	if (control_open(env->conf->control_socket, err, sizeof(err)) == -1)
 		fatalx("control: %s", err);
+	if (env->conf->metrics_host != NULL &&
+	    metrics_open(env->base, env->conf->metrics_host,
+	    env->conf->metrics_port, err, sizeof(err)) == -1)
+		fatalx("%s", err);
 	fd = relayd_listen_fd();
 	if (fd >= 0 || env->conf->listen_host != NULL) {
 		if (peer_listen(env->conf->listen_host,
@@ -313,6 +330,7 @@ relayd_setup(void)
 static void
 relayd_teardown(void)
 {
+	metrics_close();
 	control_close();
 	peer_listen_close();
 	peer_free_all();

@@ -631,8 +631,8 @@ session_data(struct session *s, struct evbuffer *evb, size_t len)
 			session_fail(s, WIRE_ABORT_INTERNAL, "append failed");
 			return -1;
 		}
+		env->payload_in += n;
 	}
-	env->payload_in += len;
 	now = now_wall_us();
 	if (s->first_us == 0)
 		s->first_us = now;

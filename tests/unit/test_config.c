@@ -535,6 +535,60 @@ test_addresses(void **state)
 	}
 }
 
+/* metrics: like listen, but "port" or ":port" mean the loopback. */
+static void
+test_metrics(void **state)
+{
+	static const struct addr_case cases[] = {
+		{ "127.0.0.1:9464", "127.0.0.1", "9464" },
+		{ "9464", "127.0.0.1", "9464" },
+		{ ":9464", "127.0.0.1", "9464" },
+		{ "09464", "127.0.0.1", "9464" },
+		{ "[::1]:9100", "::1", "9100" },
+		{ "0.0.0.0:65535", "0.0.0.0", "65535" },
+		{ "metrics-host:1", "metrics-host", "1" },
+		{ "", NULL, NULL },
+		{ ":", NULL, NULL },
+		{ "0", NULL, NULL },
+		{ ":0", NULL, NULL },
+		{ "h:0", NULL, NULL },
+		{ "65536", NULL, NULL },
+		{ ":123456", NULL, NULL },
+		{ ":x", NULL, NULL },
+		{ "h:", NULL, NULL },
+		{ "host", NULL, NULL },
+		{ "a b:1", NULL, NULL },
+		{ "::1:80", NULL, NULL },
+		{ "[::1]", NULL, NULL },
+	};
+	struct config	*cf;
+	char		 text[512];
+	size_t		 i;
+
+	(void)state;
+	cf = load_text("node_id = \"n\";\n");
+	if (cf == NULL)
+		fail_msg("%s", errbuf);
+	assert_null(cf->metrics_host);
+	assert_null(cf->metrics_port);
+	config_unref(cf);
+	for (i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+		snprintf(text, sizeof(text), "node_id = \"n\";\n\n"
+		    "metrics = \"%s\";\n", cases[i].addr);
+		if (cases[i].host == NULL) {
+			expect_error(text, 3, "metrics: bad address");
+			continue;
+		}
+		if ((cf = load_text(text)) == NULL)
+			fail_msg("%s: %s", cases[i].addr, errbuf);
+		assert_string_equal(cf->metrics_host, cases[i].host);
+		assert_string_equal(cf->metrics_port, cases[i].port);
+		config_unref(cf);
+	}
+	expect_error("node_id = \"n\";\nmetrics = 9464;\n", 2,
+	    "metrics: expected a string, got an integer");
+}
+
 struct err_case {
 	const char	*text;
 	unsigned int	 line;
@@ -1249,6 +1303,7 @@ main(void)
 		cmocka_unit_test(test_all_options),
 		cmocka_unit_test(test_generation_and_refs),
 		cmocka_unit_test(test_addresses),
+		cmocka_unit_test(test_metrics),
 		cmocka_unit_test(test_errors),
 		cmocka_unit_test(test_too_many_hops),
 		cmocka_unit_test(test_collects_all),
