@@ -587,9 +587,12 @@ ctl_request(struct ctl_client *c, const char *line, size_t len)
 	char err[256];
 
 	if (ctl_parse_request(line, len, &req, err, sizeof(err)) == -1) {
+		log_debug("control: bad request: %s", err);
 		ctl_fail(c, "%s", err);
 		return;
 	}
+	log_debug("control: request cmd=%.*s", (int)(len < 64 ? len : 64),
+	    line);
 	switch (req.cmd) {
 	case CTL_CMD_STATUS:
 		ctl_cmd_status(c);

@@ -1,9 +1,12 @@
 /*
  * relayctl: the command-line client of relayd's control socket (ctl.h).
  *
- * Commands live in one table (ctl_cmds) that drives parsing, prefix
- * matching and the help text.  Each request is one JSON line; answers are
- * read as JSON lines until the final one (the one carrying "ok").
+ * Commands live in one table (ctl_cmds), and the fixed words after some
+ * of them ("show peers", "log level debug") in word tables; the same
+ * tables drive parsing, unique-prefix matching, usage lines and help.
+ * Each request is one JSON line; answers are read as JSON lines until the
+ * final one (see ctl_is_final).  monitor reads events until relayd ends
+ * it or a signal does.
  *
  * Exit codes: 0 the final answer said ok, 1 it did not (or a local failure
  * such as an unreadable file), 2 usage error, 3 relayd unreachable or the
@@ -19,6 +22,7 @@
 #include <inttypes.h>
 #include <limits.h>
 #include <poll.h>
+#include <signal.h>
 #include <stdarg.h>
 #include <stdint.h>
 #include <stdio.h>
@@ -38,6 +42,8 @@
 #define CTL_REDRAW_US	100000		/* progress bar: at most 10 Hz */
 #define CTL_BAR_WIDTH	30
 #define CTL_PUTID_LEN	16		/* bytes; 32 hex digits on the wire */
+#define CTL_MAX_WORDS	4		/* fixed words after a command */
+#define CTL_USAGE_LEN	256
 
 enum ctl_exit {
 	CTL_EXIT_OK = 0,
@@ -52,16 +58,33 @@ struct ctl_ctx {
 	int		 verbose;
 	long long	 hops;			/* put -b */
 	char		 put_id[2 * CTL_PUTID_LEN + 1];	/* put -i, or "" */
+	const struct ctl_cmd *cmd;		/* the command running */
+	const char	*words[CTL_MAX_WORDS];	/* fixed words chosen */
+	size_t		 nwords;
 };
 
+/*
+ * A fixed word after a command ("show peers", "log level debug"): each
+ * table is matched by unique prefix, then the chosen word's next table.
+ */
+struct ctl_word {
+	const char		*name;
+	const char		*help;
+	const struct ctl_word	*next;
+	size_t			 nnext;
+};
+
+/* Words first (any options go before them), then free operands. */
 struct ctl_cmd {
-	const char	*name;
-	const char	*usage;		/* operands and command options */
-	const char	*help;
-	const char	*opts;		/* getopt(3) string for its options */
-	int		 min_args;
-	int		 max_args;
-	int		(*handler)(struct ctl_ctx *, int, char **);
+	const char		*name;
+	const char		*usage;		/* options and free operands */
+	const char		*help;
+	const char		*opts;		/* getopt(3) string */
+	int			 min_args;	/* free operands */
+	int			 max_args;
+	const struct ctl_word	*words;
+	size_t			 nwords;
+	int			(*handler)(struct ctl_ctx *, int, char **);
 };
 
 /* A connection to relayd and its partial input line. */
@@ -74,6 +97,7 @@ struct ctl_conn {
 
 /* A text table: row 0 is the header; every cell is owned by the table. */
 struct ctl_table {
+	size_t		 indent;	/* spaces before each row */
 	size_t		 ncols;
 	size_t		 nrows;
 	size_t		 cap;
@@ -108,17 +132,59 @@ struct ctl_put {
 };
 
 static int	ctl_cmd_status(struct ctl_ctx *, int, char **);
+static int	ctl_cmd_show(struct ctl_ctx *, int, char **);
+static int	ctl_cmd_monitor(struct ctl_ctx *, int, char **);
 static int	ctl_cmd_put(struct ctl_ctx *, int, char **);
+static int	ctl_cmd_outcome(struct ctl_ctx *, int, char **);
+static int	ctl_cmd_reload(struct ctl_ctx *, int, char **);
+static int	ctl_cmd_drain(struct ctl_ctx *, int, char **);
+static int	ctl_cmd_log(struct ctl_ctx *, int, char **);
 static int	ctl_cmd_help(struct ctl_ctx *, int, char **);
+
+#define CTL_NITEMS(a)	(sizeof(a) / sizeof((a)[0]))
+
+/* In the order of enum log_level (log.h); the names go on the wire. */
+static const struct ctl_word ctl_levels[] = {
+	{ "warn", "warnings and errors only", NULL, 0 },
+	{ "info", "also links, PUTs, reloads", NULL, 0 },
+	{ "debug", "everything, for troubleshooting", NULL, 0 },
+};
+
+static const struct ctl_word ctl_log_words[] = {
+	{ "level", "set relayd's log level until the next restart",
+	    ctl_levels, CTL_NITEMS(ctl_levels) },
+};
+
+/* The names go on the wire as "what". */
+static const struct ctl_word ctl_show_words[] = {
+	{ "peers", "peer links: state, streams, bytes, TLS", NULL, 0 },
+	{ "streams", "streams in flight and their forks", NULL, 0 },
+	{ "routes", "the routes of the running config", NULL, 0 },
+	{ "config", "the running config, option by option", NULL, 0 },
+	{ "stats", "counters since start", NULL, 0 },
+};
 
 static const struct ctl_cmd ctl_cmds[] = {
 	{ "status", "", "show the node, its peers and its streams",
-	    "", 0, 0, ctl_cmd_status },
+	    "", 0, 0, NULL, 0, ctl_cmd_status },
+	{ "show", "", "show one part of relayd's state",
+	    "", 0, 0, ctl_show_words, CTL_NITEMS(ctl_show_words),
+	    ctl_cmd_show },
+	{ "monitor", "", "print relayd's events as they happen, until "
+	    "Ctrl-C", "", 0, 0, NULL, 0, ctl_cmd_monitor },
 	{ "put", "[-b hops] [-i putid] key file",
 	    "push file ('-' for stdin) under key; wait for every hop's result",
-	    "b:i:", 2, 2, ctl_cmd_put },
+	    "b:i:", 2, 2, NULL, 0, ctl_cmd_put },
+	{ "outcome", "putid", "show what became of a PUT, by its id",
+	    "", 1, 1, NULL, 0, ctl_cmd_outcome },
+	{ "reload", "", "load the config file again; say if it was taken",
+	    "", 0, 0, NULL, 0, ctl_cmd_reload },
+	{ "drain", "", "refuse new PUTs, finish the others, then exit",
+	    "", 0, 0, NULL, 0, ctl_cmd_drain },
+	{ "log", "", "change what relayd logs",
+	    "", 0, 0, ctl_log_words, CTL_NITEMS(ctl_log_words), ctl_cmd_log },
 	{ "help", "[command]", "show this help, or one command's",
-	    "", 0, 1, ctl_cmd_help },
+	    "", 0, 1, NULL, 0, ctl_cmd_help },
 };
 #define CTL_NCMDS	(sizeof(ctl_cmds) / sizeof(ctl_cmds[0]))
 
@@ -308,6 +374,8 @@ ctl_table_print(const struct ctl_table *t, FILE *fp)
 	for (r = 0; r < t->nrows; r++) {
 		for (c = 0; c < t->ncols; c++) {
 			cell = t->cells[r * t->ncols + c];
+			if (c == 0)
+				fprintf(fp, "%*s", (int)t->indent, "");
 			if (c + 1 == t->ncols)
 				fprintf(fp, "%s\n", cell);
 			else
@@ -328,69 +396,186 @@ ctl_table_free(struct ctl_table *t)
 	memset(t, 0, sizeof(*t));
 }
 
+/* "peers|streams|..." or "level warn|info|debug", for usage lines. */
+static void
+ctl_words_usage(const struct ctl_word *w, size_t n, char *buf, size_t len)
+{
+	size_t	 i, off;
+
+	buf[0] = '\0';
+	for (i = 0; i < n; i++) {
+		off = strlen(buf);
+		snprintf(buf + off, len - off, "%s%s", i ? "|" : "", w[i].name);
+		if (w[i].next != NULL) {
+			off = strlen(buf);
+			snprintf(buf + off, len - off, " ");
+			off = strlen(buf);
+			ctl_words_usage(w[i].next, w[i].nnext, buf + off,
+			    len - off);
+		}
+	}
+}
+
+/* The command with its words and operands, as on a usage line. */
+static void
+ctl_cmd_synopsis(const struct ctl_cmd *cmd, char *buf, size_t len)
+{
+	char	 words[CTL_USAGE_LEN];
+
+	ctl_words_usage(cmd->words, cmd->nwords, words, sizeof(words));
+	snprintf(buf, len, "%s%s%s%s%s", cmd->name, words[0] ? " " : "",
+	    words, cmd->usage[0] ? " " : "", cmd->usage);
+}
+
 static void
 ctl_usage_cmd(FILE *fp, const struct ctl_cmd *cmd)
 {
-	fprintf(fp, "usage: relayctl [-jv] [-s socket] %s%s%s\n", cmd->name,
-	    cmd->usage[0] ? " " : "", cmd->usage);
+	char	 syn[CTL_USAGE_LEN];
+
+	ctl_cmd_synopsis(cmd, syn, sizeof(syn));
+	fprintf(fp, "usage: relayctl [-jv] [-s socket] %s\n", syn);
 }
 
 static void
 ctl_help(FILE *fp)
 {
 	size_t	 i;
-	char	 word[64];
+	char	 syn[CTL_USAGE_LEN];
 
 	fprintf(fp, "usage: relayctl [-jv] [-s socket] command [args]\n"
 	    "  -j         print JSON answers\n"
 	    "  -s socket  control socket (default %s)\n"
 	    "  -v         trace the control conversation on stderr\n"
-	    "commands (any unique prefix will do):\n", CTL_DEFAULT_SOCKET);
+	    "commands (any unique prefix of a command or word will do):\n",
+	    CTL_DEFAULT_SOCKET);
 	for (i = 0; i < CTL_NCMDS; i++) {
-		snprintf(word, sizeof(word), "%s %s", ctl_cmds[i].name,
-		    ctl_cmds[i].usage);
-		fprintf(fp, "  %-38s %s\n", word, ctl_cmds[i].help);
+		ctl_cmd_synopsis(&ctl_cmds[i], syn, sizeof(syn));
+		fprintf(fp, "  %-38s %s\n", syn, ctl_cmds[i].help);
 	}
 }
 
-/* An exact name wins; otherwise the word must prefix exactly one name. */
+static void
+ctl_help_words(FILE *fp, const struct ctl_word *w, size_t n, int depth)
+{
+	size_t	 i;
+
+	for (i = 0; i < n; i++) {
+		fprintf(fp, "%*s%-*s %s\n", 2 * depth, "", 20 - 2 * depth,
+		    w[i].name, w[i].help);
+		if (w[i].next != NULL)
+			ctl_help_words(fp, w[i].next, w[i].nnext, depth + 1);
+	}
+}
+
+/*
+ * Finds word among n names: an exact name wins, else it must prefix
+ * exactly one.  Returns the index, or -1 after a message that names the
+ * candidates.  ctx is "" for a command, else the words before this one.
+ */
+static int
+ctl_match(const char *const *names, size_t n, const char *word,
+    const char *ctx)
+{
+	size_t	 i, len = strlen(word), hits = 0;
+	int	 found = -1;
+	char	*w;
+
+	for (i = 0; i < n; i++) {
+		if (strcmp(names[i], word) == 0)
+			return (int)i;
+		if (strncmp(names[i], word, len) == 0) {
+			found = (int)i;
+			hits++;
+		}
+	}
+	if (hits == 1)
+		return found;
+	w = ctl_clean(word);
+	fprintf(stderr, "relayctl: %s%s%s %s '%s', %s:", ctx,
+	    ctx[0] ? ": " : "", hits ? "ambiguous" : "unknown",
+	    ctx[0] ? "word" : "command", w,
+	    hits ? "could be" : "expected one of");
+	for (i = 0; i < n; i++)
+		if (hits == 0 || strncmp(names[i], word, len) == 0)
+			fprintf(stderr, " %s", names[i]);
+	fputc('\n', stderr);
+	free(w);
+	return -1;
+}
+
 static const struct ctl_cmd *
 ctl_lookup(const char *word)
 {
-	const struct ctl_cmd	*found = NULL;
-	size_t			 i, n = 0, len = strlen(word);
-	char			*w;
+	const char	*names[CTL_NCMDS];
+	size_t		 i;
+	int		 k;
 
-	for (i = 0; i < CTL_NCMDS; i++) {
-		if (strcmp(ctl_cmds[i].name, word) == 0)
-			return &ctl_cmds[i];
-		if (strncmp(ctl_cmds[i].name, word, len) == 0) {
-			found = &ctl_cmds[i];
-			n++;
-		}
-	}
-	if (n == 1)
-		return found;
-	w = ctl_clean(word);
-	if (n == 0) {
-		ctl_err("unknown command '%s'; try 'relayctl help'", w);
-		free(w);
-		return NULL;
-	}
-	fprintf(stderr, "relayctl: ambiguous command '%s', could be:", w);
 	for (i = 0; i < CTL_NCMDS; i++)
-		if (strncmp(ctl_cmds[i].name, word, len) == 0)
-			fprintf(stderr, " %s", ctl_cmds[i].name);
-	fputc('\n', stderr);
-	free(w);
-	return NULL;
+		names[i] = ctl_cmds[i].name;
+	if ((k = ctl_match(names, CTL_NCMDS, word, "")) == -1)
+		return NULL;
+	return &ctl_cmds[k];
+}
+
+/*
+ * Takes the command's fixed words off argv, recording the full names in
+ * ctx->words.  Returns how many arguments it took, or -1 (usage error).
+ */
+static int
+ctl_take_words(struct ctl_ctx *ctx, const struct ctl_cmd *cmd, int argc,
+    char **argv)
+{
+	const struct ctl_word	*tab = cmd->words;
+	const char		*names[16];
+	char			 path[CTL_USAGE_LEN], syn[CTL_USAGE_LEN];
+	size_t			 n = cmd->nwords, i;
+	int			 k, taken = 0;
+
+	snprintf(path, sizeof(path), "%s", cmd->name);
+	while (tab != NULL && n > 0) {
+		if (taken == argc) {
+			ctl_words_usage(tab, n, syn, sizeof(syn));
+			ctl_err("%s: missing word, expected %s", path, syn);
+			return -1;
+		}
+		for (i = 0; i < n && i < CTL_NITEMS(names); i++)
+			names[i] = tab[i].name;
+		if ((k = ctl_match(names, i, argv[taken], path)) == -1 ||
+		    ctx->nwords == CTL_MAX_WORDS)
+			return -1;
+		ctx->words[ctx->nwords++] = tab[k].name;
+		i = strlen(path);
+		snprintf(path + i, sizeof(path) - i, " %s", tab[k].name);
+		n = tab[k].nnext;
+		tab = tab[k].next;
+		taken++;
+	}
+	return taken;
+}
+
+/* 32 hex digits, into out (33 bytes) in lower case; -1 after a message. */
+static int
+ctl_parse_putid(const char *arg, char *out)
+{
+	size_t	 i;
+
+	for (i = 0; arg[i] != '\0'; i++)
+		if (i == 2 * CTL_PUTID_LEN ||
+		    strchr("0123456789abcdefABCDEF", arg[i]) == NULL)
+			break;
+	if (i != 2 * CTL_PUTID_LEN || arg[i] != '\0') {
+		ctl_err("bad put id (want %d hex digits)", 2 * CTL_PUTID_LEN);
+		return -1;
+	}
+	for (i = 0; i < 2 * CTL_PUTID_LEN; i++)
+		out[i] = (char)(arg[i] | 0x20);
+	out[i] = '\0';
+	return 0;
 }
 
 static int
 ctl_cmd_opt(struct ctl_ctx *ctx, int ch, const char *arg)
 {
-	size_t	 i;
-
 	switch (ch) {
 	case 'b':
 		if (ctl_parse_num(arg, 0, 255, &ctx->hops) == -1) {
@@ -399,19 +584,7 @@ ctl_cmd_opt(struct ctl_ctx *ctx, int ch, const char *arg)
 		}
 		return 0;
 	case 'i':
-		for (i = 0; arg[i] != '\0'; i++)
-			if (i == 2 * CTL_PUTID_LEN ||
-			    strchr("0123456789abcdefABCDEF", arg[i]) == NULL)
-				break;
-		if (i != 2 * CTL_PUTID_LEN || arg[i] != '\0') {
-			ctl_err("bad put id (want %d hex digits)",
-			    2 * CTL_PUTID_LEN);
-			return -1;
-		}
-		for (i = 0; i < 2 * CTL_PUTID_LEN; i++)
-			ctx->put_id[i] = (char)(arg[i] | 0x20);
-		ctx->put_id[i] = '\0';
-		return 0;
+		return ctl_parse_putid(arg, ctx->put_id);
 	default:
 		return -1;
 	}
@@ -436,10 +609,11 @@ ctl_run(struct ctl_ctx *ctx, int argc, char **argv)
 {
 	const struct ctl_cmd	*cmd;
 	char			 optstr[32];
-	int			 ch, n;
+	int			 ch, n, w;
 
 	if ((cmd = ctl_lookup(argv[0])) == NULL)
 		return CTL_EXIT_USAGE;
+	ctx->cmd = cmd;
 	snprintf(optstr, sizeof(optstr), "+:%s", cmd->opts);
 	optind = 0;		/* glibc: restart getopt on the new vector */
 	while ((ch = getopt(argc, argv, optstr)) != -1) {
@@ -448,13 +622,18 @@ ctl_run(struct ctl_ctx *ctx, int argc, char **argv)
 			return CTL_EXIT_USAGE;
 		}
 	}
-	n = argc - optind;
+	if ((w = ctl_take_words(ctx, cmd, argc - optind, argv + optind)) ==
+	    -1) {
+		ctl_usage_cmd(stderr, cmd);
+		return CTL_EXIT_USAGE;
+	}
+	n = argc - optind - w;
 	if (n < cmd->min_args || n > cmd->max_args) {
 		ctl_err("%s: wrong number of arguments", cmd->name);
 		ctl_usage_cmd(stderr, cmd);
 		return CTL_EXIT_USAGE;
 	}
-	return cmd->handler(ctx, n, argv + optind);
+	return cmd->handler(ctx, n, argv + optind + w);
 }
 
 static int
@@ -560,10 +739,16 @@ ctl_conn_next(struct ctl_conn *conn, json_t **out)
 	return 1;
 }
 
+/*
+ * The final answer carries "ok" and no "event".  Monitor events carry
+ * "ok" as data, and monitor's first answer carries both (see
+ * ctl_monitor_line).
+ */
 static int
 ctl_is_final(const json_t *j)
 {
-	return json_is_boolean(json_object_get(j, "ok"));
+	return json_is_boolean(json_object_get(j, "ok")) &&
+	    json_object_get(j, "event") == NULL;
 }
 
 static int
@@ -595,17 +780,14 @@ ctl_request_line(const json_t *req, size_t *len)
 	return n;
 }
 
-/* Blocking exchange for simple commands: one request, the final answer. */
+/* Sends a request line, blocking.  Returns an exit code. */
 static int
-ctl_exchange(struct ctl_conn *conn, const json_t *req, json_t **final)
+ctl_send_request(struct ctl_conn *conn, const json_t *req)
 {
 	char	*line;
 	size_t	 len, off = 0;
 	ssize_t	 n;
-	json_t	*j;
-	int	 r;
 
-	*final = NULL;
 	if ((line = ctl_request_line(req, &len)) == NULL)
 		return CTL_EXIT_USAGE;
 	while (off < len) {
@@ -620,6 +802,20 @@ ctl_exchange(struct ctl_conn *conn, const json_t *req, json_t **final)
 		off += (size_t)n;
 	}
 	free(line);
+	return CTL_EXIT_OK;
+}
+
+/* Blocking exchange for simple commands: one request, the final answer. */
+static int
+ctl_exchange(struct ctl_conn *conn, const json_t *req, json_t **final)
+{
+	ssize_t	 n;
+	json_t	*j;
+	int	 r;
+
+	*final = NULL;
+	if ((r = ctl_send_request(conn, req)) != CTL_EXIT_OK)
+		return r;
 	for (;;) {
 		while ((r = ctl_conn_next(conn, &j)) == 1) {
 			if (ctl_is_final(j)) {
@@ -656,27 +852,88 @@ ctl_failed(const json_t *final)
 	return CTL_EXIT_FAIL;
 }
 
+/* "TLSv1.3 TLS_AES_256_GCM_SHA384" or "-", in buf. */
+/*
+ * One request, one answer: JSON with -j, else show() for an answer that
+ * said ok.  With failtag, a failure is also told on stdout ("FAIL: why").
+ * The request is consumed.
+ */
+static int
+ctl_simple(const struct ctl_ctx *ctx, json_t *req, void (*show)(json_t *),
+    const char *failtag)
+{
+	struct ctl_conn	 conn;
+	json_t		*final = NULL;
+	char		*e;
+	int		 rc;
+
+	if (req == NULL)
+		ctl_oom();
+	if ((rc = ctl_connect(ctx, &conn)) != CTL_EXIT_OK)
+		goto done;
+	if ((rc = ctl_exchange(&conn, req, &final)) != CTL_EXIT_OK)
+		goto done;
+	if (ctx->json)
+		ctl_print_json(final);
+	if (json_is_true(json_object_get(final, "ok"))) {
+		if (!ctx->json)
+			show(final);
+		goto done;
+	}
+	if (failtag != NULL && !ctx->json) {
+		e = ctl_clean(ctl_jstr(final, "error"));
+		printf("%s%s\n", failtag, e);
+		fflush(stdout);
+		free(e);
+	}
+	rc = ctl_failed(final);
+ done:
+	json_decref(req);
+	json_decref(final);
+	ctl_conn_close(&conn);
+	return rc;
+}
+
+static char *
+ctl_peer_tls(const json_t *p, char *buf, size_t len)
+{
+	const json_t	*tls = json_object_get(p, "tls");
+
+	if (!json_is_object(tls))
+		snprintf(buf, len, "-");
+	else
+		snprintf(buf, len, "%s %s", ctl_jstr(tls, "version"),
+		    ctl_jstr(tls, "cipher"));
+	return buf;
+}
+
 static void
-ctl_status_peers(const json_t *peers)
+ctl_peers_print(const json_t *peers, int title)
 {
 	struct ctl_table	 t;
-	const json_t		*p;
+	const json_t		*p, *tls;
 	size_t			 i;
-	char			 streams[32], in[32], out[32];
+	char			 streams[32], in[32], out[32], tv[256];
 
-	ctl_table_init(&t, 7);
+	ctl_table_init(&t, 9);
 	ctl_table_row(&t, "NAME", "ADDRESS", "DIR", "STATE", "STREAMS",
-	    "BYTES_IN", "BYTES_OUT");
+	    "BYTES_IN", "BYTES_OUT", "TLS", "SUBJECT");
 	json_array_foreach(peers, i, p) {
+		tls = json_object_get(p, "tls");
 		ctl_table_row(&t, ctl_jstr(p, "name"), ctl_jstr(p, "address"),
 		    ctl_jstr(p, "direction"), ctl_jstr(p, "state"),
 		    ctl_jintstr(p, "streams", streams, sizeof(streams)),
 		    ctl_jintstr(p, "bytes_in", in, sizeof(in)),
-		    ctl_jintstr(p, "bytes_out", out, sizeof(out)));
+		    ctl_jintstr(p, "bytes_out", out, sizeof(out)),
+		    ctl_peer_tls(p, tv, sizeof(tv)),
+		    json_is_object(tls) ? ctl_jstr(tls, "subject") : "-");
 	}
-	printf("\npeers: %zu\n", json_array_size(peers));
+	if (title)
+		printf("\npeers: %zu\n", json_array_size(peers));
 	if (json_array_size(peers) > 0)
 		ctl_table_print(&t, stdout);
+	else if (!title)
+		printf("no peers\n");
 	ctl_table_free(&t);
 }
 
@@ -704,7 +961,7 @@ ctl_status_forks(const json_t *forks)
 }
 
 static void
-ctl_status_streams(const json_t *streams)
+ctl_streams_print(const json_t *streams, int title)
 {
 	struct ctl_table	 t;
 	const json_t		*s;
@@ -724,14 +981,17 @@ ctl_status_streams(const json_t *streams)
 		    ctl_jsecs(s, "age_s", age, sizeof(age)), forks);
 		free(forks);
 	}
-	printf("\nstreams: %zu\n", json_array_size(streams));
+	if (title)
+		printf("\nstreams: %zu\n", json_array_size(streams));
 	if (json_array_size(streams) > 0)
 		ctl_table_print(&t, stdout);
+	else if (!title)
+		printf("no streams\n");
 	ctl_table_free(&t);
 }
 
 static void
-ctl_status_print(const json_t *st)
+ctl_status_print(json_t *st)
 {
 	char	*node, up[32], buffered[32];
 
@@ -740,36 +1000,17 @@ ctl_status_print(const json_t *st)
 	    ctl_jsecs(st, "uptime_s", up, sizeof(up)),
 	    ctl_jintstr(st, "buffered", buffered, sizeof(buffered)));
 	free(node);
-	ctl_status_peers(json_object_get(st, "peers"));
-	ctl_status_streams(json_object_get(st, "streams"));
+	ctl_peers_print(json_object_get(st, "peers"), 1);
+	ctl_streams_print(json_object_get(st, "streams"), 1);
 }
 
 static int
 ctl_cmd_status(struct ctl_ctx *ctx, int argc, char **argv)
 {
-	struct ctl_conn	 conn;
-	json_t		*req = NULL, *final = NULL;
-	int		 rc;
-
 	(void)argc;
 	(void)argv;
-	if ((rc = ctl_connect(ctx, &conn)) != CTL_EXIT_OK)
-		goto done;
-	if ((req = json_pack("{s:s}", "cmd", "status")) == NULL)
-		ctl_oom();
-	if ((rc = ctl_exchange(&conn, req, &final)) != CTL_EXIT_OK)
-		goto done;
-	if (ctx->json)
-		ctl_print_json(final);
-	if (!json_is_true(json_object_get(final, "ok")))
-		rc = ctl_failed(final);
-	else if (!ctx->json)
-		ctl_status_print(final);
- done:
-	json_decref(req);
-	json_decref(final);
-	ctl_conn_close(&conn);
-	return rc;
+	return ctl_simple(ctx, json_pack("{s:s}", "cmd", "status"),
+	    ctl_status_print, NULL);
 }
 
 static int
@@ -786,6 +1027,7 @@ ctl_cmd_help(struct ctl_ctx *ctx, int argc, char **argv)
 		return CTL_EXIT_USAGE;
 	ctl_usage_cmd(stdout, cmd);
 	printf("  %s\n", cmd->help);
+	ctl_help_words(stdout, cmd->words, cmd->nwords, 2);
 	return CTL_EXIT_OK;
 }
 
@@ -1200,14 +1442,13 @@ ctl_put_failures(json_t **res, size_t n)
 	}
 }
 
-static int
-ctl_put_report(const struct ctl_ctx *ctx, const json_t *final)
+/* The "results" objects of an answer by depth; free the array. */
+static json_t **
+ctl_results_sorted(const json_t *final, size_t *np)
 {
 	const json_t	*results = json_object_get(final, "results");
 	json_t		**res, *r;
-	size_t		 i, n = 0, stored;
-	char		*err;
-	int		 rc = CTL_EXIT_OK;
+	size_t		 i, n = 0;
 
 	if ((res = calloc(json_array_size(results) + 1, sizeof(*res))) ==
 	    NULL)
@@ -1216,6 +1457,19 @@ ctl_put_report(const struct ctl_ctx *ctx, const json_t *final)
 		if (json_is_object(r))
 			res[n++] = r;
 	qsort(res, n, sizeof(*res), ctl_put_cmpdepth);
+	*np = n;
+	return res;
+}
+
+static int
+ctl_put_report(const struct ctl_ctx *ctx, const json_t *final)
+{
+	json_t		**res;
+	size_t		 n, stored;
+	char		*err;
+	int		 rc = CTL_EXIT_OK;
+
+	res = ctl_results_sorted(final, &n);
 	if (ctx->json)
 		ctl_print_json(final);
 	stored = ctl_put_table(res, n, !ctx->json);
@@ -1311,6 +1565,506 @@ ctl_cmd_put(struct ctl_ctx *ctx, int argc, char **argv)
 	json_decref(req);
 	free(p.hdr);
 	free(p.block);
+	ctl_conn_close(&conn);
+	return rc;
+}
+
+/* A JSON value as text for "key = value" lines; malloc'd, cleaned. */
+static char *
+ctl_jtext(const json_t *v)
+{
+	char	*s, *c;
+
+	if (json_is_real(v)) {
+		if (asprintf(&s, "%.3f", json_real_value(v)) == -1)
+			ctl_oom();
+	} else if ((s = json_dumps(v, JSON_ENCODE_ANY | JSON_COMPACT)) ==
+	    NULL)
+		ctl_oom();
+	c = ctl_clean(s);
+	free(s);
+	return c;
+}
+
+static void
+ctl_routes_print(json_t *routes, size_t indent)
+{
+	struct ctl_table	 t;
+	json_t			*r, *h;
+	size_t			 i, j;
+	char			*prefix, *hops, *n;
+
+	ctl_table_init(&t, 4);
+	t.indent = indent;
+	ctl_table_row(&t, "PREFIX", "MODE", "STORE", "HOPS");
+	json_array_foreach(routes, i, r) {
+		hops = NULL;
+		json_array_foreach(json_object_get(r, "hops"), j, h) {
+			if (asprintf(&n, "%s%s%s", hops ? hops : "",
+			    hops ? "," : "", json_is_string(h) ?
+			    json_string_value(h) : "?") == -1)
+				ctl_oom();
+			free(hops);
+			hops = n;
+		}
+		if (asprintf(&prefix, "\"%s\"", ctl_jstr(r, "prefix")) == -1)
+			ctl_oom();
+		ctl_table_row(&t, prefix, ctl_jstr(r, "mode"),
+		    json_is_true(json_object_get(r, "store")) ? "yes" : "no",
+		    hops);
+		free(prefix);
+		free(hops);
+	}
+	ctl_table_print(&t, stdout);
+	ctl_table_free(&t);
+}
+
+static void
+ctl_show_routes(json_t *final)
+{
+	char	 gen[32];
+
+	printf("generation %s\n", ctl_jintstr(final, "generation", gen,
+	    sizeof(gen)));
+	ctl_routes_print(json_object_get(final, "routes"), 0);
+}
+
+static void
+ctl_config_peers(json_t *peers)
+{
+	struct ctl_table	 t;
+	json_t			*p, *tls;
+	size_t			 i;
+	char			 rate[32];
+
+	ctl_table_init(&t, 4);
+	t.indent = 2;
+	ctl_table_row(&t, "NAME", "ADDRESS", "RATE_LIMIT", "TLS");
+	json_array_foreach(peers, i, p) {
+		tls = json_object_get(p, "tls");
+		ctl_table_row(&t, ctl_jstr(p, "name"), ctl_jstr(p, "address"),
+		    ctl_jintstr(p, "rate_limit", rate, sizeof(rate)),
+		    !json_is_object(tls) ? "default" :
+		    json_is_true(json_object_get(tls, "enabled")) ? "yes" :
+		    "no");
+	}
+	ctl_table_print(&t, stdout);
+	ctl_table_free(&t);
+}
+
+/* Scalars as "key = value", then blocks, then the peer and route tables. */
+static void
+ctl_show_config(json_t *final)
+{
+	json_t		*cf = json_object_get(final, "config"), *v, *v2;
+	const char	*k, *k2;
+	char		*path, *txt, gen[32];
+
+	path = ctl_clean(ctl_jstr(final, "path"));
+	printf("# %s, generation %s\n", path, ctl_jintstr(final,
+	    "generation", gen, sizeof(gen)));
+	free(path);
+	json_object_foreach(cf, k, v) {
+		if (json_is_object(v) || (json_is_array(v) &&
+		    (strcmp(k, "peers") == 0 || strcmp(k, "routes") == 0)))
+			continue;
+		txt = ctl_jtext(v);
+		printf("%s = %s\n", k, txt);
+		free(txt);
+	}
+	json_object_foreach(cf, k, v) {
+		if (!json_is_object(v))
+			continue;
+		printf("%s {\n", k);
+		json_object_foreach(v, k2, v2) {
+			txt = ctl_jtext(v2);
+			printf("  %s = %s\n", k2, txt);
+			free(txt);
+		}
+		printf("}\n");
+	}
+	if ((v = json_object_get(cf, "peers")) != NULL) {
+		printf("peers: %zu\n", json_array_size(v));
+		if (json_array_size(v) > 0)
+			ctl_config_peers(v);
+	}
+	if ((v = json_object_get(cf, "routes")) != NULL) {
+		printf("routes: %zu\n", json_array_size(v));
+		ctl_routes_print(v, 2);
+	}
+}
+
+/* "puts_refused:" and its counters by reason, for each such object. */
+static void
+ctl_show_breakdowns(json_t *st)
+{
+	json_t		*v, *v2;
+	const char	*k, *k2;
+	char		*txt;
+
+	json_object_foreach(st, k, v) {
+		if (!json_is_object(v))
+			continue;
+		printf("\n%s:\n", k);
+		if (json_object_size(v) == 0)
+			printf("  (none)\n");
+		json_object_foreach(v, k2, v2) {
+			txt = ctl_jtext(v2);
+			printf("  %-22s %s\n", k2, txt);
+			free(txt);
+		}
+	}
+}
+
+/* 1 if a and b start with the same word before '_' ("puts_..."). */
+static int
+ctl_same_family(const char *a, const char *b)
+{
+	size_t	 n = strcspn(a, "_");
+
+	return a[n] == '_' && strncmp(a, b, n + 1) == 0;
+}
+
+/*
+ * Counters: families of names (puts_*, stores_*, payload_*) each in a
+ * group of their own, the lone names together, then the breakdowns.
+ */
+static void
+ctl_show_stats(json_t *final)
+{
+	json_t		*st = json_object_get(final, "stats"), *v;
+	const char	*k, **names;
+	char		*txt;
+	size_t		 i, n = 0;
+	int		*fam;
+
+	if ((names = calloc(json_object_size(st) + 1, sizeof(*names))) ==
+	    NULL || (fam = calloc(json_object_size(st) + 1, sizeof(*fam))) ==
+	    NULL)
+		ctl_oom();
+	json_object_foreach(st, k, v)
+		if (!json_is_object(v))
+			names[n++] = k;
+	for (i = 0; i + 1 < n; i++)
+		if (ctl_same_family(names[i], names[i + 1]))
+			fam[i] = fam[i + 1] = 1;
+	for (i = 0; i < n; i++) {
+		if (i > 0 && (fam[i] || fam[i - 1]) &&
+		    !ctl_same_family(names[i - 1], names[i]))
+			putchar('\n');
+		txt = ctl_jtext(json_object_get(st, names[i]));
+		printf("%-24s %s\n", names[i], txt);
+		free(txt);
+	}
+	free(names);
+	free(fam);
+	ctl_show_breakdowns(st);
+}
+
+static void
+ctl_show_peers(json_t *final)
+{
+	ctl_peers_print(json_object_get(final, "peers"), 0);
+}
+
+static void
+ctl_show_streams(json_t *final)
+{
+	ctl_streams_print(json_object_get(final, "streams"), 0);
+}
+
+static int
+ctl_cmd_show(struct ctl_ctx *ctx, int argc, char **argv)
+{
+	static const struct {
+		const char	*what;
+		void		(*show)(json_t *);
+	} shows[] = {
+		{ "peers", ctl_show_peers },
+		{ "streams", ctl_show_streams },
+		{ "routes", ctl_show_routes },
+		{ "config", ctl_show_config },
+		{ "stats", ctl_show_stats },
+	};
+	size_t	 i;
+
+	(void)argc;
+	(void)argv;
+	for (i = 0; i < CTL_NITEMS(shows); i++)
+		if (strcmp(shows[i].what, ctx->words[0]) == 0)
+			break;
+	if (i == CTL_NITEMS(shows))
+		return CTL_EXIT_USAGE;		/* a word without a printer */
+	return ctl_simple(ctx, json_pack("{s:s, s:s}", "cmd", "show", "what",
+	    shows[i].what), shows[i].show, NULL);
+}
+
+static void
+ctl_show_outcome(json_t *final)
+{
+	json_t	**res;
+	size_t	 n;
+	char	*id, *state;
+
+	id = ctl_clean(ctl_jstr(final, "put_id"));
+	state = ctl_clean(ctl_jstr(final, "state"));
+	printf("put_id  %s\nstate   %s\nstored  %s\n", id, state,
+	    json_is_true(json_object_get(final, "stored")) ? "yes" : "no");
+	free(id);
+	free(state);
+	res = ctl_results_sorted(final, &n);
+	ctl_put_table(res, n, 1);
+	free(res);
+}
+
+static int
+ctl_cmd_outcome(struct ctl_ctx *ctx, int argc, char **argv)
+{
+	char	 id[2 * CTL_PUTID_LEN + 1];
+
+	(void)argc;
+	if (ctl_parse_putid(argv[0], id) == -1) {
+		ctl_usage_cmd(stderr, ctx->cmd);
+		return CTL_EXIT_USAGE;
+	}
+	return ctl_simple(ctx, json_pack("{s:s, s:s}", "cmd", "outcome",
+	    "put_id", id), ctl_show_outcome, NULL);
+}
+
+static void
+ctl_show_reload(json_t *final)
+{
+	char	 gen[32];
+
+	printf("OK generation %s\n", ctl_jintstr(final, "generation", gen,
+	    sizeof(gen)));
+}
+
+static int
+ctl_cmd_reload(struct ctl_ctx *ctx, int argc, char **argv)
+{
+	(void)argc;
+	(void)argv;
+	return ctl_simple(ctx, json_pack("{s:s}", "cmd", "reload"),
+	    ctl_show_reload, "FAIL: ");
+}
+
+static void
+ctl_show_drain(json_t *final)
+{
+	char	 n[32];
+
+	printf("draining: %s streams in flight\n", ctl_jintstr(final,
+	    "streams", n, sizeof(n)));
+}
+
+static int
+ctl_cmd_drain(struct ctl_ctx *ctx, int argc, char **argv)
+{
+	(void)argc;
+	(void)argv;
+	return ctl_simple(ctx, json_pack("{s:s}", "cmd", "drain"),
+	    ctl_show_drain, NULL);
+}
+
+static void
+ctl_show_log(json_t *final)
+{
+	char	*level = ctl_clean(ctl_jstr(final, "level"));
+
+	printf("log level is now %s\n", level);
+	free(level);
+}
+
+/* ctx->words: "level", then the level's full name. */
+static int
+ctl_cmd_log(struct ctl_ctx *ctx, int argc, char **argv)
+{
+	(void)argc;
+	(void)argv;
+	return ctl_simple(ctx, json_pack("{s:s, s:s}", "cmd", "log",
+	    "level", ctx->words[1]), ctl_show_log, NULL);
+}
+
+static volatile sig_atomic_t	 ctl_interrupted;
+
+static void
+ctl_on_signal(int sig)
+{
+	(void)sig;
+	ctl_interrupted = 1;
+}
+
+/* Keys shown first in a monitor line, in this order; then the others. */
+static const char *const ctl_mon_first[] = {
+	"stream", "peer", "key", "size", "bytes_in", "from", "address",
+	"direction", "ok", "reason", NULL
+};
+
+static void
+ctl_monitor_field(const char *k, const json_t *v)
+{
+	const char	*s;
+	char		*txt;
+
+	if (json_is_null(v) || (json_is_string(v) &&
+	    json_string_length(v) == 0))
+		return;
+	if (json_is_string(v)) {
+		s = json_string_value(v);
+		txt = ctl_clean(s);
+		if (strpbrk(s, " \"=") != NULL || s[0] == '\0')
+			printf(" %s=\"%s\"", k, txt);
+		else
+			printf(" %s=%s", k, txt);
+	} else {
+		txt = ctl_jtext(v);
+		printf(" %s=%s", k, txt);
+	}
+	free(txt);
+}
+
+/* "12:00:01.123 stream-opened stream=4 key=k size=1024 from=hop0" */
+static void
+ctl_monitor_print(json_t *ev)
+{
+	struct timespec	 ts;
+	struct tm	 tm;
+	long long	 us;
+	time_t		 secs;
+	const char	*k;
+	json_t		*v;
+	char		*name, tbuf[32];
+	size_t		 i;
+
+	if (ctl_jint(ev, "time_us", &us) == -1 || us < 0) {
+		clock_gettime(CLOCK_REALTIME, &ts);
+		us = (long long)ts.tv_sec * 1000000 + ts.tv_nsec / 1000;
+	}
+	secs = (time_t)(us / 1000000);
+	if (localtime_r(&secs, &tm) == NULL ||
+	    strftime(tbuf, sizeof(tbuf), "%H:%M:%S", &tm) == 0)
+		snprintf(tbuf, sizeof(tbuf), "??:??:??");
+	name = ctl_clean(ctl_jstr(ev, "event"));
+	printf("%s.%03lld %s", tbuf, (us / 1000) % 1000, name);
+	free(name);
+	for (i = 0; ctl_mon_first[i] != NULL; i++)
+		if ((v = json_object_get(ev, ctl_mon_first[i])) != NULL)
+			ctl_monitor_field(ctl_mon_first[i], v);
+	json_object_foreach(ev, k, v) {
+		for (i = 0; ctl_mon_first[i] != NULL; i++)
+			if (strcmp(k, ctl_mon_first[i]) == 0)
+				break;
+		if (ctl_mon_first[i] == NULL && strcmp(k, "event") != 0 &&
+		    strcmp(k, "time_us") != 0)
+			ctl_monitor_field(k, v);
+	}
+	putchar('\n');
+}
+
+/*
+ * One line from relayd.  The first answer says "ok" and "monitoring";
+ * a final line (see ctl_is_final) is relayd closing the monitor.  Returns
+ * an exit code when the monitor is over, else -1.
+ */
+static int
+ctl_monitor_line(const struct ctl_ctx *ctx, json_t *j, int *started)
+{
+	char	*why;
+
+	if (ctx->json) {
+		json_dumpf(j, stdout, JSON_COMPACT | JSON_PRESERVE_ORDER);
+		putchar('\n');
+	}
+	if (strcmp(ctl_jstr(j, "event"), "monitoring") == 0 &&
+	    json_is_true(json_object_get(j, "ok")) && !*started) {
+		*started = 1;
+		return -1;
+	}
+	if (ctl_is_final(j) && !json_is_true(json_object_get(j, "ok")))
+		return ctl_failed(j);
+	if (ctl_is_final(j)) {
+		if (!ctx->json) {
+			why = ctl_clean(ctl_jstr(j, "end"));
+			printf("relayd closed the monitor: %s\n", why);
+			free(why);
+		}
+		return CTL_EXIT_OK;
+	}
+	if (!ctx->json)
+		ctl_monitor_print(j);
+	return -1;
+}
+
+/* Reads and prints until relayd ends the monitor or SIGINT/SIGTERM. */
+static int
+ctl_monitor_loop(const struct ctl_ctx *ctx, struct ctl_conn *conn,
+    const sigset_t *waitmask)
+{
+	struct pollfd	 pfd;
+	json_t		*j;
+	ssize_t		 n;
+	int		 r, rc, started = 0;
+
+	for (;;) {
+		while ((r = ctl_conn_next(conn, &j)) == 1) {
+			rc = ctl_monitor_line(ctx, j, &started);
+			json_decref(j);
+			if (rc != -1)
+				return rc;
+		}
+		fflush(stdout);
+		if (r == -1)
+			return CTL_EXIT_CONN;
+		pfd.fd = conn->fd;
+		pfd.events = POLLIN;
+		pfd.revents = 0;
+		/* Signals are blocked but here, so none is missed. */
+		if (ppoll(&pfd, 1, NULL, waitmask) == -1) {
+			if (errno != EINTR) {
+				ctl_errno("poll");
+				return CTL_EXIT_FAIL;
+			}
+			if (ctl_interrupted)
+				return CTL_EXIT_OK;
+			continue;
+		}
+		if ((n = ctl_conn_fill(conn)) == -1)
+			ctl_errno("read from relayd");
+		if (n <= 0)
+			return ctl_lost();
+	}
+}
+
+static int
+ctl_cmd_monitor(struct ctl_ctx *ctx, int argc, char **argv)
+{
+	struct ctl_conn		 conn;
+	struct sigaction	 sa;
+	sigset_t		 block, waitmask;
+	json_t			*req;
+	int			 rc;
+
+	(void)argc;
+	(void)argv;
+	memset(&sa, 0, sizeof(sa));
+	sa.sa_handler = ctl_on_signal;
+	sigemptyset(&sa.sa_mask);
+	sigemptyset(&block);
+	sigaddset(&block, SIGINT);
+	sigaddset(&block, SIGTERM);
+	sigprocmask(SIG_BLOCK, &block, &waitmask);
+	sigdelset(&waitmask, SIGINT);
+	sigdelset(&waitmask, SIGTERM);
+	sigaction(SIGINT, &sa, NULL);
+	sigaction(SIGTERM, &sa, NULL);
+	if ((req = json_pack("{s:s}", "cmd", "monitor")) == NULL)
+		ctl_oom();
+	if ((rc = ctl_connect(ctx, &conn)) == CTL_EXIT_OK &&
+	    (rc = ctl_send_request(&conn, req)) == CTL_EXIT_OK)
+		rc = ctl_monitor_loop(ctx, &conn, &waitmask);
+	fflush(stdout);
+	json_decref(req);
 	ctl_conn_close(&conn);
 	return rc;
 }

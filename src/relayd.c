@@ -126,6 +126,7 @@ static const char	*relayd_conffile;	/* absolute */
 static struct event	*relayd_drain_ev;
 static struct event	*relayd_watchdog_ev;
 static double		 relayd_drain_start;
+static int		 relayd_stopping;
 
 static void
 relayd_notify_status(void)
@@ -143,10 +144,16 @@ relayd_notify_status(void)
 static void
 relayd_stop(const char *why)
 {
+	struct timeval tv = { 0, 100000 };
+
+	if (relayd_stopping)
+		return;
+	relayd_stopping = 1;
 	log_info("stopping: %s", why);
 	sd_notify(0, "STOPPING=1");
 	control_monitors_end(why);
-	event_base_loopbreak(env->base);
+	/* A tenth of a second for final lines to reach control clients. */
+	event_base_loopexit(env->base, &tv);
 }
 
 /* Every 100 ms while draining: exit once idle or at drain_timeout. */
