@@ -120,6 +120,7 @@ check: deps
 	$(MAKE) fuzz FUZZ_SECONDS=5
 	$(MAKE) system
 	$(MAKE) valgrind-system
+	$(MAKE) soak SOAK_ARGS="--count 150"
 	$(MAKE) BUILD=build-san SAN=1 all unit
 	$(MAKE) BUILD=build-san SAN=1 system
 

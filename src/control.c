@@ -191,9 +191,13 @@ ctl_put_abort(void *up, struct session *s, uint16_t code, const char *msg)
 
 	(void)s;
 	c->sess = NULL;
-	ctl_finish(c, json_pack("{s:b,s:s,s:s,s:s,s:[]}", "ok", 0, "error",
-	    msg, "code", wire_abort_name(code), "put_id", c->put_hex,
-	    "results"));
+	/* The stream failed on this relay itself: name it, depth 0. */
+	ctl_finish(c, json_pack("{s:b,s:s,s:s,s:s,s:[{s:s,s:i,s:s,s:I,"
+	    "s:i,s:i,s:s}]}", "ok", 0, "error", msg, "code",
+	    wire_abort_name(code), "put_id", c->put_hex, "results",
+	    "node", env->conf->node_id, "depth", 0, "status", "failed",
+	    "bytes", (json_int_t)c->taken, "first_us", 0, "last_us", 0,
+	    "reason", msg));
 }
 
 static void

@@ -27,7 +27,7 @@
 #include "tls.h"
 
 #define RELAYD_CONF	"/etc/relayd/relayd.conf"
-#define SEEN_MAX	(1024 * 1024)
+#define SEEN_MAX	(64 * 1024)	/* ids remembered for loop checks */
 #define SEEN_TTL	600.0
 
 struct relayd	*env;

@@ -45,6 +45,14 @@ TEST_DEFAULTS = {
     "idle_timeout": 30.0,
     "drain_timeout": 2.0,
 }
+def sanitized(pid):
+    """True if process pid runs with AddressSanitizer: its quarantine
+    and shadow memory make RSS figures meaningless (LeakSanitizer at exit
+    checks leaks instead)."""
+    with open("/proc/%d/maps" % pid) as f:
+        return "libasan" in f.read()
+
+
 SANITIZER_RX = (r"AddressSanitizer|LeakSanitizer|ThreadSanitizer|"
                 r"UndefinedBehaviorSanitizer|runtime error:")
 # RELAYD_VALGRIND=1 runs every relayd under valgrind's memcheck; a relay
@@ -186,12 +194,14 @@ def register(proc):
     return proc
 
 
-def kill_proc(proc, term_timeout=STOP_TIMEOUT):
-    """SIGTERM, then SIGKILL after term_timeout; by PID only."""
+def kill_proc(proc, term_timeout=STOP_TIMEOUT, term=True):
+    """SIGTERM (unless term is False: already sent), then SIGKILL after
+    term_timeout; by PID only."""
     if proc.poll() is not None:
         return proc.returncode
     try:
-        os.kill(proc.pid, signal.SIGTERM)
+        if term:
+            os.kill(proc.pid, signal.SIGTERM)
     except ProcessLookupError:
         pass
     try:
@@ -261,6 +271,7 @@ class Relay:
         self.proc = None
         self.killed = False             # kill9() by the test
         self.stop_rc = None
+        self._termed = False
         self._log = None
         os.makedirs(self.store_dir, exist_ok=True)
 
@@ -354,11 +365,17 @@ class Relay:
         wait_for(self._answers, timeout,
                  "%s to answer relayctl status" % self.name, interval=0.05)
 
+    def terminate(self):
+        """Send SIGTERM (once) without waiting: stop() waits."""
+        if self.alive() and not self._termed:
+            self._termed = True
+            os.kill(self.proc.pid, signal.SIGTERM)
+
     def stop(self):
         """SIGTERM, SIGKILL after STOP_TIMEOUT; returns the exit status
         (negative: the signal that ended it)."""
         if self.proc is not None and self.stop_rc is None:
-            self.stop_rc = kill_proc(self.proc)
+            self.stop_rc = kill_proc(self.proc, term=not self._termed)
         if self._log:
             self._log.close()
             self._log = None
@@ -469,6 +486,8 @@ def relay_root(request):
     yield d
     mine = [r for r in _RELAYS if r.dir.startswith(d + os.sep)]
     problems = []
+    for r in mine:                      # all drain at once
+        r.terminate()
     for r in mine:
         try:
             r.stop()

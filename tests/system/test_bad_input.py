@@ -115,7 +115,7 @@ def test_bad_input(chain, attack):
     # hop0 -> hop1 is rate-limited so the normal PUT is still in flight
     # through hop1 while hop1 is attacked.
     relays = chain(1, store=(1,), opts={"max_payload": MAX_PAYLOAD},
-                   rate_limit={0: 1 << 20})
+                   rate_limit={0: 2 << 20})
     hop1 = relays[1]
     data = os.urandom(3 << 20)
     key = "good/%s" % attack

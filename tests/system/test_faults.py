@@ -62,7 +62,7 @@ import time
 import pytest
 
 from conftest import (FLOAT_OPTS, lines_matching, put, put_bg,
-                      results_by_node, sha256_file, wait_for)
+                      results_by_node, sanitized, sha256_file, wait_for)
 from netns import (cleanup_leftovers, missing_tools, ns_chain,  # noqa: F401
                    proc_fds, proc_rss_kib)
 
@@ -278,14 +278,6 @@ def check_no_streams(c):
                      (r.name, r.streams()), interval=0.05)
 
 
-def asan(pid):
-    """relayd is an ASan build: its freed memory sits in ASan's
-    quarantine (256 MiB by default), so RSS says nothing about leaks;
-    LeakSanitizer (checked in the log at stop) does that instead."""
-    with open("/proc/%d/maps" % pid) as f:
-        return "libasan" in f.read()
-
-
 def check_resources(c, base):
     """fds back to baseline (+-FD_SLACK), RSS within baseline + 8 MiB
     (not under ASan), for every relay still running the process the
@@ -307,7 +299,7 @@ def check_resources(c, base):
         rss = proc_rss_kib(pid)
         dfd = max(dfd, len(fds) - fds0, key=abs)
         drss = max(drss, rss - rss0)
-        if asan(pid):
+        if sanitized(pid):
             checked_rss = False
             continue
         assert rss <= rss0 + RSS_SLACK_KIB, \

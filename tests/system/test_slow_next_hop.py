@@ -12,7 +12,8 @@ max_fork_lag + stream_window + a fixed overhead, far below the payload.
 
 import os
 
-from conftest import assert_stored, put_bg, results_by_node, wait_for
+from conftest import (assert_stored, put_bg, results_by_node, sanitized,
+                      wait_for)
 
 MIB = 1024 * 1024
 SIZE = 1024 * MIB                        # the 1 GiB
@@ -63,5 +64,6 @@ def test_slow_fork_aborted_fast_fork_full_speed(make_relay):
              15, "the slow hop to drop the aborted stream")
     assert slow.store_files() == []
     peak = vm_hwm_kib(hop0.proc.pid) * 1024
-    assert peak < LAG + WINDOW + OVERHEAD, \
-        "hop0 peak RSS %d bytes for a %d-byte payload" % (peak, SIZE)
+    if not sanitized(hop0.proc.pid):
+        assert peak < LAG + WINDOW + OVERHEAD, \
+            "hop0 peak RSS %d bytes for a %d-byte payload" % (peak, SIZE)
