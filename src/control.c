@@ -61,18 +61,22 @@ static void	ctl_read_cb(struct bufferevent *, void *);
 static void	ctl_feed(struct ctl_client *);
 
 static void
-ctl_reap_cb(evutil_socket_t fd, short ev, void *arg)
+ctl_client_free(struct ctl_client *c)
 {
-	struct ctl_client *c = arg;
-
-	(void)fd;
-	(void)ev;
 	TAILQ_REMOVE(&ctl_clients, c, entry);
 	if (c->bev != NULL)
 		bufferevent_free(c->bev);
 	event_free(c->progress_ev);
 	event_free(c->reap_ev);
 	free(c);
+}
+
+static void
+ctl_reap_cb(evutil_socket_t fd, short ev, void *arg)
+{
+	(void)fd;
+	(void)ev;
+	ctl_client_free(arg);
 }
 
 static void
@@ -795,11 +799,6 @@ control_close(void)
 		if (c->sess != NULL)
 			session_upstream_lost(c->sess, "relayd stopping");
 		c->sess = NULL;
-		TAILQ_REMOVE(&ctl_clients, c, entry);
-		if (c->bev != NULL)
-			bufferevent_free(c->bev);
-		event_free(c->progress_ev);
-		event_free(c->reap_ev);
-		free(c);
+		ctl_client_free(c);
 	}
 }

@@ -139,7 +139,7 @@ pipe_send_put(struct pipe *p)
 	int n;
 
 	memset(&put, 0, sizeof(put));
-	hex_decode(session_put_hex(p->sess), put.put_id, sizeof(put.put_id));
+	memcpy(put.put_id, session_put_id(p->sess), sizeof(put.put_id));
 	put.hops = session_next_budget(p->sess);
 	put.key = key;
 	put.key_len = strlen(key);

@@ -88,33 +88,6 @@ hex_encode(const uint8_t *in, size_t n, char *out)
 	out[2 * n] = '\0';
 }
 
-static int
-hex_nibble(char c)
-{
-	if (c >= '0' && c <= '9')
-		return c - '0';
-	if (c >= 'a' && c <= 'f')
-		return c - 'a' + 10;
-	if (c >= 'A' && c <= 'F')
-		return c - 'A' + 10;
-	return -1;
-}
-
-int
-hex_decode(const char *in, uint8_t *out, size_t n)
-{
-	size_t i;
-	int hi, lo;
-
-	for (i = 0; i < n; i++) {
-		if ((hi = hex_nibble(in[2 * i])) == -1 ||
-		    (lo = hex_nibble(in[2 * i + 1])) == -1)
-			return -1;
-		out[i] = (hi << 4) | lo;
-	}
-	return 0;
-}
-
 static void
 usage(void)
 {

@@ -79,6 +79,5 @@ struct timeval;
 void		 secs_to_tv(double, struct timeval *);
 /* Hex encode n bytes into out (2n+1 bytes). */
 void		 hex_encode(const uint8_t *, size_t n, char *out);
-int		 hex_decode(const char *, uint8_t *, size_t n);
 
 #endif

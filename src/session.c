@@ -126,6 +126,12 @@ session_sha256(const struct session *s)
 	return s->sha256;
 }
 
+const uint8_t *
+session_put_id(const struct session *s)
+{
+	return s->put_id;
+}
+
 uint8_t
 session_next_budget(const struct session *s)
 {

@@ -90,6 +90,7 @@ double		 session_inactivity(const struct session *);
 double		 session_result_timeout(const struct session *);
 const char	*session_put_hex(const struct session *);
 const uint8_t	*session_sha256(const struct session *);
+const uint8_t	*session_put_id(const struct session *);
 uint8_t		 session_next_budget(const struct session *);
 
 struct json_t;
