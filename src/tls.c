@@ -69,6 +69,14 @@ tls_ctx_new(const struct tls_conf *tc, int server, const char *path,
 		goto fail;
 	}
 	if (SSL_CTX_use_PrivateKey_file(ctx, tc->key, SSL_FILETYPE_PEM) != 1) {
+		if (ERR_GET_REASON(ERR_peek_last_error()) ==
+		    X509_R_KEY_VALUES_MISMATCH) {
+			ERR_clear_error();
+			snprintf(err, errlen, "%s:%d: tls: key %s does not "
+			    "match certificate %s", path, tc->line, tc->key,
+			    tc->cert);
+			goto fail;
+		}
 		tls_errstr(why, sizeof(why));
 		snprintf(err, errlen, "%s:%d: tls: cannot load key %s: %s",
 		    path, tc->line, tc->key, why);

@@ -33,7 +33,8 @@ import time
 import pytest
 
 import relaywire as rw
-from conftest import (EXTRA_CONF, HOST, assert_stored, put, put_bg, register,
+from conftest import (EXTRA_CONF, HOST, RELAYD, assert_stored, put, put_bg,
+                      register,
                       kill_proc, results_by_node, wait_for)
 from tlsutil import normalise_fingerprint, relay_tls
 from tlsutil import certs_fixture  # noqa: F401 (the `certs` fixture)
@@ -461,3 +462,31 @@ def test_upstream_killed_after_complete_over_tls(chain, certs):
     relays[1].kill9()
 
     stall.check_downstream(relays, key, data, bg, ["hop1"])
+
+
+def test_bad_tls_material_is_a_config_error(make_relay, certs, tmp_path):
+    """relayd -n refuses TLS material that cannot work, naming the file and
+    line of the tls setting: a key that does not belong to the
+    certificate, and a certificate file that is not a certificate."""
+    bad = dict(certs.tls("hop1"))
+    bad["key"] = certs.key("hop2")
+    relay = make_relay("badkey", store=True, tls=bad)
+    relay.write_config()
+    r = subprocess.run([RELAYD, "-n", "-f", relay.conf_path],
+                       capture_output=True, text=True, timeout=30)
+    assert r.returncode == 1, r.stderr
+    line = next(i for i, ln in enumerate(open(relay.conf_path), 1)
+                if ln.startswith("tls = "))
+    assert "%s:%d: tls: key %s does not match certificate" % (
+        relay.conf_path, line, bad["key"]) in r.stderr, r.stderr
+
+    junk = tmp_path / "junk.pem"
+    junk.write_text("not a certificate\n")
+    bad = dict(certs.tls("hop1"))
+    bad["cert"] = str(junk)
+    relay = make_relay("badcert", store=True, tls=bad)
+    relay.write_config()
+    r = subprocess.run([RELAYD, "-n", "-f", relay.conf_path],
+                       capture_output=True, text=True, timeout=30)
+    assert r.returncode == 1, r.stderr
+    assert "tls: cannot load certificate %s" % junk in r.stderr, r.stderr
