@@ -261,7 +261,7 @@ class NsChain:
             left = set(self.created) & set(list_netns())
             if not left:
                 break
-            time.sleep(0.05)
+            time.sleep(max(0.0, min(0.05, deadline - time.monotonic())))
         else:
             errors.append("namespaces not deleted: %r" % sorted(left))
         self.created = []

@@ -290,7 +290,7 @@ def check_resources(c, base):
         deadline = time.monotonic() + 10
         while abs(proc_fds(pid) - fds0) > FD_SLACK and \
                 time.monotonic() < deadline:
-            time.sleep(0.1)
+            time.sleep(max(0.0, min(0.1, deadline - time.monotonic())))
         fds = sorted(os.readlink("/proc/%d/fd/%s" % (pid, f))
                      for f in os.listdir("/proc/%d/fd" % pid))
         assert abs(len(fds) - fds0) <= FD_SLACK, \
