@@ -5,7 +5,9 @@
  * Each request is one JSON object on one line (terminated by '\n', at most
  * CTL_MAX_LINE bytes).  Every request gets an answer: zero or more event
  * lines, then exactly one final line with "ok": true or "ok": false and
- * "error": "reason".  A malformed request gets {"ok":false,"error":...}
+ * "error": "reason".  A line is the final one if and only if it has a
+ * boolean "ok" and no "event" field (some events carry an "ok" of their
+ * own).  A malformed request gets {"ok":false,"error":...}
  * and the connection is closed; other clients are not affected.
  *
  * Requests:
