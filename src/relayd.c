@@ -2,6 +2,7 @@
  * relayd: main.  Flags, signals, sd_notify, and wiring the modules.
  */
 #include <sys/queue.h>
+#include <sys/socket.h>
 #include <sys/time.h>
 
 #include <errno.h>
@@ -274,9 +275,15 @@ relayd_listen_fd(void)
 {
 	int n = sd_listen_fds(1);
 
-	if (n >= 1)
-		return SD_LISTEN_FDS_START;
-	return -1;
+	if (n <= 0)
+		return -1;
+	if (n > 1)
+		log_warnx("systemd passed %d sockets; peers are accepted on "
+		    "the first only", n);
+	if (sd_is_socket(SD_LISTEN_FDS_START, AF_UNSPEC, SOCK_STREAM, 1) <= 0)
+		fatalx("the socket systemd passed is not a listening stream "
+		    "socket");
+	return SD_LISTEN_FDS_START;
 }
 
 static void
