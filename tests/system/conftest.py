@@ -639,13 +639,7 @@ def _payload_file(relay, key, data):
 def put(relay, key, data, hops=16, json=True, put_id=None, timeout=90):
     """Run relayctl put into relay; returns (exit code, parsed JSON) or,
     with json=False, (exit code, stdout+stderr text)."""
-    require_binaries(RELAYCTL)
-    path = _payload_file(relay, key, data)
-    proc = register(subprocess.Popen(
-        _put_cmd(relay, key, path, hops, json, put_id),
-        stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE, text=True))
-    return BackgroundPut(proc, json).finish(timeout)
+    return put_bg(relay, key, data, hops, json, put_id).finish(timeout)
 
 
 def put_bg(relay, key, data, hops=16, json=True, put_id=None):
