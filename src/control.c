@@ -11,7 +11,6 @@
 #include <unistd.h>
 
 #include <event2/buffer.h>
-#include <event2/bufferevent.h>
 #include <event2/event.h>
 #include <event2/listener.h>
 #include <jansson.h>
@@ -26,12 +25,13 @@
 #include "session.h"
 #include "stream.h"
 #include "wire.h"
+#include "xport.h"
 
 #define CTL_PROGRESS_INTERVAL	0.1	/* seconds between progress lines */
 
 struct ctl_client {
 	TAILQ_ENTRY(ctl_client)	 entry;
-	struct bufferevent	*bev;
+	struct xport		*xp;
 	struct session		*sess;		/* PUT being uploaded */
 	char			 put_hex[2 * WIRE_PUT_ID_LEN + 1];
 	uint64_t		 remaining;	/* payload bytes still due */
@@ -57,15 +57,14 @@ static struct ctl_client_list	 ctl_clients =
     TAILQ_HEAD_INITIALIZER(ctl_clients);
 static char			 ctl_path[sizeof(((struct sockaddr_un *)0)->sun_path)];
 
-static void	ctl_read_cb(struct bufferevent *, void *);
+static void	ctl_read_cb(struct xport *, void *);
 static void	ctl_feed(struct ctl_client *);
 
 static void
 ctl_client_free(struct ctl_client *c)
 {
 	TAILQ_REMOVE(&ctl_clients, c, entry);
-	if (c->bev != NULL)
-		bufferevent_free(c->bev);
+	xport_free(c->xp);
 	event_free(c->progress_ev);
 	event_free(c->reap_ev);
 	free(c);
@@ -91,8 +90,8 @@ ctl_client_close(struct ctl_client *c, const char *why)
 		c->sess = NULL;
 	}
 	evtimer_del(c->progress_ev);
-	if (c->bev != NULL)
-		bufferevent_disable(c->bev, EV_READ | EV_WRITE);
+	if (c->xp != NULL)
+		xport_read_enable(c->xp, 0);
 	event_active(c->reap_ev, 0, 0);
 }
 
@@ -106,12 +105,12 @@ ctl_send(struct ctl_client *c, json_t *o)
 		return;
 	s = json_dumps(o, JSON_COMPACT);
 	json_decref(o);
-	if (s == NULL || c->bev == NULL) {
+	if (s == NULL || c->xp == NULL) {
 		free(s);
 		return;
 	}
-	bufferevent_write(c->bev, s, strlen(s));
-	bufferevent_write(c->bev, "\n", 1);
+	xport_write(c->xp, s, strlen(s));
+	xport_write(c->xp, "\n", 1);
 	free(s);
 }
 
@@ -122,8 +121,8 @@ ctl_finish(struct ctl_client *c, json_t *o)
 	ctl_send(c, o);
 	c->closing = 1;
 	evtimer_del(c->progress_ev);
-	bufferevent_disable(c->bev, EV_READ);
-	if (evbuffer_get_length(bufferevent_get_output(c->bev)) == 0)
+	xport_read_enable(c->xp, 0);
+	if (evbuffer_get_length(xport_output(c->xp)) == 0)
 		ctl_client_close(c, "done");
 }
 
@@ -213,7 +212,7 @@ ctl_put_credit(void *up, struct session *s, uint64_t bytes)
 	(void)bytes;
 	if (c->paused && !c->closing) {
 		c->paused = 0;
-		bufferevent_enable(c->bev, EV_READ);
+		xport_read_enable(c->xp, 1);
 		ctl_feed(c);
 	}
 }
@@ -242,7 +241,7 @@ ctl_progress_cb(evutil_socket_t fd, short ev, void *arg)
 static void
 ctl_feed(struct ctl_client *c)
 {
-	struct evbuffer *in = bufferevent_get_input(c->bev);
+	struct evbuffer *in = xport_input(c->xp);
 	uint64_t window = env->conf->stream_window, held, n;
 
 	while (c->sess != NULL && c->remaining > 0) {
@@ -250,7 +249,7 @@ ctl_feed(struct ctl_client *c)
 		held = session_backlog(c->sess);
 		if (held >= window) {
 			c->paused = 1;
-			bufferevent_disable(c->bev, EV_READ);
+			xport_read_enable(c->xp, 0);
 			return;
 		}
 		if (n > window - held)
@@ -513,7 +512,7 @@ control_event(const char *name, json_t *fields)
 	json_object_set_new(fields, "time_us", json_integer(now_wall_us()));
 	for (c = TAILQ_FIRST(&ctl_monitors); c != NULL; c = next) {
 		next = TAILQ_NEXT(c, mon_entry);
-		if (evbuffer_get_length(bufferevent_get_output(c->bev)) >
+		if (evbuffer_get_length(xport_output(c->xp)) >
 		    CTL_MONITOR_MAX_BACKLOG) {
 			log_warnx("control: monitor client too slow, dropped");
 			ctl_client_close(c, "too slow");
@@ -638,10 +637,10 @@ ctl_request(struct ctl_client *c, const char *line, size_t len)
 }
 
 static void
-ctl_read_cb(struct bufferevent *bev, void *arg)
+ctl_read_cb(struct xport *xp, void *arg)
 {
 	struct ctl_client *c = arg;
-	struct evbuffer *in = bufferevent_get_input(bev);
+	struct evbuffer *in = xport_input(xp);
 	size_t len;
 	char *line;
 
@@ -672,22 +671,21 @@ ctl_read_cb(struct bufferevent *bev, void *arg)
 }
 
 static void
-ctl_write_cb(struct bufferevent *bev, void *arg)
+ctl_write_cb(struct xport *xp, void *arg)
 {
 	struct ctl_client *c = arg;
 
-	if (c->closing &&
-	    evbuffer_get_length(bufferevent_get_output(bev)) == 0)
+	if (c->closing && evbuffer_get_length(xport_output(xp)) == 0)
 		ctl_client_close(c, "done");
 }
 
 static void
-ctl_event_cb(struct bufferevent *bev, short what, void *arg)
+ctl_event_cb(struct xport *xp, short what, void *arg)
 {
 	struct ctl_client *c = arg;
 
-	(void)bev;
-	if (what & (BEV_EVENT_EOF | BEV_EVENT_ERROR))
+	(void)xp;
+	if (what & (XPORT_EOF | XPORT_ERROR))
 		ctl_client_close(c, "control client went away");
 }
 
@@ -705,13 +703,13 @@ ctl_accept_cb(struct evconnlistener *l, evutil_socket_t fd,
 		close(fd);
 		return;
 	}
-	c->bev = bufferevent_socket_new(env->base, fd, BEV_OPT_CLOSE_ON_FREE);
+	c->xp = xport_new(env->base, fd, NULL, 1);
 	c->progress_ev = event_new(env->base, -1, EV_PERSIST, ctl_progress_cb,
 	    c);
 	c->reap_ev = event_new(env->base, -1, 0, ctl_reap_cb, c);
-	if (c->bev == NULL || c->progress_ev == NULL || c->reap_ev == NULL) {
-		if (c->bev)
-			bufferevent_free(c->bev);
+	if (c->xp == NULL || c->progress_ev == NULL || c->reap_ev == NULL) {
+		if (c->xp)
+			xport_free(c->xp);
 		else
 			close(fd);
 		if (c->progress_ev)
@@ -722,9 +720,7 @@ ctl_accept_cb(struct evconnlistener *l, evutil_socket_t fd,
 		return;
 	}
 	TAILQ_INSERT_TAIL(&ctl_clients, c, entry);
-	bufferevent_set_max_single_read(c->bev, 256 * 1024);
-	bufferevent_setcb(c->bev, ctl_read_cb, ctl_write_cb, ctl_event_cb, c);
-	bufferevent_enable(c->bev, EV_READ | EV_WRITE);
+	xport_setcb(c->xp, ctl_read_cb, ctl_write_cb, ctl_event_cb, c);
 }
 
 int

@@ -13,8 +13,6 @@
 #include <unistd.h>
 
 #include <event2/buffer.h>
-#include <event2/bufferevent.h>
-#include <event2/bufferevent_ssl.h>
 #include <event2/event.h>
 #include <event2/listener.h>
 #include <jansson.h>
@@ -31,9 +29,9 @@
 #include "stream.h"
 #include "tls.h"
 #include "wire.h"
+#include "xport.h"
 
 #define PEER_HASH	256
-#define PEER_IO_MAX	(512 * 1024)	/* bytes per read or write call */
 #define PEER_OUT_HIGH	(1024 * 1024)	/* stop scheduling pipes above */
 #define PEER_OUT_LOW	(256 * 1024)	/* resume below */
 #define PEER_CLOSED_IDS	64		/* recently closed inbound ids */
@@ -86,7 +84,7 @@ struct peer {
 	char			*port;
 	char			 addr[96];
 	enum peer_state		 state;
-	struct bufferevent	*bev;
+	struct xport		*xp;
 	uint32_t		 next_id;
 	int64_t			 conn_credit;	/* we may send */
 	int64_t			 recv_window;	/* they may send */
@@ -135,9 +133,9 @@ static SSL_CTX			*peer_server_ctx;
 static uint64_t			 peer_tls_handshakes;
 static uint64_t			 peer_tls_refused[TLS_REF_MAX];
 
-static void	peer_read_cb(struct bufferevent *, void *);
-static void	peer_write_cb(struct bufferevent *, void *);
-static void	peer_event_cb(struct bufferevent *, short, void *);
+static void	peer_read_cb(struct xport *, void *);
+static void	peer_write_cb(struct xport *, void *);
+static void	peer_event_cb(struct xport *, short, void *);
 static void	peer_timer_cb(evutil_socket_t, short, void *);
 static void	peer_flush_cb(evutil_socket_t, short, void *);
 static void	peer_reap_cb(evutil_socket_t, short, void *);
@@ -235,8 +233,7 @@ peer_new(int outbound)
 static void
 peer_free(struct peer *p)
 {
-	if (p->bev != NULL)
-		bufferevent_free(p->bev);
+	xport_free(p->xp);
 	if (p->ctx != NULL)
 		SSL_CTX_free(p->ctx);
 	if (p->conf != NULL)
@@ -251,42 +248,27 @@ peer_free(struct peer *p)
 	free(p);
 }
 
-/* --- the byte transport: the one place TLS will slot in --- */
+/* --- the byte transport: the one place TLS slots in --- */
 
-static struct bufferevent *
+static struct xport *
 peer_transport_new(struct peer *p, evutil_socket_t fd)
 {
-	struct bufferevent *bev;
-	SSL *ssl;
+	struct xport *xp;
+	SSL *ssl = NULL;
 
 	p->tls_pending = 0;
 	p->tls_version[0] = p->tls_cipher[0] = '\0';
 	p->tls_subject[0] = p->tls_fp[0] = '\0';
-	if (p->ctx != NULL) {
-		if ((ssl = SSL_new(p->ctx)) == NULL)
-			return NULL;
-		bev = bufferevent_openssl_socket_new(env->base, fd, ssl,
-		    p->outbound ? BUFFEREVENT_SSL_CONNECTING :
-		    BUFFEREVENT_SSL_ACCEPTING, BEV_OPT_CLOSE_ON_FREE);
-		if (bev == NULL) {
-			SSL_free(ssl);
-			return NULL;
-		}
-		/* A peer that just closes is an EOF, not an error. */
-		bufferevent_openssl_set_allow_dirty_shutdown(bev, 1);
-		p->tls_pending = 1;
-	} else
-		bev = bufferevent_socket_new(env->base, fd,
-		    BEV_OPT_CLOSE_ON_FREE);
-	if (bev == NULL)
+	if (p->ctx != NULL && (ssl = SSL_new(p->ctx)) == NULL)
 		return NULL;
-	bufferevent_setcb(bev, peer_read_cb, peer_write_cb, peer_event_cb, p);
-	bufferevent_setwatermark(bev, EV_WRITE, PEER_OUT_LOW, 0);
-	/* libevent's 16 KiB default costs a syscall per frame or less. */
-	bufferevent_set_max_single_read(bev, PEER_IO_MAX);
-	bufferevent_set_max_single_write(bev, PEER_IO_MAX);
-	bufferevent_enable(bev, EV_READ | EV_WRITE);
-	return bev;
+	if ((xp = xport_new(env->base, fd, ssl, !p->outbound)) == NULL) {
+		SSL_free(ssl);
+		return NULL;
+	}
+	p->tls_pending = ssl != NULL;
+	xport_setcb(xp, peer_read_cb, peer_write_cb, peer_event_cb, p);
+	xport_set_lowat(xp, PEER_OUT_LOW);
+	return xp;
 }
 
 static void
@@ -302,10 +284,10 @@ peer_set_nodelay(evutil_socket_t fd)
 int
 peer_send(struct peer *p, const void *buf, size_t len)
 {
-	if (p->bev == NULL || (p->state != PEER_UP &&
+	if (p->xp == NULL || (p->state != PEER_UP &&
 	    p->state != PEER_HANDSHAKE))
 		return -1;
-	if (bufferevent_write(p->bev, buf, len) == -1)
+	if (xport_write(p->xp, buf, len) == -1)
 		return -1;
 	p->bytes_out += len;
 	return 0;
@@ -326,9 +308,9 @@ peer_send_data(struct peer *p, uint32_t stream, const uint8_t *data,
 	uint8_t hdr[WIRE_HDR_LEN];
 	struct evbuffer *out;
 
-	if (p->bev == NULL || p->state != PEER_UP)
+	if (p->xp == NULL || p->state != PEER_UP)
 		return -1;
-	out = bufferevent_get_output(p->bev);
+	out = xport_output(p->xp);
 	wire_enc_data_hdr(hdr, sizeof(hdr), stream, len);
 	if (evbuffer_add(out, hdr, sizeof(hdr)) == -1)
 		return -1;
@@ -474,9 +456,9 @@ peer_flush_cb(evutil_socket_t fd, short ev, void *arg)
 
 	(void)fd;
 	(void)ev;
-	if (p->state != PEER_UP || p->bev == NULL)
+	if (p->state != PEER_UP || p->xp == NULL)
 		return;
-	out = bufferevent_get_output(p->bev);
+	out = xport_output(p->xp);
 	while ((pp = TAILQ_FIRST(&p->ready)) != NULL && budget-- > 0 &&
 	    evbuffer_get_length(out) < PEER_OUT_HIGH && peer_rate_ok(p)) {
 		peer_dequeue(p, pp);
@@ -484,7 +466,7 @@ peer_flush_cb(evutil_socket_t fd, short ev, void *arg)
 			peer_assign_id(p, pp);
 		before = evbuffer_get_length(out);
 		r = pipe_send_one(pp);
-		if (p->rate_limit > 0 && p->bev != NULL)
+		if (p->rate_limit > 0 && p->xp != NULL)
 			p->rl_tokens -= (double)evbuffer_get_length(out) -
 			    (double)before;
 		if (r == 1 && pp->queued == PQ_NONE && pp->peer == p) {
@@ -791,7 +773,7 @@ peer_on_put(struct peer *p, const struct wire_frame *f)
 static void
 peer_on_data(struct peer *p, uint32_t id, size_t len)
 {
-	struct evbuffer *input = bufferevent_get_input(p->bev);
+	struct evbuffer *input = xport_input(p->xp);
 	struct instream *in;
 
 	/* Connection credit comes back as bytes leave the wire, always. */
@@ -969,10 +951,10 @@ peer_dispatch(struct peer *p, const struct wire_frame *f)
 }
 
 static void
-peer_read_cb(struct bufferevent *bev, void *arg)
+peer_read_cb(struct xport *xp, void *arg)
 {
 	struct peer *p = arg;
-	struct evbuffer *input = bufferevent_get_input(bev);
+	struct evbuffer *input = xport_input(xp);
 	struct wire_frame f;
 	struct wire_hdr h;
 	uint8_t *buf;
@@ -1017,17 +999,17 @@ peer_read_cb(struct bufferevent *bev, void *arg)
 			return;
 		}
 		peer_dispatch(p, &f);
-		if (p->bev != NULL)
+		if (p->xp != NULL)
 			evbuffer_drain(input, WIRE_HDR_LEN + h.len);
 	}
 }
 
 static void
-peer_write_cb(struct bufferevent *bev, void *arg)
+peer_write_cb(struct xport *xp, void *arg)
 {
 	struct peer *p = arg;
 
-	(void)bev;
+	(void)xp;
 	if (p->state == PEER_CLOSING) {
 		peer_drop(p, p->last_error);
 		return;
@@ -1092,9 +1074,9 @@ peer_drop_streams(struct peer *p, const char *why)
 static void
 peer_close_final(struct peer *p)
 {
-	if (p->bev != NULL) {
-		bufferevent_free(p->bev);
-		p->bev = NULL;
+	if (p->xp != NULL) {
+		xport_free(p->xp);
+		p->xp = NULL;
 	}
 	event_del(p->flush_ev);
 	evtimer_del(p->timer);
@@ -1144,13 +1126,13 @@ peer_linger_close(struct peer *p, const char *why)
 	    why);
 	p->state = PEER_CLOSING;
 	peer_drop_streams(p, why);
-	if (p->bev == NULL ||
-	    evbuffer_get_length(bufferevent_get_output(p->bev)) == 0) {
+	if (p->xp == NULL ||
+	    evbuffer_get_length(xport_output(p->xp)) == 0) {
 		peer_close_final(p);
 		return;
 	}
-	bufferevent_disable(p->bev, EV_READ);
-	bufferevent_setwatermark(p->bev, EV_WRITE, 0, 0);
+	xport_read_enable(p->xp, 0);
+	xport_set_lowat(p->xp, 0);
 	peer_arm(p, 1.0);
 }
 
@@ -1195,7 +1177,7 @@ peer_tls_refuse(struct peer *p, enum tls_refusal r, const char *why)
 static void
 peer_tls_refused_event(struct peer *p, unsigned long err)
 {
-	SSL *ssl = bufferevent_openssl_get_ssl(p->bev);
+	SSL *ssl = xport_ssl(p->xp);
 	enum tls_refusal r;
 	char why[320];
 
@@ -1208,7 +1190,7 @@ peer_tls_refused_event(struct peer *p, unsigned long err)
 static int
 peer_tls_established(struct peer *p)
 {
-	SSL *ssl = bufferevent_openssl_get_ssl(p->bev);
+	SSL *ssl = xport_ssl(p->xp);
 	char why[320];
 
 	if (tls_check_allowed(ssl, p->tlsc, why, sizeof(why)) == -1) {
@@ -1230,27 +1212,27 @@ peer_tls_established(struct peer *p)
 }
 
 static void
-peer_event_cb(struct bufferevent *bev, short what, void *arg)
+peer_event_cb(struct xport *xp, short what, void *arg)
 {
 	struct peer *p = arg;
 	char why[160];
-	int err = EVUTIL_SOCKET_ERROR();
+	int err = xport_errno(xp);
 
-	if (what & BEV_EVENT_CONNECTED) {
-		peer_set_nodelay(bufferevent_getfd(bev));
+	if (what & XPORT_CONNECTED) {
+		peer_set_nodelay(xport_fd(xp));
 		if (p->tls_pending && peer_tls_established(p) == -1)
 			return;
 		peer_send_hello(p);
 		return;
 	}
 	if (p->tls_pending) {
-		peer_tls_refused_event(p, (what & BEV_EVENT_ERROR) ?
-		    bufferevent_get_openssl_error(bev) : 0);
+		peer_tls_refused_event(p, (what & XPORT_ERROR) ?
+		    xport_ssl_error(xp) : 0);
 		return;
 	}
-	if (what & BEV_EVENT_EOF)
+	if (what & XPORT_EOF)
 		snprintf(why, sizeof(why), "connection closed by peer");
-	else if (what & BEV_EVENT_ERROR)
+	else if (what & XPORT_ERROR)
 		snprintf(why, sizeof(why), "%s", err ?
 		    evutil_socket_error_to_string(err) : "socket error");
 	else
@@ -1275,12 +1257,12 @@ peer_connect(struct peer *p)
 		    "%s: %s", p->host, gai_strerror(r));
 		goto fail;
 	}
-	if ((p->bev = peer_transport_new(p, -1)) == NULL) {
+	if ((p->xp = peer_transport_new(p, -1)) == NULL) {
 		snprintf(p->last_error, sizeof(p->last_error),
 		    "out of memory");
 		goto fail;
 	}
-	if (bufferevent_socket_connect(p->bev, res->ai_addr,
+	if (xport_connect(p->xp, res->ai_addr,
 	    res->ai_addrlen) == -1) {
 		snprintf(p->last_error, sizeof(p->last_error), "connect: %s",
 		    strerror(errno));
@@ -1396,7 +1378,7 @@ peer_accept_cb(struct evconnlistener *l, evutil_socket_t fd,
 		SSL_CTX_up_ref(peer_server_ctx);
 		p->ctx = peer_server_ctx;
 	}
-	if ((p->bev = peer_transport_new(p, fd)) == NULL) {
+	if ((p->xp = peer_transport_new(p, fd)) == NULL) {
 		close(fd);
 		TAILQ_REMOVE(&env->peers, p, entry);
 		peer_free(p);

@@ -2,8 +2,8 @@
  * peer: one long-lived peer connection (in or out), the handshake, frame
  * dispatch, and many PUT streams multiplexed on it with fair interleaving
  * (round-robin over the pipes that have data and credit) and per-stream
- * and per-connection credit.  The byte transport is a libevent
- * bufferevent made by peer_transport_new(), the one place TLS slots in.
+ * and per-connection credit.  The byte transport is an xport (plain TCP
+ * or TLS) made by peer_transport_new(), the one place TLS slots in.
  *
  * Ownership: every peer is on env->peers.  Outbound peers (one per
  * configured peer) live for the daemon's lifetime and reconnect with
