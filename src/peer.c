@@ -88,6 +88,9 @@ struct peer {
 	uint32_t		 next_id;
 	int64_t			 conn_credit;	/* we may send */
 	int64_t			 recv_window;	/* they may send */
+	uint32_t		 rx_id;		/* DATA frame being received */
+	size_t			 rx_left;	/* its payload bytes to come */
+	int			 rx_drop;	/* its payload is dropped */
 	uint64_t		 conn_unacked;	/* received, not credited */
 	uint32_t		 remote_stream_window;
 	uint32_t		 conn_window;	/* ours, for this link */
@@ -136,6 +139,8 @@ static uint64_t			 peer_tls_refused[TLS_REF_MAX];
 static void	peer_read_cb(struct xport *, void *);
 static void	peer_write_cb(struct xport *, void *);
 static void	peer_event_cb(struct xport *, short, void *);
+static void	*peer_sink(struct xport *, size_t *, void *);
+static void	peer_sunk(struct xport *, size_t, void *);
 static void	peer_timer_cb(evutil_socket_t, short, void *);
 static void	peer_flush_cb(evutil_socket_t, short, void *);
 static void	peer_reap_cb(evutil_socket_t, short, void *);
@@ -266,7 +271,10 @@ peer_transport_new(struct peer *p, evutil_socket_t fd)
 		return NULL;
 	}
 	p->tls_pending = ssl != NULL;
+	p->rx_left = 0;
+	p->rx_drop = 0;
 	xport_setcb(xp, peer_read_cb, peer_write_cb, peer_event_cb, p);
+	xport_set_sink(xp, peer_sink, peer_sunk, WIRE_HDR_LEN);
 	xport_set_lowat(xp, PEER_OUT_LOW);
 	return xp;
 }
@@ -770,11 +778,16 @@ peer_on_put(struct peer *p, const struct wire_frame *f)
 	p->nin++;
 }
 
-static void
-peer_on_data(struct peer *p, uint32_t id, size_t len)
+/*
+ * A DATA header: account for it and decide whether its payload goes to a
+ * session (0) or is dropped (-1).  The payload follows in pieces, through
+ * peer_on_data_bytes() or straight into the buffer (peer_sink()).
+ */
+static int
+peer_on_data_start(struct peer *p, uint32_t id, size_t len)
 {
-	struct evbuffer *input = xport_input(p->xp);
 	struct instream *in;
+	struct session *s;
 
 	/* Connection credit comes back as bytes leave the wire, always. */
 	p->conn_unacked += len;
@@ -784,27 +797,67 @@ peer_on_data(struct peer *p, uint32_t id, size_t len)
 		p->conn_unacked = 0;
 	}
 	if ((in = peer_find_in(p, id)) == NULL || peer_is_ours(p, id)) {
-		evbuffer_drain(input, len);
 		if (!peer_recently_closed(p, id)) {
 			peer_send_abort(p, id, WIRE_ABORT_PROTOCOL,
 			    "DATA for an unknown stream");
 			peer_remember_closed(p, id);
 		}
-		return;
+		return -1;
 	}
 	if ((int64_t)len > in->window) {
-		struct session *s = in->sess;
-
-		evbuffer_drain(input, len);
+		s = in->sess;
 		peer_send_abort(p, id, WIRE_ABORT_LIMIT,
 		    "DATA beyond the stream's credit");
 		instream_free(in);
 		session_upstream_lost(s, "upstream sent beyond its credit");
-		return;
+		return -1;
 	}
 	in->window -= len;
+	return 0;
+}
+
+/* The current DATA frame's payload bytes that came through the input. */
+static void
+peer_on_data_bytes(struct peer *p, struct evbuffer *input, size_t n)
+{
+	struct instream *in;
+
+	p->rx_left -= n;
+	if (p->rx_drop || (in = peer_find_in(p, p->rx_id)) == NULL) {
+		evbuffer_drain(input, n);
+		return;
+	}
 	/* May free `in` (the session fails and aborts upstream). */
-	session_data(in->sess, input, len);
+	if (session_data(in->sess, input, n) == -1)
+		p->rx_drop = 1;
+}
+
+/* Zero-copy receive: where the transport may put payload bytes now. */
+static void *
+peer_sink(struct xport *xp, size_t *len, void *arg)
+{
+	struct peer *p = arg;
+	struct instream *in;
+
+	(void)xp;
+	if (p->rx_left == 0 || p->rx_drop ||
+	    (in = peer_find_in(p, p->rx_id)) == NULL)
+		return NULL;
+	return session_data_space(in->sess, p->rx_left, len);
+}
+
+static void
+peer_sunk(struct xport *xp, size_t n, void *arg)
+{
+	struct peer *p = arg;
+	struct instream *in;
+
+	(void)xp;
+	p->rx_left -= n;
+	p->last_rx = now_mono();
+	if ((in = peer_find_in(p, p->rx_id)) != NULL &&
+	    session_data_commit(in->sess, n) == -1)
+		p->rx_drop = 1;
 }
 
 static void
@@ -963,6 +1016,14 @@ peer_read_cb(struct xport *xp, void *arg)
 
 	while (p->state == PEER_HANDSHAKE || p->state == PEER_UP) {
 		have = evbuffer_get_length(input);
+		if (p->rx_left > 0) {
+			/* Inside a DATA frame's payload. */
+			if (have == 0)
+				break;
+			peer_on_data_bytes(p, input,
+			    have < p->rx_left ? have : p->rx_left);
+			continue;
+		}
 		if (have < WIRE_HDR_LEN)
 			break;
 		buf = evbuffer_pullup(input, WIRE_HDR_LEN);
@@ -975,11 +1036,8 @@ peer_read_cb(struct xport *xp, void *arg)
 			peer_fail(p, "expected HELLO");
 			return;
 		}
-		if (have < WIRE_HDR_LEN + (size_t)h.len)
-			break;
-		p->last_rx = now_mono();
-		p->bytes_in += WIRE_HDR_LEN + h.len;
 		if (h.type == WIRE_DATA) {
+			/* The payload may follow in pieces. */
 			if (h.len == 0 || h.len > WIRE_MAX_DATA ||
 			    h.stream == 0) {
 				peer_fail(p, "bad DATA frame");
@@ -989,10 +1047,19 @@ peer_read_cb(struct xport *xp, void *arg)
 				peer_fail(p, "DATA beyond connection credit");
 				return;
 			}
+			p->last_rx = now_mono();
+			p->bytes_in += WIRE_HDR_LEN + h.len;
 			evbuffer_drain(input, WIRE_HDR_LEN);
-			peer_on_data(p, h.stream, h.len);
+			p->rx_id = h.stream;
+			p->rx_left = h.len;
+			p->rx_drop = peer_on_data_start(p, h.stream,
+			    h.len) == -1;
 			continue;
 		}
+		if (have < WIRE_HDR_LEN + (size_t)h.len)
+			break;
+		p->last_rx = now_mono();
+		p->bytes_in += WIRE_HDR_LEN + h.len;
 		buf = evbuffer_pullup(input, WIRE_HDR_LEN + h.len);
 		if ((r = wire_decode(buf, WIRE_HDR_LEN + h.len, &f)) < 0) {
 			peer_fail(p, wire_strerror(r));

@@ -607,10 +607,23 @@ session_new(const struct session_params *sp, uint16_t *code, char *err,
 	return NULL;
 }
 
+/* Payload bytes landed in the buffer: the bookkeeping of every append. */
+static void
+session_appended(struct session *s, size_t n)
+{
+	uint64_t now = now_wall_us();
+
+	env->payload_in += n;
+	if (s->first_us == 0)
+		s->first_us = now;
+	s->last_us = now;
+	s->last_progress = now_mono();
+}
+
 int
 session_data(struct session *s, struct evbuffer *evb, size_t len)
 {
-	uint64_t now;
+	size_t total = len;
 
 	if (s->state != SESS_RECEIVING ||
 	    stream_buf_appended(s->buf) + len > s->size) {
@@ -637,13 +650,34 @@ session_data(struct session *s, struct evbuffer *evb, size_t len)
 			session_fail(s, WIRE_ABORT_INTERNAL, "append failed");
 			return -1;
 		}
-		env->payload_in += n;
 	}
-	now = now_wall_us();
-	if (s->first_us == 0)
-		s->first_us = now;
-	s->last_us = now;
-	s->last_progress = now_mono();
+	session_appended(s, total);
+	return 0;
+}
+
+void *
+session_data_space(struct session *s, size_t max, size_t *room)
+{
+	void *space;
+
+	if (s->state != SESS_RECEIVING ||
+	    stream_buf_appended(s->buf) + max > s->size)
+		return NULL;
+	if ((space = stream_append_space(s->buf, room)) == NULL)
+		return NULL;
+	if (*room > max)
+		*room = max;
+	return space;
+}
+
+int
+session_data_commit(struct session *s, size_t n)
+{
+	if (stream_append_commit(s->buf, n) == -1) {
+		session_fail(s, WIRE_ABORT_INTERNAL, "append failed");
+		return -1;
+	}
+	session_appended(s, n);
 	return 0;
 }
 

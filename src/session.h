@@ -67,6 +67,14 @@ struct session	*session_new(const struct session_params *,
  * declared size: the session is then failed and the upstream hears abort.
  */
 int		 session_data(struct session *, struct evbuffer *, size_t len);
+/*
+ * Zero-copy receive: where the next payload bytes (at most max) may be
+ * written straight from the transport, with the room there; NULL if the
+ * session takes no payload now.  Then session_data_commit() the bytes
+ * written (at most the room), before anything else touches the session.
+ */
+void		*session_data_space(struct session *, size_t max, size_t *room);
+int		 session_data_commit(struct session *, size_t n);
 /* END: all bytes sent.  -1 if short (failed as above). */
 int		 session_end(struct session *);
 /* Upstream gone or ABORTed.  Harmless once the buffer is complete. */

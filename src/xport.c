@@ -3,6 +3,7 @@
  * bufferevent).
  */
 #include <errno.h>
+#include <limits.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
@@ -19,7 +20,7 @@
 #include "xport.h"
 
 #define XPORT_READ_MAX		(256 * 1024)	/* bytes per read call */
-#define XPORT_READ_ROUNDS	4		/* read calls per wake-up */
+#define XPORT_READ_ROUNDS	16		/* read calls per wake-up */
 #define XPORT_WRITE_ROUNDS	16		/* writev calls per flush */
 #define XPORT_RECORD		16384		/* TLS plaintext per record */
 #define XPORT_RAW_HIGH		(256 * 1024)	/* ciphertext queued, max */
@@ -38,6 +39,9 @@ struct xport {
 	xport_cb		 readcb;
 	xport_cb		 writecb;
 	xport_event_cb		 eventcb;
+	xport_sink_cb		 sink;
+	xport_sunk_cb		 sunk;
+	size_t			 sink_tail;
 	void			*arg;
 	size_t			 lowat;
 	int			 busy;		/* our frames on the stack */
@@ -217,6 +221,28 @@ xport_new(struct event_base *base, int fd, SSL *ssl, int server)
 }
 
 void
+xport_set_sink(struct xport *x, xport_sink_cb sink, xport_sunk_cb sunk,
+    size_t tail)
+{
+	x->sink = sink;
+	x->sunk = sunk;
+	x->sink_tail = tail > 0 ? tail : 1;
+}
+
+/* Where the next plaintext goes if not into the input buffer, or NULL. */
+static void *
+xport_sink_space(struct xport *x, size_t *len)
+{
+	void *p;
+
+	if (x->sink == NULL || evbuffer_get_length(x->in) > 0)
+		return NULL;
+	*len = 0;
+	p = x->sink(x, len, x->arg);
+	return p != NULL && *len > 0 ? p : NULL;
+}
+
+void
 xport_setcb(struct xport *x, xport_cb readcb, xport_cb writecb,
     xport_event_cb eventcb, void *arg)
 {
@@ -329,47 +355,106 @@ xport_connect(struct xport *x, const struct sockaddr *sa, socklen_t len)
 
 /* --- input --- */
 
-/* Read what the socket has into buf: bytes read, 0 at EOF (*eof), -1. */
+/*
+ * One read from the socket into buf (for TLS: raw_in), or for plain TCP
+ * into the sink first if there is one, then at most sink_tail bytes into
+ * buf: the next frame header, so the next read can go to the next sink.
+ * Bytes read (0 at EOF with *eof set, or when there is nothing), or -1.
+ * *full: the read filled all the room it had (there may be more).
+ */
 static ssize_t
-xport_read_into(struct xport *x, struct evbuffer *buf, int *eof)
+xport_read_once(struct xport *x, struct evbuffer *buf, int *eof, int *full)
 {
-	struct evbuffer_iovec v[2];
-	ssize_t n, total = 0;
-	size_t want, left;
-	int i, nv, round;
+	struct evbuffer_iovec v[3];
+	size_t want, left, sunk, slen = 0;
+	void *sp;
+	ssize_t n;
+	int i, nv;
+
+	*full = 0;
+	sp = x->ssl == NULL ? xport_sink_space(x, &slen) : NULL;
+	if (sp == NULL)
+		slen = 0;
+	nv = evbuffer_reserve_space(buf, sp != NULL ? x->sink_tail :
+	    XPORT_READ_MAX, v + 1, sp != NULL ? 1 : 2);
+	if (nv <= 0) {
+		x->err = ENOMEM;
+		return -1;
+	}
+	if (sp != NULL && v[1].iov_len > x->sink_tail)
+		v[1].iov_len = x->sink_tail;
+	v[0].iov_base = sp;
+	v[0].iov_len = slen;
+	for (want = 0, i = 0; i <= nv; i++)
+		want += v[i].iov_len;
+	do
+		n = readv(x->fd, (struct iovec *)(sp != NULL ? v : v + 1),
+		    sp != NULL ? nv + 1 : nv);
+	while (n == -1 && errno == EINTR);
+	if (n == 0) {
+		*eof = 1;
+		return 0;
+	}
+	if (n < 0) {
+		if (errno == EAGAIN || errno == EWOULDBLOCK)
+			return 0;
+		x->err = errno;
+		return -1;
+	}
+	sunk = (size_t)n < slen ? (size_t)n : slen;
+	for (left = n - sunk, i = 1; i <= nv; i++) {
+		if (v[i].iov_len > left)
+			v[i].iov_len = left;
+		left -= v[i].iov_len;
+	}
+	evbuffer_commit_space(buf, v + 1, nv);
+	*full = (size_t)n == want;
+	if (sunk > 0)
+		x->sunk(x, sunk, x->arg);
+	return n;
+}
+
+/*
+ * Plain TCP input: read rounds; between rounds the read callback parses
+ * what came, so the next read knows its sink.  -1 on a socket error.
+ */
+static int
+xport_plain_input(struct xport *x, int *eof)
+{
+	ssize_t n;
+	int round, full;
 
 	for (round = 0; round < XPORT_READ_ROUNDS; round++) {
-		nv = evbuffer_reserve_space(buf, XPORT_READ_MAX, v, 2);
-		if (nv <= 0) {
-			x->err = ENOMEM;
+		n = xport_read_once(x, x->in, eof, &full);
+		if (n < 0)
 			return -1;
+		if (x->dead || x->ended)
+			return 0;
+		if (evbuffer_get_length(x->in) > 0 && x->readcb != NULL) {
+			x->readcb(x, x->arg);
+			if (x->dead || x->ended)
+				return 0;
 		}
-		for (want = 0, i = 0; i < nv; i++)
-			want += v[i].iov_len;
-		n = readv(x->fd, (struct iovec *)v, nv);
-		if (n == 0) {
-			*eof = 1;
+		if (n == 0 || !full)
 			break;
-		}
-		if (n < 0) {
-			if (errno == EINTR)
-				continue;
-			if (errno == EAGAIN || errno == EWOULDBLOCK)
-				break;
-			x->err = errno;
-			return total > 0 ? total : -1;
-		}
-		for (left = n, i = 0; i < nv; i++) {
-			if (v[i].iov_len > left)
-				v[i].iov_len = left;
-			left -= v[i].iov_len;
-		}
-		evbuffer_commit_space(buf, v, nv);
-		total += n;
-		if ((size_t)n < want)
-			break;		/* the socket is empty */
 	}
-	return total;
+	return 0;
+}
+
+/* TLS input: ciphertext into raw_in, as much as the socket has. */
+static int
+xport_raw_input(struct xport *x, int *eof)
+{
+	ssize_t n;
+	int round, full;
+
+	for (round = 0; round < XPORT_READ_ROUNDS; round++) {
+		if ((n = xport_read_once(x, x->raw_in, eof, &full)) < 0)
+			return -1;
+		if (n == 0 || !full)
+			break;
+	}
+	return 0;
 }
 
 /* Decrypt what came in; plaintext bytes added, or -1 (ssl_err set). */
@@ -378,19 +463,41 @@ xport_decrypt(struct xport *x, int *eof)
 {
 	struct evbuffer_iovec v;
 	ssize_t total = 0;
+	size_t slen = 0;
+	void *sp;
 	int r, e;
 
-	for (;;) {
-		if (evbuffer_reserve_space(x->in, 4 * XPORT_RECORD, &v,
-		    1) != 1)
-			return -1;
-		ERR_clear_error();
-		r = SSL_read(x->ssl, v.iov_base, v.iov_len);
-		if (r > 0) {
-			v.iov_len = r;
-			evbuffer_commit_space(x->in, &v, 1);
-			total += r;
-			continue;
+	while (!x->dead) {
+		if ((sp = xport_sink_space(x, &slen)) != NULL) {
+			/* Decrypt straight into the payload's buffer. */
+			ERR_clear_error();
+			r = SSL_read(x->ssl, sp, slen > INT_MAX ? INT_MAX :
+			    (int)slen);
+			if (r > 0) {
+				x->sunk(x, r, x->arg);
+				continue;
+			}
+		} else {
+			if (evbuffer_reserve_space(x->in, 4 * XPORT_RECORD,
+			    &v, 1) != 1)
+				return -1;
+			/* With a sink, stop after a header: parse it first. */
+			if (x->sink != NULL && v.iov_len > x->sink_tail &&
+			    evbuffer_get_length(x->in) == 0)
+				v.iov_len = x->sink_tail;
+			ERR_clear_error();
+			r = SSL_read(x->ssl, v.iov_base, v.iov_len);
+			if (r > 0) {
+				v.iov_len = r;
+				evbuffer_commit_space(x->in, &v, 1);
+				if (x->sink != NULL && x->readcb != NULL)
+					x->readcb(x, x->arg);
+				else
+					total += r;
+				if (x->ended)
+					return 0;
+				continue;
+			}
 		}
 		e = SSL_get_error(x->ssl, r);
 		if (e == SSL_ERROR_WANT_READ || e == SSL_ERROR_WANT_WRITE)
@@ -402,6 +509,7 @@ xport_decrypt(struct xport *x, int *eof)
 		x->ssl_err = ERR_peek_error();
 		return -1;
 	}
+	return total;
 }
 
 /* Advance the handshake: 1 done now, 0 not yet, -1 failed. */
@@ -463,18 +571,18 @@ static void
 xport_read_ev(evutil_socket_t fd, short what, void *arg)
 {
 	struct xport *x = arg;
-	ssize_t n, plain = 0;
+	ssize_t plain = 0;
 	int eof = 0, failed = 0, tls_failed = 0;
 
 	(void)fd;
 	(void)what;
 	x->busy++;
-	n = xport_read_into(x, x->ssl != NULL ? x->raw_in : x->in, &eof);
-	if (n < 0)
-		failed = 1;
-	else if (x->ssl == NULL)
-		plain = n;
-	if (x->ssl != NULL && !failed && evbuffer_get_length(x->raw_in) > 0 &&
+	if (x->ssl == NULL)
+		failed = xport_plain_input(x, &eof) == -1;
+	else
+		failed = xport_raw_input(x, &eof) == -1;
+	if (x->ssl != NULL && !failed && !x->dead &&
+	    evbuffer_get_length(x->raw_in) > 0 &&
 	    xport_tls_input(x, &eof, &plain) == -1) {
 		tls_failed = 1;
 		xport_write_raw(x);	/* the alert, so the peer knows why */

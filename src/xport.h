@@ -41,6 +41,8 @@ typedef struct ssl_st SSL;
 
 typedef void	(*xport_cb)(struct xport *, void *);
 typedef void	(*xport_event_cb)(struct xport *, short what, void *);
+typedef void	*(*xport_sink_cb)(struct xport *, size_t *len, void *);
+typedef void	(*xport_sunk_cb)(struct xport *, size_t n, void *);
 
 /*
  * A transport over fd (a connected socket), or with fd -1 one that gets a
@@ -50,6 +52,17 @@ typedef void	(*xport_event_cb)(struct xport *, short what, void *);
 struct xport	*xport_new(struct event_base *, int fd, SSL *ssl, int server);
 void		 xport_setcb(struct xport *, xport_cb readcb,
 		    xport_cb writecb, xport_event_cb eventcb, void *arg);
+/*
+ * Zero-copy receive.  While the input buffer is empty, each read first
+ * asks sink() where the next plaintext bytes belong (NULL: the input
+ * buffer); up to *len bytes go there, and sunk() says how many did.  After
+ * a sink the read takes at most tail more bytes into the input buffer (a
+ * frame header) and the read callback runs before the next read, so the
+ * next payload can go to its sink too.  So a payload lands in its final
+ * buffer without passing through the input buffer.
+ */
+void		 xport_set_sink(struct xport *, xport_sink_cb sink,
+		    xport_sunk_cb sunk, size_t tail);
 /* Start a non-blocking connect; -1 with errno if it failed at once. */
 int		 xport_connect(struct xport *, const struct sockaddr *,
 		    socklen_t);
