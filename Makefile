@@ -127,8 +127,14 @@ check: deps
 demo: deps all
 	sh scripts/demo
 
+# Side by side with socat, nginx and HAProxy chains, then the scale run.
 bench: deps all
+	sh scripts/deps-bench
 	/usr/bin/python3 scripts/bench $(BENCH_ARGS)
+	/usr/bin/python3 scripts/bench-scale $(BENCH_SCALE_ARGS)
+
+bench-scale: deps all
+	/usr/bin/python3 scripts/bench-scale $(BENCH_SCALE_ARGS)
 
 soak: deps all
 	/usr/bin/python3 scripts/soak $(SOAK_ARGS)
@@ -226,5 +232,5 @@ lint: all
 clean:
 	rm -rf build build-san $(FUZZ_BUILD)
 
-.PHONY: all unit valgrind valgrind-system fuzz deps system check demo bench soak clean \
+.PHONY: all unit valgrind valgrind-system fuzz deps system check demo bench bench-scale soak clean \
 	install uninstall lint
