@@ -260,6 +260,22 @@ relayd_watchdog_cb(evutil_socket_t fd, short ev, void *arg)
 	sd_notify(0, "WATCHDOG=1");
 }
 
+/*
+ * Freed heap is kept for reuse while PUTs run (see main); once none is
+ * left and payload has moved since the last time, hand it back, so a
+ * burst of streams does not leave the daemon holding its peak.
+ */
+static void
+relayd_trim_heap(void)
+{
+	static uint64_t trimmed_at;
+
+	if (session_count() > 0 || env->payload_in == trimmed_at)
+		return;
+	trimmed_at = env->payload_in;
+	malloc_trim(0);
+}
+
 static void
 relayd_tick_cb(evutil_socket_t fd, short ev, void *arg)
 {
@@ -268,6 +284,7 @@ relayd_tick_cb(evutil_socket_t fd, short ev, void *arg)
 	(void)arg;
 	route_seen_expire(env->seen, now_mono());
 	relayd_notify_status();
+	relayd_trim_heap();
 }
 
 /* The inherited listener from socket activation, or -1. */
