@@ -192,8 +192,7 @@ xport_new(struct event_base *base, int fd, SSL *ssl, int server)
 		if (x->raw_in == NULL || x->raw_out == NULL ||
 		    (bio = xport_bio_new(x)) == NULL)
 			goto fail;
-		/* One BIO both ways; the SSL owns it (one reference each). */
-		BIO_up_ref(bio);
+		/* One BIO both ways: the SSL takes our one reference. */
 		SSL_set_bio(ssl, bio, bio);
 		SSL_set_read_ahead(ssl, 1);
 		if (server)
@@ -369,19 +368,27 @@ xport_read_once(struct xport *x, struct evbuffer *buf, int *eof, int *full)
 	size_t want, left, sunk, slen = 0;
 	void *sp;
 	ssize_t n;
-	int i, nv;
+	int i, nv, small;
 
 	*full = 0;
 	sp = x->ssl == NULL ? xport_sink_space(x, &slen) : NULL;
 	if (sp == NULL)
 		slen = 0;
-	nv = evbuffer_reserve_space(buf, sp != NULL ? x->sink_tail :
-	    XPORT_READ_MAX, v + 1, sp != NULL ? 1 : 2);
+	/*
+	 * Only a header into the input buffer after a sink, and also when
+	 * there could be a sink but is none yet (at a frame boundary): the
+	 * next read then knows where the payload goes.  One more read call
+	 * per frame costs less than copying the frame.
+	 */
+	small = sp != NULL || (x->sink != NULL && x->ssl == NULL &&
+	    evbuffer_get_length(buf) == 0);
+	nv = evbuffer_reserve_space(buf, small ? x->sink_tail :
+	    XPORT_READ_MAX, v + 1, small ? 1 : 2);
 	if (nv <= 0) {
 		x->err = ENOMEM;
 		return -1;
 	}
-	if (sp != NULL && v[1].iov_len > x->sink_tail)
+	if (small && v[1].iov_len > x->sink_tail)
 		v[1].iov_len = x->sink_tail;
 	v[0].iov_base = sp;
 	v[0].iov_len = slen;
