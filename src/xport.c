@@ -24,6 +24,8 @@
 #define XPORT_WRITE_ROUNDS	16		/* writev calls per flush */
 #define XPORT_RECORD		16384		/* TLS plaintext per record */
 #define XPORT_RAW_HIGH		(256 * 1024)	/* ciphertext queued, max */
+#define XPORT_TLS_RBUF		(64 * 1024)	/* OpenSSL's socket reads */
+#define XPORT_TLS_BUDGET	(4 * 1024 * 1024) /* plaintext per wake-up */
 
 struct xport {
 	struct event_base	*base;
@@ -34,7 +36,6 @@ struct xport {
 	struct event		*flush_ev;	/* write after this pass */
 	struct evbuffer		*in;		/* plaintext received */
 	struct evbuffer		*out;		/* plaintext to send */
-	struct evbuffer		*raw_in;	/* TLS: ciphertext received */
 	struct evbuffer		*raw_out;	/* TLS: ciphertext to send */
 	xport_cb		 readcb;
 	xport_cb		 writecb;
@@ -64,7 +65,7 @@ static void	xport_write_ev(evutil_socket_t, short, void *);
 static void	xport_flush_ev(evutil_socket_t, short, void *);
 static void	xport_flush(struct xport *);
 
-/* --- OpenSSL talks to two evbuffers --- */
+/* --- OpenSSL writes ciphertext to an evbuffer --- */
 
 static int
 xport_bio_write(BIO *b, const char *buf, int len)
@@ -79,35 +80,15 @@ xport_bio_write(BIO *b, const char *buf, int len)
 	return len;
 }
 
-static int
-xport_bio_read(BIO *b, char *buf, int len)
-{
-	struct xport *x = BIO_get_data(b);
-	int n;
-
-	BIO_clear_retry_flags(b);
-	if (len <= 0)
-		return 0;
-	n = evbuffer_remove(x->raw_in, buf, len);
-	if (n <= 0) {
-		BIO_set_retry_read(b);
-		return -1;
-	}
-	return n;
-}
-
 static long
 xport_bio_ctrl(BIO *b, int cmd, long num, void *ptr)
 {
-	struct xport *x = BIO_get_data(b);
-
+	(void)b;
 	(void)num;
 	(void)ptr;
 	switch (cmd) {
 	case BIO_CTRL_FLUSH:
 		return 1;
-	case BIO_CTRL_PENDING:
-		return x != NULL ? (long)evbuffer_get_length(x->raw_in) : 0;
 	default:
 		return 0;
 	}
@@ -131,7 +112,6 @@ xport_bio_new(struct xport *x)
 		if (xport_bio_meth == NULL)
 			return NULL;
 		BIO_meth_set_write(xport_bio_meth, xport_bio_write);
-		BIO_meth_set_read(xport_bio_meth, xport_bio_read);
 		BIO_meth_set_ctrl(xport_bio_meth, xport_bio_ctrl);
 		BIO_meth_set_create(xport_bio_meth, xport_bio_create);
 	}
@@ -146,12 +126,21 @@ xport_bio_new(struct xport *x)
 static int
 xport_set_fd(struct xport *x, int fd)
 {
+	BIO *rbio;
+
 	x->fd = fd;
 	evutil_make_socket_nonblocking(fd);
 	x->rev = event_new(x->base, fd, EV_READ | EV_PERSIST, xport_read_ev,
 	    x);
 	x->wev = event_new(x->base, fd, EV_WRITE, xport_write_ev, x);
-	return x->rev != NULL && x->wev != NULL ? 0 : -1;
+	if (x->rev == NULL || x->wev == NULL)
+		return -1;
+	if (x->ssl != NULL) {
+		if ((rbio = BIO_new_socket(fd, BIO_NOCLOSE)) == NULL)
+			return -1;
+		SSL_set0_rbio(x->ssl, rbio);
+	}
+	return 0;
 }
 
 static void
@@ -187,14 +176,20 @@ xport_new(struct event_base *base, int fd, SSL *ssl, int server)
 	if (evbuffer_add_cb(x->out, xport_out_cb, x) == NULL)
 		goto fail;
 	if (ssl != NULL) {
-		x->raw_in = evbuffer_new();
 		x->raw_out = evbuffer_new();
-		if (x->raw_in == NULL || x->raw_out == NULL ||
-		    (bio = xport_bio_new(x)) == NULL)
+		if (x->raw_out == NULL || (bio = xport_bio_new(x)) == NULL)
 			goto fail;
-		/* One BIO both ways: the SSL takes our one reference. */
-		SSL_set_bio(ssl, bio, bio);
+		/*
+		 * Writes go to raw_out (one writev for many records); reads
+		 * come from the socket (xport_set_fd) straight into OpenSSL's
+		 * buffer, XPORT_TLS_RBUF at a time.  An EOF without
+		 * close_notify is an EOF: the frames say whether a stream
+		 * ended well.
+		 */
+		SSL_set0_wbio(ssl, bio);
 		SSL_set_read_ahead(ssl, 1);
+		SSL_set_default_read_buffer_len(ssl, XPORT_TLS_RBUF);
+		SSL_set_options(ssl, SSL_OP_IGNORE_UNEXPECTED_EOF);
 		if (server)
 			SSL_set_accept_state(ssl);
 		else
@@ -215,6 +210,7 @@ xport_new(struct event_base *base, int fd, SSL *ssl, int server)
 		SSL_set_bio(ssl, NULL, NULL);
 		x->ssl = NULL;
 	}
+	x->fd = -1;
 	xport_free(x);
 	return NULL;
 }
@@ -275,8 +271,6 @@ xport_destroy(struct xport *x)
 		evbuffer_free(x->in);
 	if (x->out != NULL)
 		evbuffer_free(x->out);
-	if (x->raw_in != NULL)
-		evbuffer_free(x->raw_in);
 	if (x->raw_out != NULL)
 		evbuffer_free(x->raw_out);
 	free(x);
@@ -448,20 +442,25 @@ xport_plain_input(struct xport *x, int *eof)
 	return 0;
 }
 
-/* TLS input: ciphertext into raw_in, as much as the socket has. */
+/*
+ * An SSL call failed with SSL_get_error() e: the peer's EOF (*eof set,
+ * 0), or a failure (-1): a TLS error (ssl_err) or a socket error (err).
+ */
 static int
-xport_raw_input(struct xport *x, int *eof)
+xport_tls_failed(struct xport *x, int e, int *eof)
 {
-	ssize_t n;
-	int round, full;
+	int err = errno;
 
-	for (round = 0; round < XPORT_READ_ROUNDS; round++) {
-		if ((n = xport_read_once(x, x->raw_in, eof, &full)) < 0)
-			return -1;
-		if (n == 0 || !full)
-			break;
+	x->ssl_err = ERR_peek_error();
+	if (x->ssl_err != 0)
+		return -1;
+	if (e == SSL_ERROR_ZERO_RETURN ||
+	    (e == SSL_ERROR_SYSCALL && err == 0)) {
+		*eof = 1;
+		return 0;
 	}
-	return 0;
+	x->err = e == SSL_ERROR_SYSCALL ? err : EPROTO;
+	return -1;
 }
 
 /* Decrypt what came in; plaintext bytes added, or -1 (ssl_err set). */
@@ -470,14 +469,21 @@ xport_decrypt(struct xport *x, int *eof)
 {
 	struct evbuffer_iovec v;
 	ssize_t total = 0;
-	size_t slen = 0;
+	size_t slen = 0, done;
 	void *sp;
-	int r, e;
+	int r = 0, e;
 
-	while (!x->dead) {
+	for (done = 0; !x->dead; done += r) {
+		if (done >= XPORT_TLS_BUDGET) {
+			/* Fair to other links; come back for what is left. */
+			if (SSL_has_pending(x->ssl))
+				event_active(x->rev, EV_READ, 0);
+			return total;
+		}
 		if ((sp = xport_sink_space(x, &slen)) != NULL) {
 			/* Decrypt straight into the payload's buffer. */
 			ERR_clear_error();
+			errno = 0;
 			r = SSL_read(x->ssl, sp, slen > INT_MAX ? INT_MAX :
 			    (int)slen);
 			if (r > 0) {
@@ -493,6 +499,7 @@ xport_decrypt(struct xport *x, int *eof)
 			    evbuffer_get_length(x->in) == 0)
 				v.iov_len = x->sink_tail;
 			ERR_clear_error();
+			errno = 0;
 			r = SSL_read(x->ssl, v.iov_base, v.iov_len);
 			if (r > 0) {
 				v.iov_len = r;
@@ -509,23 +516,19 @@ xport_decrypt(struct xport *x, int *eof)
 		e = SSL_get_error(x->ssl, r);
 		if (e == SSL_ERROR_WANT_READ || e == SSL_ERROR_WANT_WRITE)
 			return total;
-		if (e == SSL_ERROR_ZERO_RETURN) {
-			*eof = 1;
-			return total;
-		}
-		x->ssl_err = ERR_peek_error();
-		return -1;
+		return xport_tls_failed(x, e, eof) == -1 ? -1 : total;
 	}
 	return total;
 }
 
-/* Advance the handshake: 1 done now, 0 not yet, -1 failed. */
+/* Advance the handshake: 1 done now, 0 not yet (or EOF), -1 failed. */
 static int
-xport_handshake(struct xport *x)
+xport_handshake(struct xport *x, int *eof)
 {
 	int r, e;
 
 	ERR_clear_error();
+	errno = 0;
 	if ((r = SSL_do_handshake(x->ssl)) == 1) {
 		x->handshaking = 0;
 		return 1;
@@ -533,8 +536,7 @@ xport_handshake(struct xport *x)
 	e = SSL_get_error(x->ssl, r);
 	if (e == SSL_ERROR_WANT_READ || e == SSL_ERROR_WANT_WRITE)
 		return 0;
-	x->ssl_err = ERR_peek_error();
-	return -1;
+	return xport_tls_failed(x, e, eof);
 }
 
 /* Ciphertext out now, best effort (handshake messages, alerts). */
@@ -558,7 +560,7 @@ xport_tls_input(struct xport *x, int *eof, ssize_t *plain)
 	int r;
 
 	if (x->handshaking) {
-		if ((r = xport_handshake(x)) == -1)
+		if ((r = xport_handshake(x, eof)) == -1)
 			return -1;
 		xport_write_raw(x);
 		if (r == 0)
@@ -586,11 +588,7 @@ xport_read_ev(evutil_socket_t fd, short what, void *arg)
 	x->busy++;
 	if (x->ssl == NULL)
 		failed = xport_plain_input(x, &eof) == -1;
-	else
-		failed = xport_raw_input(x, &eof) == -1;
-	if (x->ssl != NULL && !failed && !x->dead &&
-	    evbuffer_get_length(x->raw_in) > 0 &&
-	    xport_tls_input(x, &eof, &plain) == -1) {
+	else if (xport_tls_input(x, &eof, &plain) == -1) {
 		tls_failed = 1;
 		xport_write_raw(x);	/* the alert, so the peer knows why */
 	}
@@ -710,7 +708,7 @@ xport_write_ev(evutil_socket_t fd, short what, void *arg)
 {
 	struct xport *x = arg;
 	socklen_t len = sizeof(int);
-	int e = x->err;
+	int e = x->err, eof = 0;
 
 	(void)what;
 	if (!x->connecting) {
@@ -732,7 +730,7 @@ xport_write_ev(evutil_socket_t fd, short what, void *arg)
 	if (x->ssl != NULL) {
 		/* The ClientHello; CONNECTED comes when the handshake ends. */
 		x->handshaking = 1;
-		if (xport_handshake(x) == -1) {
+		if (xport_handshake(x, &eof) == -1) {
 			xport_write_raw(x);
 			xport_event(x, XPORT_ERROR);
 		} else
