@@ -25,7 +25,7 @@
 #define XPORT_RECORD		16384		/* TLS plaintext per record */
 #define XPORT_RAW_HIGH		(256 * 1024)	/* ciphertext queued, max */
 #define XPORT_TLS_RBUF		(64 * 1024)	/* OpenSSL's socket reads */
-#define XPORT_TLS_BUDGET	(4 * 1024 * 1024) /* plaintext per wake-up */
+#define XPORT_TLS_BUDGET	(1024 * 1024)	/* plaintext per wake-up */
 
 struct xport {
 	struct event_base	*base;
