@@ -611,6 +611,28 @@ xport_read_ev(evutil_socket_t fd, short what, void *arg)
 
 /* --- output --- */
 
+/* Bytes at the front of out made of small pieces, at most a record. */
+static size_t
+xport_small_run(struct evbuffer *out, size_t len)
+{
+	struct evbuffer_iovec v[16];
+	size_t n = 0;
+	int i, nv;
+
+	nv = evbuffer_peek(out, -1, NULL, v, 16);
+	if (nv > 16)
+		nv = 16;
+	for (i = 0; i < nv; i++) {
+		if (v[i].iov_len >= XPORT_RECORD ||
+		    n + v[i].iov_len > XPORT_RECORD)
+			break;
+		n += v[i].iov_len;
+	}
+	if (n == 0)
+		n = len < XPORT_RECORD ? len : XPORT_RECORD;
+	return n;
+}
+
 /* Encrypt queued plaintext while the ciphertext queue has room. */
 static int
 xport_encrypt(struct xport *x)
@@ -630,8 +652,13 @@ xport_encrypt(struct xport *x)
 			n = v.iov_len > 4 * XPORT_RECORD ? 4 * XPORT_RECORD :
 			    v.iov_len;
 		} else {
-			/* Small pieces (frame headers) share one record. */
-			n = len < XPORT_RECORD ? len : XPORT_RECORD;
+			/*
+			 * Small pieces (frames, a DATA header) share one
+			 * record, up to the next big piece: a payload chunk
+			 * then starts a record of its own and is encrypted
+			 * where it lies, not copied here first.
+			 */
+			n = xport_small_run(x->out, len);
 			if (evbuffer_copyout(x->out, xport_stage, n) !=
 			    (ssize_t)n)
 				return -1;
