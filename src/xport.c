@@ -349,9 +349,10 @@ xport_connect(struct xport *x, const struct sockaddr *sa, socklen_t len)
 /* --- input --- */
 
 /*
- * One read from the socket into buf (for TLS: raw_in), or for plain TCP
- * into the sink first if there is one, then at most sink_tail bytes into
- * buf: the next frame header, so the next read can go to the next sink.
+ * One read from a plain TCP socket: into the sink first if there is
+ * one, then at most sink_tail bytes into buf (the next frame header, so
+ * the next read can go to the next sink); else as much as fits into buf.
+ * (TLS links never come here: OpenSSL reads their socket.)
  * Bytes read (0 at EOF with *eof set, or when there is nothing), or -1.
  * *full: the read filled all the room it had (there may be more).
  */

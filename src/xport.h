@@ -8,9 +8,10 @@
  * XPORT_READ_MAX per call straight into the input buffer, writes the
  * output buffer as soon as the current callbacks are done (one writev per
  * loop pass, not per frame), and asks epoll for writability only when the
- * kernel's send buffer is full.  With TLS, OpenSSL talks to memory (a BIO
- * over two evbuffers), so ciphertext also moves in big reads and writes,
- * and records are filled to 16 KiB.
+ * kernel's send buffer is full.  With TLS, OpenSSL reads the socket
+ * itself (read-ahead into a 64 KiB buffer) and writes its records into an
+ * evbuffer (a BIO), so ciphertext also leaves in big writes; small frames
+ * share a record, and a payload chunk fills whole 16 KiB records.
  *
  * Events, through the event callback: XPORT_CONNECTED (an outbound TCP
  * connect finished, and for TLS on either side the handshake too),
