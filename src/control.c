@@ -50,7 +50,6 @@ TAILQ_HEAD(ctl_client_list, ctl_client);
 #define CTL_MONITOR_MAX_BACKLOG	(1024 * 1024)	/* then the monitor goes */
 
 static struct evconnlistener	*ctl_listener;
-static struct event		*ctl_listen_retry;
 static TAILQ_HEAD(, ctl_client)	 ctl_monitors =
     TAILQ_HEAD_INITIALIZER(ctl_monitors);
 static struct event		*ctl_tick_ev;
@@ -724,36 +723,6 @@ ctl_accept_cb(struct evconnlistener *l, evutil_socket_t fd,
 	xport_setcb(c->xp, ctl_read_cb, ctl_write_cb, ctl_event_cb, c);
 }
 
-static void
-ctl_listen_retry_cb(evutil_socket_t fd, short ev, void *arg)
-{
-	(void)fd;
-	(void)ev;
-	(void)arg;
-	if (ctl_listener != NULL)
-		evconnlistener_enable(ctl_listener);
-}
-
-/*
- * accept() failed (out of descriptors, most likely): pause the control
- * socket for a second.  Re-polling at once would spin the loop on a
- * socket that stays readable, starving every stream.
- */
-static void
-ctl_accept_error_cb(struct evconnlistener *l, void *arg)
-{
-	struct timeval tv = { 1, 0 };
-
-	(void)arg;
-	log_warn("control: accept");
-	evconnlistener_disable(l);
-	if (ctl_listen_retry == NULL)
-		ctl_listen_retry = evtimer_new(env->base, ctl_listen_retry_cb,
-		    NULL);
-	if (ctl_listen_retry != NULL)
-		evtimer_add(ctl_listen_retry, &tv);
-}
-
 int
 control_open(const char *path, char *err, size_t errlen)
 {
@@ -797,7 +766,7 @@ control_open(const char *path, char *err, size_t errlen)
 		unlink(path);
 		return -1;
 	}
-	evconnlistener_set_error_cb(ctl_listener, ctl_accept_error_cb);
+	listener_guard(ctl_listener, "control");
 	snprintf(ctl_path, sizeof(ctl_path), "%s", path);
 	if (ctl_tick_ev == NULL &&
 	    (ctl_tick_ev = event_new(env->base, -1, EV_PERSIST, ctl_tick_cb,
@@ -814,13 +783,10 @@ control_close(void)
 	struct ctl_client *c;
 
 	if (ctl_listener != NULL) {
+		listener_unguard(ctl_listener);
 		evconnlistener_free(ctl_listener);
 		ctl_listener = NULL;
 		unlink(ctl_path);
-	}
-	if (ctl_listen_retry != NULL) {
-		event_free(ctl_listen_retry);
-		ctl_listen_retry = NULL;
 	}
 	if (ctl_tick_ev != NULL) {
 		event_free(ctl_tick_ev);

@@ -44,7 +44,6 @@ struct metrics_out {
 
 static struct evhttp	*metrics_http;		/* owns the listener */
 static struct evconnlistener *metrics_listener;	/* borrowed */
-static struct event	*metrics_retry;
 
 static void __attribute__((format(printf, 2, 3)))
 metrics_printf(struct metrics_out *o, const char *fmt, ...)
@@ -257,29 +256,6 @@ metrics_request_cb(struct evhttp_request *req, void *arg)
 	evbuffer_free(body);
 }
 
-static void
-metrics_retry_cb(evutil_socket_t fd, short ev, void *arg)
-{
-	(void)fd;
-	(void)ev;
-	(void)arg;
-	if (metrics_listener != NULL)
-		evconnlistener_enable(metrics_listener);
-}
-
-/* Out of descriptors: pause accepting for a second instead of spinning. */
-static void
-metrics_accept_error_cb(struct evconnlistener *l, void *arg)
-{
-	struct timeval	 tv = { 1, 0 };
-
-	(void)arg;
-	log_warn("metrics: accept");
-	evconnlistener_disable(l);
-	if (metrics_retry != NULL)
-		evtimer_add(metrics_retry, &tv);
-}
-
 static struct evconnlistener *
 metrics_bind(struct event_base *base, const char *host, const char *port,
     char *err, size_t errlen)
@@ -319,9 +295,7 @@ metrics_open(struct event_base *base, const char *host, const char *port,
 		    port);
 		return -1;
 	}
-	if ((metrics_http = evhttp_new(base)) == NULL ||
-	    (metrics_retry = evtimer_new(base, metrics_retry_cb,
-	    NULL)) == NULL) {
+	if ((metrics_http = evhttp_new(base)) == NULL) {
 		snprintf(err, errlen, "metrics %s:%s: out of memory", host,
 		    port);
 		goto fail;
@@ -335,7 +309,7 @@ metrics_open(struct event_base *base, const char *host, const char *port,
 		goto fail;
 	}
 	metrics_listener = l;
-	evconnlistener_set_error_cb(l, metrics_accept_error_cb);
+	listener_guard(l, "metrics");
 	/* Every method reaches the callback, which answers 405 itself. */
 	evhttp_set_allowed_methods(metrics_http, EVHTTP_REQ_GET |
 	    EVHTTP_REQ_POST | EVHTTP_REQ_HEAD | EVHTTP_REQ_PUT |
@@ -357,11 +331,9 @@ metrics_open(struct event_base *base, const char *host, const char *port,
 void
 metrics_close(void)
 {
+	listener_unguard(metrics_listener);
 	if (metrics_http != NULL)
 		evhttp_free(metrics_http);	/* frees the listener too */
 	metrics_http = NULL;
 	metrics_listener = NULL;
-	if (metrics_retry != NULL)
-		event_free(metrics_retry);
-	metrics_retry = NULL;
 }

@@ -131,7 +131,6 @@ struct peer {
 };
 
 static struct evconnlistener	*peer_listener;
-static struct event		*peer_listen_retry;
 static SSL_CTX			*peer_server_ctx;
 static uint64_t			 peer_tls_handshakes;
 static uint64_t			 peer_tls_refused[TLS_REF_MAX];
@@ -1462,32 +1461,6 @@ peer_accept_cb(struct evconnlistener *l, evutil_socket_t fd,
 	peer_send_hello(p);
 }
 
-static void
-peer_listen_retry_cb(evutil_socket_t fd, short ev, void *arg)
-{
-	(void)fd;
-	(void)ev;
-	(void)arg;
-	if (peer_listener != NULL)
-		evconnlistener_enable(peer_listener);
-}
-
-/* Out of descriptors: pause accepting for a second instead of spinning. */
-static void
-peer_accept_error_cb(struct evconnlistener *l, void *arg)
-{
-	struct timeval tv = { 1, 0 };
-
-	(void)arg;
-	log_warn("accept");
-	evconnlistener_disable(l);
-	if (peer_listen_retry == NULL)
-		peer_listen_retry = evtimer_new(env->base,
-		    peer_listen_retry_cb, NULL);
-	if (peer_listen_retry != NULL)
-		evtimer_add(peer_listen_retry, &tv);
-}
-
 int
 peer_listen(const char *host, const char *port, int fd, char *err,
     size_t errlen)
@@ -1525,19 +1498,18 @@ peer_listen(const char *host, const char *port, int fd, char *err,
 		    port ? port : "", strerror(errno));
 		return -1;
 	}
-	evconnlistener_set_error_cb(peer_listener, peer_accept_error_cb);
+	listener_guard(peer_listener, "peer");
 	return 0;
 }
 
 void
 peer_listen_close(void)
 {
-	if (peer_listener != NULL)
+	if (peer_listener != NULL) {
+		listener_unguard(peer_listener);
 		evconnlistener_free(peer_listener);
+	}
 	peer_listener = NULL;
-	if (peer_listen_retry != NULL)
-		event_free(peer_listen_retry);
-	peer_listen_retry = NULL;
 	if (peer_server_ctx != NULL)
 		SSL_CTX_free(peer_server_ctx);
 	peer_server_ctx = NULL;

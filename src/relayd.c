@@ -15,6 +15,7 @@
 #include <unistd.h>
 
 #include <event2/event.h>
+#include <event2/listener.h>
 #include <systemd/sd-daemon.h>
 
 #include "config.h"
@@ -88,6 +89,75 @@ hex_encode(const uint8_t *in, size_t n, char *out)
 		out[2 * i + 1] = digits[in[i] & 15];
 	}
 	out[2 * n] = '\0';
+}
+
+#define LISTENER_GUARDS	4	/* peer, control, metrics listeners */
+
+static struct listener_guard {
+	struct evconnlistener	*l;
+	struct event		*retry;
+	const char		*what;
+} listener_guards[LISTENER_GUARDS];
+
+static struct listener_guard *
+listener_guard_find(struct evconnlistener *l)
+{
+	int i;
+
+	for (i = 0; i < LISTENER_GUARDS; i++)
+		if (listener_guards[i].l == l)
+			return &listener_guards[i];
+	return NULL;
+}
+
+static void
+listener_retry_cb(evutil_socket_t fd, short ev, void *arg)
+{
+	struct listener_guard *g = arg;
+
+	(void)fd;
+	(void)ev;
+	if (g->l != NULL)
+		evconnlistener_enable(g->l);
+}
+
+static void
+listener_error_cb(struct evconnlistener *l, void *arg)
+{
+	struct listener_guard *g = listener_guard_find(l);
+	struct timeval tv = { 1, 0 };
+
+	(void)arg;
+	log_warn("%s: accept", g != NULL ? g->what : "listener");
+	evconnlistener_disable(l);
+	if (g != NULL)
+		evtimer_add(g->retry, &tv);
+}
+
+int
+listener_guard(struct evconnlistener *l, const char *what)
+{
+	struct listener_guard *g;
+
+	if ((g = listener_guard_find(NULL)) == NULL)
+		return -1;
+	if ((g->retry = evtimer_new(env->base, listener_retry_cb, g)) == NULL)
+		return -1;
+	g->l = l;
+	g->what = what;
+	evconnlistener_set_error_cb(l, listener_error_cb);
+	return 0;
+}
+
+void
+listener_unguard(struct evconnlistener *l)
+{
+	struct listener_guard *g;
+
+	if (l == NULL || (g = listener_guard_find(l)) == NULL)
+		return;
+	event_free(g->retry);
+	memset(g, 0, sizeof(*g));
 }
 
 static void

@@ -350,15 +350,17 @@ xport_connect(struct xport *x, const struct sockaddr *sa, socklen_t len)
 
 /*
  * One read from a plain TCP socket: into the sink first if there is
- * one, then at most sink_tail bytes into buf (the next frame header, so
- * the next read can go to the next sink); else as much as fits into buf.
+ * one, then at most sink_tail bytes into the input buffer (the next frame
+ * header, so the next read can go to the next sink); else as much as fits
+ * there.
  * (TLS links never come here: OpenSSL reads their socket.)
  * Bytes read (0 at EOF with *eof set, or when there is nothing), or -1.
  * *full: the read filled all the room it had (there may be more).
  */
 static ssize_t
-xport_read_once(struct xport *x, struct evbuffer *buf, int *eof, int *full)
+xport_read_once(struct xport *x, int *eof, int *full)
 {
+	struct evbuffer *buf = x->in;
 	struct evbuffer_iovec v[3];
 	size_t want, left, sunk, slen = 0;
 	void *sp;
@@ -366,8 +368,7 @@ xport_read_once(struct xport *x, struct evbuffer *buf, int *eof, int *full)
 	int i, nv, small;
 
 	*full = 0;
-	sp = x->ssl == NULL ? xport_sink_space(x, &slen) : NULL;
-	if (sp == NULL)
+	if ((sp = xport_sink_space(x, &slen)) == NULL)
 		slen = 0;
 	/*
 	 * Only a header into the input buffer after a sink, and also when
@@ -375,7 +376,7 @@ xport_read_once(struct xport *x, struct evbuffer *buf, int *eof, int *full)
 	 * next read then knows where the payload goes.  One more read call
 	 * per frame costs less than copying the frame.
 	 */
-	small = sp != NULL || (x->sink != NULL && x->ssl == NULL &&
+	small = sp != NULL || (x->sink != NULL &&
 	    evbuffer_get_length(buf) == 0);
 	nv = evbuffer_reserve_space(buf, small ? x->sink_tail :
 	    XPORT_READ_MAX, v + 1, small ? 1 : 2);
@@ -427,7 +428,7 @@ xport_plain_input(struct xport *x, int *eof)
 	int round, full;
 
 	for (round = 0; round < XPORT_READ_ROUNDS; round++) {
-		n = xport_read_once(x, x->in, eof, &full);
+		n = xport_read_once(x, eof, &full);
 		if (n < 0)
 			return -1;
 		if (x->dead || x->ended)
