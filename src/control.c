@@ -41,6 +41,7 @@ struct ctl_client {
 	int			 closing;	/* close once output drained */
 	struct event		*progress_ev;
 	struct event		*reap_ev;
+	struct event		*feed_ev;	/* credit came: feed from the loop */
 	int			 monitor;	/* gets events */
 	TAILQ_ENTRY(ctl_client)	 mon_entry;
 };
@@ -67,6 +68,7 @@ ctl_client_free(struct ctl_client *c)
 	xport_free(c->xp);
 	event_free(c->progress_ev);
 	event_free(c->reap_ev);
+	event_free(c->feed_ev);
 	free(c);
 }
 
@@ -90,6 +92,7 @@ ctl_client_close(struct ctl_client *c, const char *why)
 		c->sess = NULL;
 	}
 	evtimer_del(c->progress_ev);
+	event_del(c->feed_ev);
 	if (c->xp != NULL)
 		xport_read_enable(c->xp, 0);
 	event_active(c->reap_ev, 0, 0);
@@ -203,6 +206,12 @@ ctl_put_abort(void *up, struct session *s, uint16_t code, const char *msg)
 	    "reason", msg));
 }
 
+/*
+ * Credit is granted from inside the stream's release callback, while a
+ * reader (a pipe, the store job) is in the middle of consuming.  Feeding
+ * payload from there would append to the buffer under that reader's feet,
+ * so the feed runs from the loop instead, after the reader has finished.
+ */
 static void
 ctl_put_credit(void *up, struct session *s, uint64_t bytes)
 {
@@ -210,11 +219,22 @@ ctl_put_credit(void *up, struct session *s, uint64_t bytes)
 
 	(void)s;
 	(void)bytes;
-	if (c->paused && !c->closing) {
-		c->paused = 0;
-		xport_read_enable(c->xp, 1);
-		ctl_feed(c);
-	}
+	if (c->paused && !c->closing)
+		event_active(c->feed_ev, 0, 0);
+}
+
+static void
+ctl_feed_cb(evutil_socket_t fd, short ev, void *arg)
+{
+	struct ctl_client *c = arg;
+
+	(void)fd;
+	(void)ev;
+	if (!c->paused || c->closing || c->sess == NULL)
+		return;
+	c->paused = 0;
+	xport_read_enable(c->xp, 1);
+	ctl_feed(c);
 }
 
 static const struct session_upstream_ops ctl_put_ops = {
@@ -707,7 +727,9 @@ ctl_accept_cb(struct evconnlistener *l, evutil_socket_t fd,
 	c->progress_ev = event_new(env->base, -1, EV_PERSIST, ctl_progress_cb,
 	    c);
 	c->reap_ev = event_new(env->base, -1, 0, ctl_reap_cb, c);
-	if (c->xp == NULL || c->progress_ev == NULL || c->reap_ev == NULL) {
+	c->feed_ev = event_new(env->base, -1, 0, ctl_feed_cb, c);
+	if (c->xp == NULL || c->progress_ev == NULL || c->reap_ev == NULL ||
+	    c->feed_ev == NULL) {
 		if (c->xp)
 			xport_free(c->xp);
 		else
@@ -716,6 +738,8 @@ ctl_accept_cb(struct evconnlistener *l, evutil_socket_t fd,
 			event_free(c->progress_ev);
 		if (c->reap_ev)
 			event_free(c->reap_ev);
+		if (c->feed_ev)
+			event_free(c->feed_ev);
 		free(c);
 		return;
 	}

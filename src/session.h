@@ -43,7 +43,11 @@ struct session_upstream_ops {
 	/* The session failed on its own (timeout, size...): tell upstream. */
 	void	(*abort)(void *up, struct session *, uint16_t code,
 		    const char *msg);
-	/* The buffer released bytes: the upstream may send that much more. */
+	/*
+	 * The buffer released bytes: the upstream may send that much more.
+	 * Called from inside a reader's stream_consume(), so it must not
+	 * append payload there and then (stream refuses it); schedule it.
+	 */
 	void	(*credit)(void *up, struct session *, uint64_t bytes);
 };
 

@@ -56,7 +56,11 @@ struct store_req {
 	struct store_job	*job;
 	const uint8_t		*data;		/* WRITE */
 	size_t			 len;		/* WRITE */
+	uint64_t		 off;		/* WRITE: payload offset of data */
 	struct stream_chunk	*chunk;		/* WRITE: ref held until done */
+#ifdef RELAYD_TEST_HOOKS
+	uint64_t		 sum;		/* WRITE: data's digest at take */
+#endif
 	int			 err;		/* set by the worker */
 	char			 msg[STORE_MSGLEN]; /* set with err */
 };
@@ -79,6 +83,8 @@ struct store_job {
 	uint64_t		 written;
 	unsigned int		 pending;	/* requests out */
 	int			 final_queued;
+	int			 pumping;	/* store_job_pump() is running */
+	int			 repump;	/* ... and was asked to run again */
 	int			 ended;		/* final request came back */
 	int			 failing;
 	int			 cancelled;
@@ -126,7 +132,58 @@ struct store {
  */
 void	(*store_test_write_hook)(void) = NULL;
 
+#ifdef RELAYD_TEST_HOOKS
+/*
+ * Test builds only (make test-hooks): RELAYD_TEST_STORE_DELAY_US slows
+ * every write so the worker lags the input, and each write request
+ * carries a digest of its bytes taken on the loop, checked again by the
+ * worker before and after it writes.  A chunk changed under the worker
+ * aborts the daemon, so a test cannot miss it.
+ */
+static uint64_t
+store_test_sum(const uint8_t *p, size_t len)
+{
+	uint64_t	 h = 0xcbf29ce484222325ULL;	/* FNV-1a */
+	size_t		 i;
+
+	for (i = 0; i < len; i++) {
+		h ^= p[i];
+		h *= 0x100000001b3ULL;
+	}
+	return h;
+}
+
+static void
+store_test_take(struct store_req *req)
+{
+	req->sum = store_test_sum(req->data, req->len);
+}
+
+static void
+store_test_check(struct store_req *req, const char *when)
+{
+	static long	 delay_us = -1;
+	const char	*s;
+
+	if (delay_us < 0) {
+		s = getenv("RELAYD_TEST_STORE_DELAY_US");
+		delay_us = s != NULL ? strtol(s, NULL, 10) : 0;
+		if (delay_us < 0)
+			delay_us = 0;
+	}
+	if (store_test_sum(req->data, req->len) != req->sum)
+		fatalx("store: chunk bytes at offset %" PRIu64 " changed %s "
+		    "while the worker held them", req->off, when);
+	if (delay_us > 0 && strcmp(when, "before write") == 0)
+		usleep((useconds_t)delay_us);
+}
+#else
+#define store_test_take(req)		do { } while (0)
+#define store_test_check(req, when)	do { } while (0)
+#endif
+
 static void	store_job_pump(struct store_job *);
+static void	store_job_pump_once(struct store_job *);
 static void	store_job_fail(struct store_job *, const char *);
 
 static void
@@ -231,8 +288,22 @@ store_worker_write(struct store_job *job, struct store_req *req)
 	size_t		 left = req->len;
 	ssize_t		 n;
 
+	/*
+	 * Requests arrive in payload order or the hash is of other bytes:
+	 * say so instead of reporting a bare sha256 mismatch.
+	 */
+	if (req->off != job->wbytes) {
+		req->err = EIO;
+		snprintf(req->msg, sizeof(req->msg), "internal: write at "
+		    "offset %" PRIu64 " while %" PRIu64 " bytes are written",
+		    req->off, job->wbytes);
+		job->werr = EIO;
+		store_worker_discard(job);
+		return;
+	}
 	if (store_test_write_hook != NULL)
 		store_test_write_hook();
+	store_test_check(req, "before write");
 	while (left > 0) {
 		n = write(job->fd, p, left);
 		if (n == -1 && errno == EINTR)
@@ -251,6 +322,7 @@ store_worker_write(struct store_job *job, struct store_req *req)
 		store_worker_error(job, req, EIO, "sha256 update");
 		return;
 	}
+	store_test_check(req, "after write");
 	job->wbytes += req->len;
 }
 
@@ -439,6 +511,17 @@ store_job_wake(struct stream_reader *r, void *arg)
 	store_job_pump(arg);
 }
 
+/*
+ * Where stream meets store.  A chunk handed to the worker is immutable
+ * and alive until the worker's completion is back on the loop: the
+ * request holds a chunk reference (dropped in store_complete()), and
+ * bytes below the buffer's append offset are never written again by any
+ * input path.  The request is complete and queued before the reader
+ * moves: stream_consume() can run callbacks (the buffer's release
+ * callback grants upstream credit), and whatever they set off, including
+ * a new append that wakes this job, must find the bookkeeping already
+ * past these bytes, so that requests reach the worker in payload order.
+ */
 static int
 store_job_take(struct store_job *job)
 {
@@ -464,12 +547,14 @@ store_job_take(struct store_job *job)
 	req->type = STORE_REQ_WRITE;
 	req->data = data;
 	req->len = n;
+	req->off = job->queued;
 	req->chunk = chunk;
 	stream_chunk_ref(chunk);
-	stream_consume(job->reader, n);
+	store_test_take(req);
 	job->queued += n;
 	job->inflight += n;
 	store_queue(job, req);
+	stream_consume(job->reader, n);
 	return 0;
 }
 
@@ -477,9 +562,26 @@ store_job_take(struct store_job *job)
  * Move readable bytes to the worker until the reader runs dry or
  * STORE_MAX_INFLIGHT bytes are out; a write completion calls this again.
  * Runs from stream wake callbacks too, so it never calls back the user.
+ * It is not re-entered: a wake that arrives while it runs (from inside
+ * its own stream_consume()) only asks the running pump for another pass.
  */
 static void
 store_job_pump(struct store_job *job)
+{
+	if (job->pumping) {
+		job->repump = 1;
+		return;
+	}
+	job->pumping = 1;
+	do {
+		job->repump = 0;
+		store_job_pump_once(job);
+	} while (job->repump);
+	job->pumping = 0;
+}
+
+static void
+store_job_pump_once(struct store_job *job)
 {
 	struct stream_buf	*buf;
 	const char		*why;

@@ -65,6 +65,7 @@ struct stream_buf {
 	unsigned int		 nwaiters;
 	int			 complete;
 	int			 failed;
+	int			 releasing;	/* release_cb is running */
 	char			 reason[128];
 	stream_release_cb	 release_cb;
 	void			*release_arg;
@@ -221,8 +222,11 @@ stream_buf_release(struct stream_buf *b)
 	while ((c = TAILQ_FIRST(&b->chunks)) != NULL &&
 	    stream_chunk_done(b, c))
 		stream_buf_unlink_chunk(b, c);
-	if (grown > 0 && b->release_cb != NULL)
+	if (grown > 0 && b->release_cb != NULL) {
+		b->releasing++;
 		b->release_cb(b, grown, b->release_arg);
+		b->releasing--;
+	}
 }
 
 /*
@@ -266,7 +270,8 @@ stream_append(struct stream_buf *b, const void *data, size_t len)
 	uint64_t		 next;
 	size_t			 room, n;
 
-	if (b->complete || b->failed || len > b->size - b->appended)
+	if (b->complete || b->failed || b->releasing ||
+	    len > b->size - b->appended)
 		return (-1);
 	if (len == 0)
 		return (0);
@@ -316,7 +321,7 @@ stream_append_space(struct stream_buf *b, size_t *room)
 	uint64_t		 left = b->size - b->appended;
 
 	*room = 0;
-	if (b->complete || b->failed || left == 0)
+	if (b->complete || b->failed || b->releasing || left == 0)
 		return (NULL);
 	c = TAILQ_LAST(&b->chunks, stream_chunks);
 	if (c == NULL || c->len == b->chunk_size) {
@@ -335,7 +340,8 @@ stream_append_commit(struct stream_buf *b, size_t n)
 {
 	struct stream_chunk	*c;
 
-	if (b->complete || b->failed || n > b->size - b->appended)
+	if (b->complete || b->failed || b->releasing ||
+	    n > b->size - b->appended)
 		return (-1);
 	if (n == 0)
 		return (0);
@@ -386,8 +392,11 @@ stream_fail(struct stream_buf *b, const char *reason)
 	while ((c = TAILQ_FIRST(&b->chunks)) != NULL)
 		stream_buf_unlink_chunk(b, c);
 	b->refs++;
-	if (grown > 0 && b->release_cb != NULL)
+	if (grown > 0 && b->release_cb != NULL) {
+		b->releasing++;
 		b->release_cb(b, grown, b->release_arg);
+		b->releasing--;
+	}
 	stream_buf_wake(b);
 	stream_buf_unref(b);
 }

@@ -51,7 +51,13 @@ enum stream_state {
 };
 
 typedef void (*stream_wake_cb)(struct stream_reader *, void *arg);
-/* Called when the slowest live reader's position advances. */
+/*
+ * Called when the slowest live reader's position advances, from inside
+ * that reader's stream_consume() or stream_cancel().  The reader is half
+ * way through its step, so appending to the buffer from here is refused
+ * (stream_append*() fail): a writer that gets credit here must append
+ * later, from the loop.
+ */
 typedef void (*stream_release_cb)(struct stream_buf *, uint64_t released,
     void *arg);
 

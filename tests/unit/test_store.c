@@ -738,6 +738,102 @@ test_store_loop_not_blocked(void **state)
 	free(payload);
 }
 
+/*
+ * A writer paced by credit, like a control-socket upload: the buffer's
+ * release callback grants credit and the writer appends more from the
+ * loop, up to a window ahead of the store.  The release callback runs
+ * inside the store job's stream_consume(); an append from right there is
+ * refused, and the file is byte-exact however the worker lags.
+ */
+struct paced {
+	struct stream_buf	*buf;
+	struct event		*feed;
+	const uint8_t		*payload;
+	size_t			 len;
+	size_t			 off;
+	uint64_t		 released;
+	int			 refused;	/* appends refused in the cb */
+	int			 tried;
+};
+
+static void
+paced_feed(struct paced *pw)
+{
+	size_t	 n;
+
+	while (pw->off < pw->len &&
+	    pw->off - pw->released < STORE_MAX_INFLIGHT) {
+		n = pw->len - pw->off;
+		if (n > 48 * KIB + 7)
+			n = 48 * KIB + 7;	/* never chunk-aligned */
+		assert_int_equal(stream_append(pw->buf, pw->payload + pw->off,
+		    n), 0);
+		pw->off += n;
+	}
+	if (pw->off == pw->len)
+		assert_int_equal(stream_finish(pw->buf), 0);
+}
+
+static void
+paced_feed_cb(evutil_socket_t fd, short events, void *arg)
+{
+	(void)fd;
+	(void)events;
+	paced_feed(arg);
+}
+
+static void
+paced_release(struct stream_buf *b, uint64_t released, void *arg)
+{
+	struct paced	*pw = arg;
+	uint8_t		 byte = 0;
+
+	pw->released += released;
+	if (pw->off < pw->len) {
+		pw->tried++;
+		if (stream_append(b, &byte, 1) == -1)
+			pw->refused++;
+		event_active(pw->feed, 0, 0);
+	}
+}
+
+static void
+test_store_paced_writer(void **state)
+{
+	struct fixture		*fx = *state;
+	struct result		 res = { 0 };
+	struct stream_reader	*r;
+	struct paced		 pw = { 0 };
+	uint8_t			*payload, md[32];
+	size_t			 len = 8 * MIB + 1;
+
+	payload = malloc(len);
+	assert_non_null(payload);
+	fill(payload, len, 12);
+	sha256(payload, len, md);
+
+	pw.buf = stream_buf_new(len, 0);
+	assert_non_null(pw.buf);
+	pw.feed = event_new(fx->base, -1, 0, paced_feed_cb, &pw);
+	assert_non_null(pw.feed);
+	pw.payload = payload;
+	pw.len = len;
+	stream_buf_set_release_cb(pw.buf, paced_release, &pw);
+	r = stream_reader_new(pw.buf);
+	assert_non_null(store_begin(fx->store, "paced", 5, len, md, r,
+	    done_cb, &res));
+	paced_feed(&pw);
+	run_until(fx->base, &res.calls);
+
+	assert_int_equal(res.ok, 1);
+	assert_true(pw.tried > 0);
+	assert_int_equal(pw.refused, pw.tried);
+	assert_file_is(fx->dir, "paced", payload, len);
+	stream_buf_unref(pw.buf);
+	event_free(pw.feed);
+	free(payload);
+}
+
 int
 main(void)
 {
@@ -764,6 +860,8 @@ main(void)
 		cmocka_unit_test_setup_teardown(test_store_cancel_from_callback,
 		    setup, teardown),
 		cmocka_unit_test_setup_teardown(test_store_loop_not_blocked,
+		    setup, teardown),
+		cmocka_unit_test_setup_teardown(test_store_paced_writer,
 		    setup, teardown),
 	};
 
