@@ -14,6 +14,21 @@ CFLAGS	?= -O2 -g
 CFLAGS	+= -std=c11 -D_GNU_SOURCE -Wall -Wextra -Werror -Wshadow \
 	   -Wpointer-arith -Wmissing-prototypes -Wstrict-prototypes -pthread \
 	   -Wno-format-truncation
+# TEST_HOOKS=1: the test build (build-test): the store worker can be
+# slowed (RELAYD_TEST_STORE_DELAY_US) and checks that no chunk it holds
+# changes under it.  Never installed.
+TEST_HOOKS ?=
+ifeq ($(TEST_HOOKS),1)
+CFLAGS	+= -DRELAYD_TEST_HOOKS
+endif
+# TSAN=1: clang's ThreadSanitizer (make tsan).
+TSAN	?=
+ifeq ($(TSAN),1)
+CC	 = clang
+CFLAGS	+= -O1 -fsanitize=thread -fno-omit-frame-pointer \
+	   -Wno-unknown-warning-option
+LDFLAGS	+= -fsanitize=thread
+endif
 ifeq ($(SAN),1)
 CFLAGS	+= -O1 -fsanitize=address,undefined -fno-omit-frame-pointer \
 	   -fno-sanitize-recover=undefined
@@ -99,9 +114,32 @@ fuzz: $(FUZZ_TARGETS:%=$(FUZZ_BUILD)/fuzz_%)
 deps:
 	sh scripts/deps
 
+# The integrity matrix needs the test build's hooks: make integrity.
 system: all
 	cd tests/system && RELAYD_BUILD=$(abspath $(BUILD)) \
-	    /usr/bin/python3 -m pytest -q -x --timeout-method=signal $(PYTEST_ARGS) .
+	    /usr/bin/python3 -m pytest -q -x --timeout-method=signal \
+	    --ignore=test_integrity_matrix.py $(PYTEST_ARGS) .
+
+# Byte-exact PUTs through every input path into every place a route
+# stores, with a store worker slowed to lag the input (build-test).
+integrity:
+	$(MAKE) BUILD=build-test TEST_HOOKS=1 all
+	cd tests/system && RELAYD_BUILD=$(abspath build-test) \
+	    /usr/bin/python3 -m pytest -q -x --timeout-method=signal \
+	    test_integrity_matrix.py
+
+# The store worker and the loop under ThreadSanitizer: the stream and
+# store unit tests, and storing cells of the integrity matrix.
+TSAN_ENV = TSAN_OPTIONS="halt_on_error=1 exitcode=66 second_deadlock_stack=1"
+tsan:
+	$(MAKE) BUILD=build-tsan TSAN=1 TEST_HOOKS=1 all build-tsan/test_store \
+	    build-tsan/test_stream
+	$(TSAN_ENV) build-tsan/test_stream
+	$(TSAN_ENV) build-tsan/test_store
+	cd tests/system && $(TSAN_ENV) RELAYD_BUILD=$(abspath build-tsan) \
+	    RELAYD_MATRIX_MAX_SIZE=8388608 \
+	    /usr/bin/python3 -m pytest -q -x --timeout-method=signal \
+	    test_integrity_matrix.py -k "depth0 or fanout"
 
 # The 10-hop PUT and the stall scenario with every relayd under valgrind.
 valgrind-system: all
@@ -119,6 +157,8 @@ check: deps
 	$(MAKE) valgrind
 	$(MAKE) fuzz FUZZ_SECONDS=5
 	$(MAKE) system
+	$(MAKE) integrity
+	$(MAKE) tsan
 	$(MAKE) valgrind-system
 	$(MAKE) soak SOAK_ARGS="--count 150"
 	$(MAKE) BUILD=build-san SAN=1 all unit
@@ -230,7 +270,7 @@ lint: all
 	        printf "lint: exposure %s is above %s\n", l, m; exit 1 } }'
 
 clean:
-	rm -rf build build-san $(FUZZ_BUILD)
+	rm -rf build build-san build-test build-tsan $(FUZZ_BUILD)
 
-.PHONY: all unit valgrind valgrind-system fuzz deps system check demo bench bench-scale soak clean \
+.PHONY: all unit valgrind valgrind-system fuzz deps system integrity tsan check demo bench bench-scale soak clean \
 	install uninstall lint

@@ -159,18 +159,27 @@ store_test_take(struct store_req *req)
 	req->sum = store_test_sum(req->data, req->len);
 }
 
+static long	 store_test_delay_us;
+
+/* Loop thread, at store_open(): read the knob once, before the worker. */
+static void
+store_test_init(void)
+{
+	const char	*s;
+
+	s = getenv("RELAYD_TEST_STORE_DELAY_US");
+	store_test_delay_us = s != NULL ? strtol(s, NULL, 10) : 0;
+	if (store_test_delay_us < 0 || store_test_delay_us > 1000000)
+		store_test_delay_us = 0;
+	log_info("store: test hooks on: chunk checks, write delay %ld us",
+	    store_test_delay_us);
+}
+
 static void
 store_test_check(struct store_req *req, const char *when)
 {
-	static long	 delay_us = -1;
-	const char	*s;
+	long	 delay_us = store_test_delay_us;
 
-	if (delay_us < 0) {
-		s = getenv("RELAYD_TEST_STORE_DELAY_US");
-		delay_us = s != NULL ? strtol(s, NULL, 10) : 0;
-		if (delay_us < 0)
-			delay_us = 0;
-	}
 	if (store_test_sum(req->data, req->len) != req->sum)
 		fatalx("store: chunk bytes at offset %" PRIu64 " changed %s "
 		    "while the worker held them", req->off, when);
@@ -178,6 +187,7 @@ store_test_check(struct store_req *req, const char *when)
 		usleep((useconds_t)delay_us);
 }
 #else
+#define store_test_init()		do { } while (0)
 #define store_test_take(req)		do { } while (0)
 #define store_test_check(req, when)	do { } while (0)
 #endif
@@ -837,6 +847,7 @@ store_open(struct event_base *base, const char *dir, char *err,
 	pthread_mutex_init(&st->st_mtx, NULL);
 	pthread_cond_init(&st->st_cond, NULL);
 
+	store_test_init();
 	if (store_open_dir(st, dir, err, errlen) == -1)
 		goto fail;
 	if (pipe2(st->st_pipe, O_NONBLOCK | O_CLOEXEC) == -1) {

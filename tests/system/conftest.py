@@ -658,13 +658,43 @@ def results_by_node(js):
     return {e["node"]: e for e in (js or {}).get("results") or []}
 
 
+def first_difference(path, data):
+    """None if the file at path holds exactly data's bytes, else a text
+    naming the size mismatch or the first offset where they differ."""
+    size = os.path.getsize(path)
+    if size != len(data):
+        return "size %d, source has %d bytes" % (size, len(data))
+    view = memoryview(data)
+    off = 0
+    with open(path, "rb") as f:
+        while True:
+            block = f.read(1 << 20)
+            if not block:
+                return None
+            if block != view[off:off + len(block)]:
+                for i, b in enumerate(block):
+                    if b != view[off + i]:
+                        return "first difference at byte %d" % (off + i)
+            off += len(block)
+
+
 def assert_stored(relay, key, data):
-    """The file for key on relay has exactly data's SHA-256."""
+    """The file for key on relay holds exactly data's bytes."""
     path = relay.stored_path(key)
     assert os.path.exists(path), "%s has no file %s (store: %r)" % (
         relay.name, path, relay.store_files())
-    assert sha256_file(path) == hashlib.sha256(data).hexdigest(), \
-        "%s: %s has the wrong SHA-256" % (relay.name, path)
+    diff = first_difference(path, data)
+    assert diff is None, "%s: %s differs from the source: %s" % (
+        relay.name, path, diff)
+
+
+def wait_stored(relay, key, data, timeout, interval=0.05):
+    """Wait (bounded) until relay stores key, then compare the file with
+    the source bytes: every test that waits for a store checks integrity
+    too, not only presence."""
+    wait_for(lambda: os.path.exists(relay.stored_path(key)), timeout,
+             "%s to store %r" % (relay.name, key), interval=interval)
+    assert_stored(relay, key, data)
 
 
 def lines_matching(text, pattern):

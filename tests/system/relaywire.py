@@ -525,9 +525,12 @@ class PeerConn:
         left = deadline - time.monotonic()
         if left <= 0:
             return False
-        r, _, _ = select.select([self.sock], [], [], left)
-        if not r:
-            return False
+        # A TLS socket may hold decrypted bytes select() cannot see.
+        pending = getattr(self.sock, "pending", None)
+        if not (pending and pending() > 0):
+            r, _, _ = select.select([self.sock], [], [], left)
+            if not r:
+                return False
         try:
             chunk = self.sock.recv(1 << 20)
         except (ConnectionResetError, ConnectionAbortedError) as e:

@@ -54,15 +54,14 @@ stored again.  The matrix fault x position -> outcome, time is printed at
 the end of the module (pytest -s) and written to MATRIX_FILE.
 """
 
-import hashlib
 import os
 import re
 import time
 
 import pytest
 
-from conftest import (FLOAT_OPTS, lines_matching, put, put_bg,
-                      results_by_node, sanitized, sha256_file, wait_for)
+from conftest import (FLOAT_OPTS, assert_stored, lines_matching, put,
+                      put_bg, results_by_node, sanitized, wait_for)
 from netns import (cleanup_leftovers, missing_tools, ns_chain,  # noqa: F401
                    proc_fds, proc_rss_kib)
 
@@ -253,13 +252,10 @@ def check_result(fault, pos, rc, js, want_ok, storers, culprit):
 def check_files(c, key, data, storers):
     """Stored where expected with the right SHA-256, nowhere else; no
     temp file on a live relay."""
-    want = hashlib.sha256(data).hexdigest()
     for i, r in enumerate(c.relays):
         path = r.stored_path(key)
         if i in storers:
-            assert os.path.exists(path), "r%d has no file (store: %r)" % (
-                i, r.store_files())
-            assert sha256_file(path) == want, "r%d: wrong SHA-256" % i
+            assert_stored(r, key, data)
         else:
             assert not os.path.exists(path), \
                 "r%d has a file it should not (size %d of %d)" % (

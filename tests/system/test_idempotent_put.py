@@ -13,7 +13,8 @@ PUT whose first attempt failed is a fresh attempt, not a replayed failure.
 import os
 import signal
 
-from conftest import assert_stored, put, put_bg, results_by_node, wait_for
+from conftest import (assert_stored, put, put_bg, results_by_node, wait_for,
+                      wait_stored)
 
 SIZE = 512 * 1024
 PUT_ID = "0123456789abcdef0123456789abcdef"
@@ -34,8 +35,7 @@ def test_rerun_after_lost_result_replays(chain):
     bg.proc.wait(10)
 
     # The PUT goes on without its origin and is stored.
-    wait_for(lambda: os.path.exists(hop2.stored_path(key)), 30,
-             "hop2 to store the payload")
+    wait_stored(hop2, key, data, 30)
     wait_for(lambda: all(r.stream_for(key) is None for r in relays), 30,
              "every hop to finish the stream")
     assert_stored(hop2, key, data)

@@ -19,7 +19,7 @@ import subprocess
 
 import pytest
 
-from conftest import (assert_stored, put_bg, wait_for, relayctl,
+from conftest import (put_bg, wait_for, wait_stored, relayctl,
                       store_key_filename)
 
 SIZE = 512 * 1024
@@ -61,9 +61,7 @@ def wait_hop2_complete(relays, key):
 def check_downstream(relays, key, data, bg, lost_names):
     for i in STORERS:
         r = relays[i]
-        wait_for(lambda r=r: os.path.exists(r.stored_path(key)), DEADLINE,
-                 "%s to store the payload" % r.name, interval=0.1)
-        assert_stored(r, key, data)
+        wait_stored(r, key, data, DEADLINE, interval=0.1)
     rc, out = bg.finish(DEADLINE)
     assert rc in (0, 1), "relayctl put exit %d: %s" % (rc, out)
     if rc == 1:
