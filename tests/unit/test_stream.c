@@ -706,11 +706,64 @@ test_release_callback_totals_equal_payload_size(void **state)
 	stream_buf_unref(b);
 }
 
+/*
+ * The release callback runs half way through a reader's consume: every
+ * append from inside it is refused and leaves the buffer as it was; the
+ * same append from outside the callback goes in.
+ */
+struct append_in_release {
+	int	 calls;
+	int	 refused;
+};
+
+static void
+on_release_append(struct stream_buf *b, uint64_t released, void *arg)
+{
+	struct append_in_release	*a = arg;
+	size_t				 room = 0;
+	uint8_t				 byte = 7;
+
+	(void)released;
+	a->calls++;
+	if (stream_append(b, &byte, 1) == -1 &&
+	    stream_append_space(b, &room) == NULL && room == 0 &&
+	    stream_append_commit(b, 1) == -1)
+		a->refused++;
+}
+
+static void
+test_no_append_from_release_cb(void **state)
+{
+	struct stream_buf		*b;
+	struct stream_reader		*r;
+	struct append_in_release	 a = { 0 };
+	uint8_t				 data[20], tmp[20];
+
+	(void)state;
+	pattern_fill(data, sizeof(data), 9);
+	assert_non_null(b = stream_buf_new(sizeof(data), 8));
+	stream_buf_set_release_cb(b, on_release_append, &a);
+	assert_non_null(r = stream_reader_new(b));
+	assert_int_equal(stream_append(b, data, 10), 0);
+	assert_int_equal(stream_read(r, tmp, 10), 10);
+	assert_true(a.calls > 0);
+	assert_int_equal(a.refused, a.calls);
+	assert_int_equal(stream_buf_appended(b), 10);
+	assert_int_equal(stream_append(b, data + 10, 10), 0);
+	assert_int_equal(stream_read(r, tmp + 10, 10), 10);
+	assert_memory_equal(tmp, data, sizeof(data));
+	assert_int_equal(a.refused, a.calls);
+	assert_int_equal(stream_finish(b), 0);
+	stream_reader_free(r);
+	stream_buf_unref(b);
+}
+
 int
 main(void)
 {
 	const struct CMUnitTest tests[] = {
-	    cmocka_unit_test(
+	    cmocka_unit_test(test_no_append_from_release_cb),
+		cmocka_unit_test(
 		test_fork_survives_original_cancel_writer_unref_and_free),
 	    cmocka_unit_test(
 		test_fork_reads_fragments_appended_after_original_cancelled),
