@@ -28,6 +28,7 @@
 #include "session.h"
 #include "stream.h"
 #include "tls.h"
+#include "util.h"
 #include "wire.h"
 #include "xport.h"
 
@@ -995,9 +996,9 @@ peer_dispatch(struct peer *p, const struct wire_frame *f)
 		break;
 	case WIRE_GOAWAY:
 		p->remote_goaway = 1;
-		log_info("peer=%s goaway code=%s msg=\"%.*s\"", p->name,
-		    wire_abort_name(f->u.text.code), (int)f->u.text.msg_len,
-		    f->u.text.msg);
+		log_info("peer=%s goaway code=%s msg=\"%s\"", p->name,
+		    wire_abort_name(f->u.text.code),
+		    util_escn(f->u.text.msg, f->u.text.msg_len));
 		break;
 	}
 }
