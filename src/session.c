@@ -97,6 +97,7 @@ struct session {
 	struct event		*timer;
 	struct event		*reap_ev;
 	int			 replay;	/* answered from an outcome */
+	int			 pinned;	/* holds its id in env->seen */
 	uint64_t		 credited;	/* consumption told upstream */
 };
 
@@ -469,13 +470,26 @@ session_admit(struct session *s, uint8_t budget, uint16_t *code,
 	}
 	switch (route_seen_add(env->seen, s->put_id, now_mono())) {
 	case 1:
-		return session_seen_again(s, code, err, errlen);
+		if (session_seen_again(s, code, err, errlen) == -1)
+			return -1;
+		break;
 	case -1:
 		*code = WIRE_ABORT_INTERNAL;
 		snprintf(err, errlen, "out of memory");
 		return -1;
 	}
+	/* In flight from here: no flood of other ids may evict this one. */
+	s->pinned = route_seen_pin(env->seen, s->put_id) == 0;
 	return 0;
+}
+
+static void
+session_unpin(struct session *s)
+{
+	if (!s->pinned)
+		return;
+	s->pinned = 0;
+	route_seen_unpin(env->seen, s->put_id, now_mono());
 }
 
 /* Pick the next hops of the plan; failover takes the first link up. */
@@ -852,6 +866,7 @@ session_ok(const struct session *s)
 static void
 session_close(struct session *s)
 {
+	session_unpin(s);
 	s->state = SESS_DONE;
 	evtimer_del(s->timer);
 	event_active(s->reap_ev, 0, 0);
@@ -988,6 +1003,7 @@ session_free(struct session *s)
 {
 	struct pipe *p;
 
+	session_unpin(s);
 	while ((p = TAILQ_FIRST(&s->forks)) != NULL) {
 		TAILQ_REMOVE(&s->forks, p, sess_entry);
 		pipe_free(p);
