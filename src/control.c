@@ -464,9 +464,11 @@ ctl_config_json(const struct config *cf)
 	unsigned int i;
 
 	for (i = 0; i < cf->npeers; i++)
-		json_array_append_new(peers, json_pack("{s:s,s:s++,s:I,s:o}",
-		    "name", cf->peers[i].name, "address", cf->peers[i].host,
-		    ":", cf->peers[i].port, "rate_limit",
+		json_array_append_new(peers, json_pack("{s:s,s:s,s:s++,s:I,s:o}",
+		    "name", cf->peers[i].name,
+		    "identity", cf->peers[i].identity,
+		    "address", cf->peers[i].host, ":", cf->peers[i].port,
+		    "rate_limit",
 		    (json_int_t)cf->peers[i].rate_limit, "tls",
 		    ctl_tls_conf_json(&cf->peers[i].tls)));
 	if (cf->listen_host != NULL)
