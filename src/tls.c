@@ -218,7 +218,7 @@ tls_check_identity(SSL *ssl, const char *want, char *why, size_t len)
 	    tls_san_matches(cert, want, have, sizeof(have));
 	X509_free(cert);
 	if (!ok)
-		snprintf(why, len, "certificate is not \"%s\": it names %s",
+		snprintf(why, len, "certificate is not %s: it names %s",
 		    util_esc(want), have);
 	return ok ? 0 : -1;
 }
