@@ -973,9 +973,10 @@ peer_on_hello(struct peer *p, const struct wire_frame *f)
 	}
 	if (!p->outbound && peer_hello_identity(p, f) == -1)
 		return;
+	/* A claimed name: escaped once here for every log line it is in. */
 	if (!p->outbound)
-		snprintf(p->name, sizeof(p->name), "%.*s",
-		    f->u.hello.node_len, f->u.hello.node);
+		util_escape_field(f->u.hello.node, f->u.hello.node_len,
+		    p->name, sizeof(p->name));
 	else if ((size_t)f->u.hello.node_len != strlen(p->name) ||
 	    memcmp(f->u.hello.node, p->name, f->u.hello.node_len) != 0)
 		log_warnx("peer=%s says its node id is %.*s", p->name,

@@ -69,7 +69,8 @@ struct session {
 	uint8_t			 put_id[WIRE_PUT_ID_LEN];
 	char			 put_hex[2 * WIRE_PUT_ID_LEN + 1];
 	char			*key;
-	char			*key_esc;	/* util_escape()d: logs, JSON */
+	char			*key_esc;	/* util_escape()d: JSON */
+	char			*key_log;	/* as a log field (no blank) */
 	size_t			 key_len;
 	uint64_t		 size;
 	uint8_t			 sha256[WIRE_SHA256_LEN];
@@ -431,7 +432,7 @@ session_store_done(struct store_job *job, int ok, const char *reason,
 		snprintf(s->store_reason, sizeof(s->store_reason), "%s",
 		    reason ? reason : "store failed");
 	log_info("stream=%llu put=%s key=%s store=%s%s%s",
-	    (unsigned long long)s->id, s->put_hex, s->key_esc,
+	    (unsigned long long)s->id, s->put_hex, s->key_log,
 	    ok ? "stored" : "failed", ok ? "" : " reason=",
 	    ok ? "" : util_esc(s->store_reason));
 	if (control_monitoring())
@@ -592,6 +593,10 @@ session_new(const struct session_params *sp, uint16_t *code, char *err,
 		goto fail;
 	util_escape(s->key, s->key_len, s->key_esc,
 	    UTIL_ESCAPED_LEN(s->key_len));
+	if ((s->key_log = malloc(UTIL_ESCAPED_LEN(s->key_len))) == NULL)
+		goto fail;
+	util_escape_field(s->key, s->key_len, s->key_log,
+	    UTIL_ESCAPED_LEN(s->key_len));
 	snprintf(s->upstream_name, sizeof(s->upstream_name), "%s",
 	    sp->upstream_name);
 	s->id = ++env->next_session_id;
@@ -620,7 +625,7 @@ session_new(const struct session_params *sp, uint16_t *code, char *err,
 	session_arm(s, s->conf->stream_inactivity_timeout);
 	log_info("stream=%llu put=%s key=%s size=%llu from=%s store=%s "
 	    "forks=%u budget=%u%s", (unsigned long long)s->id, s->put_hex,
-	    s->key_esc, (unsigned long long)s->size, s->upstream_name,
+	    s->key_log, (unsigned long long)s->size, s->upstream_name,
 	    s->plan.store && !s->replay ? "yes" : "no", s->forks_pending,
 	    put->hops, s->replay ? " replay=stored-before" : "");
 	if (s->size == 0)
@@ -754,7 +759,7 @@ session_fail(struct session *s, uint16_t code, const char *why)
 	snprintf(s->fail_reason, sizeof(s->fail_reason), "%s", why);
 	log_warnx("stream=%llu put=%s key=%s failed reason=\"%s\" "
 	    "bytes_in=%llu buffered=%llu age=%.3fs",
-	    (unsigned long long)s->id, s->put_hex, s->key_esc, util_esc(why),
+	    (unsigned long long)s->id, s->put_hex, s->key_log, util_esc(why),
 	    (unsigned long long)stream_buf_appended(s->buf),
 	    (unsigned long long)stream_buf_held(s->buf),
 	    now_mono() - s->created);
@@ -909,7 +914,7 @@ session_check_done(struct session *s)
 		    "key", s->key_esc, "ok", ok, "hops", (int)s->nentries,
 		    "reason", ok ? "" : "a hop failed"));
 	log_info("stream=%llu put=%s key=%s done ok=%d hops=%u bytes=%llu "
-	    "age=%.3fs", (unsigned long long)s->id, s->put_hex, s->key_esc, ok,
+	    "age=%.3fs", (unsigned long long)s->id, s->put_hex, s->key_log, ok,
 	    s->nentries, (unsigned long long)s->entries[0].bytes,
 	    now_mono() - s->created);
 	ops = s->ops;
@@ -1019,6 +1024,7 @@ session_free(struct session *s)
 	config_unref(s->conf);
 	free(s->entries);
 	free(s->key_esc);
+	free(s->key_log);
 	free(s->key);
 	free(s);
 }

@@ -7,14 +7,14 @@ static const char util_hex[] = "0123456789abcdef";
 
 /* How a byte is written: its escape in seq, the length returned. */
 static size_t
-util_escape_byte(unsigned char c, char seq[4])
+util_escape_byte(unsigned char c, char seq[4], int field)
 {
 	if (c == '\\' || c == '"') {
 		seq[0] = '\\';
 		seq[1] = (char)c;
 		return 2;
 	}
-	if (c >= 0x20 && c <= 0x7e) {
+	if (c >= 0x20 && c <= 0x7e && !(field && c == ' ')) {
 		seq[0] = (char)c;
 		return 1;
 	}
@@ -25,8 +25,9 @@ util_escape_byte(unsigned char c, char seq[4])
 	return 4;
 }
 
-size_t
-util_escape(const void *in, size_t len, char *out, size_t outlen)
+static size_t
+util_escape_any(const void *in, size_t len, char *out, size_t outlen,
+    int field)
 {
 	const unsigned char *p = in;
 	size_t i, o = 0, n, need = 0, room;
@@ -35,11 +36,11 @@ util_escape(const void *in, size_t len, char *out, size_t outlen)
 	if (outlen == 0)
 		return 0;
 	for (i = 0; i < len; i++)
-		need += util_escape_byte(p[i], seq);
+		need += util_escape_byte(p[i], seq, field);
 	/* Too long: keep whole escapes only, and room for "...". */
 	room = need + 1 <= outlen ? outlen : (outlen >= 4 ? outlen - 3 : 1);
 	for (i = 0; i < len; i++) {
-		n = util_escape_byte(p[i], seq);
+		n = util_escape_byte(p[i], seq, field);
 		if (o + n + 1 > room)
 			break;
 		memcpy(out + o, seq, n);
@@ -51,6 +52,18 @@ util_escape(const void *in, size_t len, char *out, size_t outlen)
 	}
 	out[o] = '\0';
 	return o;
+}
+
+size_t
+util_escape(const void *in, size_t len, char *out, size_t outlen)
+{
+	return util_escape_any(in, len, out, outlen, 0);
+}
+
+size_t
+util_escape_field(const void *in, size_t len, char *out, size_t outlen)
+{
+	return util_escape_any(in, len, out, outlen, 1);
 }
 
 static char *
@@ -78,6 +91,17 @@ const char *
 util_esc(const char *s)
 {
 	return util_escn(s, s != NULL ? strlen(s) : 0);
+}
+
+const char *
+util_escf(const char *s)
+{
+	char *out = util_slot();
+
+	if (s == NULL)
+		s = "";
+	util_escape_field(s, strlen(s), out, UTIL_ESCAPED_LEN(UTIL_ESC_MAX));
+	return out;
 }
 
 void

@@ -7,7 +7,9 @@
  *
  * Escapes: a byte outside 0x20..0x7e becomes \xNN (two lower-case hex
  * digits), a backslash becomes \\ and a double quote \", so the escaped
- * form names exactly one byte string.
+ * form names exactly one byte string.  Keys and names written as unquoted
+ * key=value log fields also have blanks escaped (util_escf), so that a
+ * value cannot forge the fields after it.
  */
 #ifndef RELAYD_UTIL_H
 #define RELAYD_UTIL_H
@@ -35,6 +37,13 @@ size_t		 util_escape(const void *in, size_t len, char *out,
 const char	*util_esc(const char *);
 /* The same, of len bytes that need not be NUL-terminated. */
 const char	*util_escn(const void *, size_t len);
+/*
+ * For an unquoted key=value field of a log line: as util_esc(), and a
+ * blank also becomes \x20, so a value cannot forge the fields after it.
+ */
+const char	*util_escf(const char *);
+size_t		 util_escape_field(const void *in, size_t len, char *out,
+		    size_t outlen);
 /*
  * In place, within cap bytes: every byte outside 0x20..0x7e of the
  * NUL-terminated line becomes \xNN (backslashes stay as they are).  The

@@ -1,9 +1,10 @@
 """Operator surfaces stay true under hostile input; the loop table holds.
 
 Behaviour proved:
-- a key with a newline, an ESC sequence and bytes that are not UTF-8,
-  sent by a peer and left in flight, is written escaped in the log (no raw
-  ESC, no injected line) and shown escaped, not dropped, in
+- a key with a newline, an ESC sequence, a forged "key=" field and bytes
+  that are not UTF-8, sent by a peer and left in flight, is written
+  escaped in the log (no raw ESC, no injected line, blanks escaped in the
+  key= field) and shown escaped, not dropped, in
   `relayctl -j status` and `relayctl -j show streams`;
 - a flood of 70,000 PUT+ABORT pairs with fresh put ids from one peer does
   not evict the id of a PUT still in flight: that id sent again by
@@ -54,8 +55,13 @@ def test_hostile_key_is_escaped_in_log_and_json(make_relay):
     assert b"\x1b" not in raw, "raw ESC in the log"
     assert b"\xff" not in raw, "raw non-UTF-8 byte in the log"
     lines = raw.decode("ascii").splitlines()
-    opened = [ln for ln in lines if "key=" + ESCAPED_KEY + " size=" in ln]
+    # In a log line's unquoted key= field blanks are escaped too, so the
+    # key cannot forge the fields after it.
+    logged = ESCAPED_KEY.replace(" ", "\\x20")
+    opened = [ln for ln in lines if "key=" + logged + " size=" in ln]
     assert opened, raw
+    assert not [ln for ln in lines if " key=bad" in ln and
+                "key=" + logged not in ln], raw
     # No line starts with what followed the newline in the key.
     assert not [ln for ln in lines if ln.startswith("key=forged")], raw
     assert "bye\\x0a\\x1b[2J" in raw.decode("ascii"), raw

@@ -77,6 +77,9 @@ test_esc_slots(void **state)
 	assert_string_equal(a, "one\\x0d");
 	assert_string_equal(b, "two\\x00x");
 	assert_string_equal(util_esc(NULL), "");
+	/* As a log field, a blank cannot start a forged field. */
+	assert_string_equal(util_escf("k size=1\n"), "k\\x20size=1\\x0a");
+	assert_string_equal(util_esc("k size=1"), "k size=1");
 }
 
 static void
