@@ -8,7 +8,7 @@ Behaviour proved:
   `relayctl -j status` and `relayctl -j show streams`;
 - a flood of 70,000 PUT+ABORT pairs with fresh put ids from one peer does
   not evict the id of a PUT still in flight: that id sent again by
-  another peer is refused as a loop.
+  another peer is refused as a loop, and a legitimate PUT still stores.
 """
 
 import json
@@ -18,7 +18,8 @@ import socket
 import time
 
 import relaywire as W
-from conftest import HOST, free_port, relayctl, wait_for
+from conftest import (HOST, assert_stored, free_port, put, relayctl,
+                      wait_for)
 
 HOSTILE_KEY = b"bad\nkey=forged \x1b[31mred\x1b[0m \xff\xfe\xc3("
 ESCAPED_KEY = ("bad\\x0akey=forged \\x1b[31mred\\x1b[0m "
@@ -84,7 +85,9 @@ def test_put_id_flood_does_not_readmit_in_flight_id(make_relay):
                                        "address": "%s:%d" % (
                                            HOST, free_port())}],
                        routes=[{"prefix": "", "hops": ["nowhere"],
-                                "store": False}],
+                                "store": False},
+                               {"prefix": "ok/", "hops": [],
+                                "store": True}],
                        stream_inactivity_timeout=120.0)
     relay.start()
     put_id = os.urandom(W.PUT_ID_LEN)
@@ -126,6 +129,11 @@ def test_put_id_flood_does_not_readmit_in_flight_id(make_relay):
             f.code == W.ABORT_LOOP, (
             "an id still in flight was admitted again after the flood: "
             "%r" % f)
+        # A legitimate PUT from the control socket still stores.
+        data = os.urandom(64 * 1024)
+        rc, js = put(relay, "ok/legit", data, timeout=30)
+        assert rc == 0, js
+        assert_stored(relay, "ok/legit", data)
     finally:
         holder.close()
         flooder.close()
