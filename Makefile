@@ -39,20 +39,22 @@ PKG_LIBS	 = $(shell pkg-config --libs $(PKGS) 2>/dev/null)
 CMOCKA_LIBS	 = $(shell pkg-config --libs cmocka 2>/dev/null)
 
 # Daemon modules (everything but main).
-MODS	 = log wire stream store config route tls session pipe xport peer control \
+MODS	 = util log wire stream store config route tls session pipe xport peer control \
 	   ctlproto metrics
 MOD_OBJS = $(MODS:%=$(BUILD)/%.o)
 
-UNIT_TESTS = test_wire test_stream test_store test_config test_route test_ctlproto
+UNIT_TESTS = test_wire test_stream test_store test_config test_route test_ctlproto \
+	     test_util
 UNIT_BINS  = $(UNIT_TESTS:%=$(BUILD)/%)
 
 # Which modules each unit test links (kept small: a module is tested alone).
 test_wire_MODS   = wire
 test_stream_MODS = stream
-test_store_MODS  = store stream log
-test_config_MODS = config log
-test_route_MODS  = route config log
+test_store_MODS  = store stream log util
+test_config_MODS = config log util
+test_route_MODS  = route config log util
 test_ctlproto_MODS = ctlproto
+test_util_MODS   = util
 
 all: $(BUILD)/relayd $(BUILD)/relayctl
 
@@ -65,7 +67,7 @@ $(BUILD)/%.o: src/%.c src/*.h | $(BUILD)
 $(BUILD)/relayd: $(MOD_OBJS) $(BUILD)/relayd.o
 	$(CC) $(LDFLAGS) -pthread -o $@ $^ $(PKG_LIBS)
 
-$(BUILD)/relayctl: $(BUILD)/relayctl.o $(BUILD)/log.o
+$(BUILD)/relayctl: $(BUILD)/relayctl.o $(BUILD)/log.o $(BUILD)/util.o
 	$(CC) $(LDFLAGS) -o $@ $^ $(PKG_LIBS)
 
 $(BUILD)/test_%.o: tests/unit/test_%.c src/*.h | $(BUILD)
@@ -90,7 +92,7 @@ FUZZ_CC		 = clang
 FUZZ_FLAGS	 = -g -O1 -fsanitize=fuzzer,address,undefined -Isrc
 FUZZ_BUILD	 = build-fuzz
 fuzz_wire_SRCS	 = src/wire.c
-fuzz_config_SRCS = src/config.c src/log.c
+fuzz_config_SRCS = src/config.c src/log.c src/util.c
 fuzz_ctl_SRCS	 = src/ctlproto.c
 FUZZ_TARGETS	 = wire config ctl
 

@@ -326,6 +326,33 @@ config_name(struct config_ctx *ctx, const config_setting_t *s,
 	return 0;
 }
 
+/* A certificate identity: 1..253 printable characters, no blank. */
+static void
+config_identity(struct config_ctx *ctx, const config_setting_t *s,
+    const char *what, char *dst)
+{
+	const char	*v;
+	size_t		 i, len;
+
+	if ((v = config_str(ctx, s, what)) == NULL)
+		return;
+	len = strlen(v);
+	if (len == 0 || len > CONFIG_IDENTITY_MAX) {
+		config_err(ctx, s, "%s: must be 1..%d characters long, not %zu",
+		    what, CONFIG_IDENTITY_MAX, len);
+		return;
+	}
+	for (i = 0; i < len; i++) {
+		if (!isgraph((unsigned char)v[i])) {
+			config_err(ctx, s, "%s: non-printable or blank "
+			    "character 0x%02x at offset %zu", what,
+			    (unsigned char)v[i], i);
+			return;
+		}
+	}
+	memcpy(dst, v, len + 1);
+}
+
 static int
 config_host_ok(const char *h)
 {
@@ -873,7 +900,7 @@ config_peer_parse(struct config_ctx *ctx, const config_setting_t *g,
     unsigned int i, struct peer_conf *p)
 {
 	static const char *const known[] = { "name", "address", "rate_limit",
-	    "tls", NULL };
+	    "tls", "identity", NULL };
 	const config_setting_t	*s;
 	const char		*v, *why;
 	char			 what[64];
@@ -899,6 +926,11 @@ config_peer_parse(struct config_ctx *ctx, const config_setting_t *g,
 	snprintf(what, sizeof(what), "peers[%u].rate_limit", i);
 	if ((s = config_setting_get_member(g, "rate_limit")) != NULL)
 		config_int(ctx, s, what, 0, I64MAX, &p->rate_limit);
+	snprintf(what, sizeof(what), "peers[%u].identity", i);
+	if ((s = config_setting_get_member(g, "identity")) != NULL)
+		config_identity(ctx, s, what, p->identity);
+	else
+		snprintf(p->identity, sizeof(p->identity), "%s", p->name);
 	config_peer_tls(ctx, g, i, p);
 }
 

@@ -34,6 +34,8 @@
  *   peers = (
  *     { name = "relay2"; address = "127.0.0.1:7401";
  *       rate_limit = 0;                 # bytes/s sent to it, 0 = none
+ *       identity = "relay2.example";    # its certificate's CN or a DNS
+ *                                       # SAN; default: name
  *       tls = { ... } or tls = false; } # optional; default: the top
  *   );                                  # level tls
  *   routes = (                          # longest matching prefix wins
@@ -55,6 +57,7 @@
 
 #define CONFIG_MAX_HOPS		16
 #define CONFIG_NAME_MAX		64
+#define CONFIG_IDENTITY_MAX	253	/* a DNS name's longest */
 
 enum route_mode {
 	ROUTE_FANOUT = 0,
@@ -82,6 +85,11 @@ struct tls_conf {
 
 struct peer_conf {
 	char		 name[CONFIG_NAME_MAX + 1];
+	/*
+	 * The certificate identity the peer must present on a TLS link: its
+	 * certificate's CN or one of its DNS SANs.  Default: name.
+	 */
+	char		 identity[CONFIG_IDENTITY_MAX + 1];
 	struct tls_conf	 tls;		/* resolved: inherits the top level */
 	char		*host;		/* numeric address or name */
 	char		*port;

@@ -23,6 +23,7 @@
 #include "peer.h"
 #include "relayd.h"
 #include "session.h"
+#include "util.h"
 #include "stream.h"
 #include "wire.h"
 #include "xport.h"
@@ -142,7 +143,8 @@ ctl_fail(struct ctl_client *c, const char *fmt, ...)
 	va_start(ap, fmt);
 	vsnprintf(msg, sizeof(msg), fmt, ap);
 	va_end(ap);
-	ctl_finish(c, json_pack("{s:b,s:s}", "ok", 0, "error", msg));
+	ctl_finish(c, json_pack("{s:b,s:s}", "ok", 0, "error",
+	    util_esc(msg)));
 }
 
 static const char *
@@ -171,15 +173,18 @@ ctl_put_result(void *up, struct session *s, const struct session_entry *e,
 	res = json_array();
 	for (i = 0; i < n; i++) {
 		json_array_append_new(res, json_pack(
-		    "{s:s,s:i,s:s,s:I,s:I,s:I,s:s}", "node", e[i].node,
+		    "{s:s,s:s,s:i,s:s,s:I,s:I,s:I,s:s}", "node",
+		    util_esc(e[i].node), "via", util_esc(e[i].via),
 		    "depth", e[i].depth, "status", ctl_status_name(e[i].status),
 		    "bytes", (json_int_t)e[i].bytes,
 		    "first_us", (json_int_t)e[i].first_us,
 		    "last_us", (json_int_t)e[i].last_us,
-		    "reason", e[i].reason));
+		    "reason", util_esc(e[i].reason)));
 		if (e[i].status == WIRE_RES_FAILED && failed++ == 0)
-			snprintf(err, sizeof(err), "failed at %s (depth %u): "
-			    "%s", e[i].node, e[i].depth, e[i].reason);
+			snprintf(err, sizeof(err), "failed at %s (depth %u, "
+			    "reported by %s): %s", util_esc(e[i].node),
+			    e[i].depth, util_esc(e[i].via),
+			    util_esc(e[i].reason));
 	}
 	if (!ok && err[0] == '\0')
 		snprintf(err, sizeof(err), "stored nowhere");
@@ -198,12 +203,12 @@ ctl_put_abort(void *up, struct session *s, uint16_t code, const char *msg)
 	(void)s;
 	c->sess = NULL;
 	/* The stream failed on this relay itself: name it, depth 0. */
-	ctl_finish(c, json_pack("{s:b,s:s,s:s,s:s,s:[{s:s,s:i,s:s,s:I,"
-	    "s:i,s:i,s:s}]}", "ok", 0, "error", msg, "code",
+	ctl_finish(c, json_pack("{s:b,s:s,s:s,s:s,s:[{s:s,s:s,s:i,s:s,s:I,"
+	    "s:i,s:i,s:s}]}", "ok", 0, "error", util_esc(msg), "code",
 	    wire_abort_name(code), "put_id", c->put_hex, "results",
-	    "node", env->conf->node_id, "depth", 0, "status", "failed",
-	    "bytes", (json_int_t)c->taken, "first_us", 0, "last_us", 0,
-	    "reason", msg));
+	    "node", env->conf->node_id, "via", env->conf->node_id, "depth", 0,
+	    "status", "failed", "bytes", (json_int_t)c->taken, "first_us", 0,
+	    "last_us", 0, "reason", util_esc(msg)));
 }
 
 /*
@@ -391,7 +396,7 @@ ctl_stats_json(void)
 		    json_integer(env->forks_aborted[i]));
 	}
 	tls = peer_tls_json();
-	o = json_pack("{s:I,s:I,s:I,s:I,s:I,s:I,s:I,s:I,s:o,s:o,s:o,"
+	o = json_pack("{s:I,s:I,s:I,s:I,s:I,s:I,s:I,s:I,s:I,s:I,s:o,s:o,s:o,"
 	    "s:O,s:O,s:i,s:I,s:i,s:i,s:I,s:f}",
 	    "puts_received", (json_int_t)env->puts_received,
 	    "puts_stored", (json_int_t)env->puts_stored,
@@ -401,6 +406,8 @@ ctl_stats_json(void)
 	    "stores_failed", (json_int_t)env->stores_failed,
 	    "payload_in", (json_int_t)env->payload_in,
 	    "payload_out", (json_int_t)env->payload_out,
+	    "results_refused", (json_int_t)env->results_refused,
+	    "identity_refused", (json_int_t)env->identity_refused,
 	    "puts_refused", refused, "streams_aborted", aborted,
 	    "forks_aborted", forks,
 	    "tls_handshakes", json_object_get(tls, "tls_handshakes"),
@@ -457,9 +464,11 @@ ctl_config_json(const struct config *cf)
 	unsigned int i;
 
 	for (i = 0; i < cf->npeers; i++)
-		json_array_append_new(peers, json_pack("{s:s,s:s++,s:I,s:o}",
-		    "name", cf->peers[i].name, "address", cf->peers[i].host,
-		    ":", cf->peers[i].port, "rate_limit",
+		json_array_append_new(peers, json_pack("{s:s,s:s,s:s++,s:I,s:o}",
+		    "name", cf->peers[i].name,
+		    "identity", cf->peers[i].identity,
+		    "address", cf->peers[i].host, ":", cf->peers[i].port,
+		    "rate_limit",
 		    (json_int_t)cf->peers[i].rate_limit, "tls",
 		    ctl_tls_conf_json(&cf->peers[i].tls)));
 	if (cf->listen_host != NULL)

@@ -5,6 +5,7 @@
 #include <syslog.h>
 
 #include "log.h"
+#include "util.h"
 
 static int	log_fg = 1;
 static int	log_level = LOG_LVL_INFO;
@@ -41,6 +42,8 @@ log_vemit(int pri, const char *fmt, va_list ap, int with_errno)
 		size_t n = strlen(msg);
 		snprintf(msg + n, sizeof(msg) - n, ": %s", strerror(saved));
 	}
+	/* One line per message, whatever a peer put in a field. */
+	util_escape_line(msg, sizeof(msg));
 	if (log_fg) {
 		fprintf(stderr, "<%d>%s\n", pri, msg);
 		fflush(stderr);

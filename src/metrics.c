@@ -143,6 +143,12 @@ metrics_puts(struct metrics_out *o)
 	metrics_pair(o, "relayd_stores_total", "counter",
 	    "Payloads stored on this relay, by result.", "result",
 	    "ok", env->stores_ok, "failed", env->stores_failed);
+	metrics_one(o, "relayd_results_refused_total", "counter",
+	    "RESULTs from a next hop refused as contradicting what was sent.",
+	    env->results_refused);
+	metrics_one(o, "relayd_identity_refused_total", "counter",
+	    "Links closed: certificate or HELLO node id not the expected "
+	    "identity.", env->identity_refused);
 	metrics_by_code(o, "relayd_puts_refused_total",
 	    "PUTs refused at admission, by abort reason.", env->puts_refused);
 	metrics_by_code(o, "relayd_streams_aborted_total",

@@ -28,6 +28,7 @@
 #include "session.h"
 #include "stream.h"
 #include "tls.h"
+#include "util.h"
 #include "wire.h"
 #include "xport.h"
 
@@ -915,6 +916,52 @@ peer_fail(struct peer *p, const char *why)
 	peer_linger_close(p, why);
 }
 
+/*
+ * The identity a peer of that name must present: the configured peer's
+ * identity option, else the name itself.
+ */
+static const char *
+peer_identity(const char *name)
+{
+	const struct peer_conf *pc = config_peer(env->conf, name);
+
+	return pc != NULL && pc->identity[0] != '\0' ? pc->identity : name;
+}
+
+/* An identity mismatch: log it, count it, close this link only. */
+static void
+peer_identity_refuse(struct peer *p, const char *why)
+{
+	env->identity_refused++;
+	log_warnx("peer=%s addr=%s identity refused reason=\"%s\"",
+	    util_esc(p->name), p->addr, why);
+}
+
+/*
+ * On an inbound TLS link the node id in HELLO must be the certificate's
+ * identity: otherwise "alice" could say she is "bob".  0 if it is (or the
+ * link is plaintext, where nothing is authenticated); -1 after closing.
+ */
+static int
+peer_hello_identity(struct peer *p, const struct wire_frame *f)
+{
+	char node[CONFIG_NAME_MAX + 1], why[320], what[480];
+	SSL *ssl;
+
+	if (p->ctx == NULL || (ssl = xport_ssl(p->xp)) == NULL)
+		return 0;
+	snprintf(node, sizeof(node), "%.*s", f->u.hello.node_len,
+	    f->u.hello.node);
+	if (tls_check_identity(ssl, peer_identity(node), why,
+	    sizeof(why)) == 0)
+		return 0;
+	snprintf(what, sizeof(what), "HELLO node id %s is not the "
+	    "certificate's identity: %s", util_esc(node), why);
+	peer_identity_refuse(p, what);
+	peer_fail(p, "node id does not match the certificate");
+	return -1;
+}
+
 static void
 peer_on_hello(struct peer *p, const struct wire_frame *f)
 {
@@ -924,9 +971,12 @@ peer_on_hello(struct peer *p, const struct wire_frame *f)
 		peer_fail(p, "second HELLO");
 		return;
 	}
+	if (!p->outbound && peer_hello_identity(p, f) == -1)
+		return;
+	/* A claimed name: escaped once here for every log line it is in. */
 	if (!p->outbound)
-		snprintf(p->name, sizeof(p->name), "%.*s",
-		    f->u.hello.node_len, f->u.hello.node);
+		util_escape_field(f->u.hello.node, f->u.hello.node_len,
+		    p->name, sizeof(p->name));
 	else if ((size_t)f->u.hello.node_len != strlen(p->name) ||
 	    memcmp(f->u.hello.node, p->name, f->u.hello.node_len) != 0)
 		log_warnx("peer=%s says its node id is %.*s", p->name,
@@ -995,9 +1045,9 @@ peer_dispatch(struct peer *p, const struct wire_frame *f)
 		break;
 	case WIRE_GOAWAY:
 		p->remote_goaway = 1;
-		log_info("peer=%s goaway code=%s msg=\"%.*s\"", p->name,
-		    wire_abort_name(f->u.text.code), (int)f->u.text.msg_len,
-		    f->u.text.msg);
+		log_info("peer=%s goaway code=%s msg=\"%s\"", p->name,
+		    wire_abort_name(f->u.text.code),
+		    util_escn(f->u.text.msg, f->u.text.msg_len));
 		break;
 	}
 }
@@ -1257,10 +1307,20 @@ static int
 peer_tls_established(struct peer *p)
 {
 	SSL *ssl = xport_ssl(p->xp);
-	char why[320];
+	char why[320], what[400];
 
 	if (tls_check_allowed(ssl, p->tlsc, why, sizeof(why)) == -1) {
 		peer_tls_refuse(p, TLS_REF_NOT_ALLOWED, why);
+		return -1;
+	}
+	/* The dialled peer must be the one configured, not any CA client. */
+	if (p->outbound && tls_check_identity(ssl, peer_identity(p->name),
+	    why, sizeof(why)) == -1) {
+		snprintf(what, sizeof(what), "dialled peer %s: %s", p->name,
+		    why);
+		peer_identity_refuse(p, what);
+		p->tls_pending = 0;
+		peer_drop(p, what);
 		return -1;
 	}
 	p->tls_pending = 0;

@@ -13,6 +13,7 @@
 #include "relayd.h"
 #include "session.h"
 #include "stream.h"
+#include "util.h"
 #include "wire.h"
 
 static void	pipe_timer_cb(evutil_socket_t, short, void *);
@@ -231,12 +232,78 @@ pipe_on_credit(struct pipe *p, uint32_t inc)
 		peer_want_write(p->peer, p);
 }
 
+/*
+ * A RESULT is the next hop's claim; check it against what this relay
+ * sent before anything of it goes upstream.  It must come after END, its
+ * first entry must be the hop's own (depth 0) with exactly the bytes sent
+ * to it, no later entry may pose as depth 0, and no hop may claim to have
+ * stored or forwarded a payload of another size.  A claim that fails is
+ * that peer's protocol violation.  0, or -1 with why.
+ */
+static int
+pipe_result_check(struct pipe *p, const struct wire_frame *f, char *why,
+    size_t len)
+{
+	uint64_t size = stream_buf_size(stream_reader_buf(p->reader));
+	struct wire_entry we;
+	unsigned int i;
+
+	if (p->state != PIPE_ENDED) {
+		snprintf(why, len, "next hop %s sent RESULT before END",
+		    p->peer_name);
+		return -1;
+	}
+	if (f->u.result.count == 0 || wire_result_entry(f, 0, &we) != 0 ||
+	    we.depth != 0) {
+		snprintf(why, len, "next hop %s sent RESULT without its own "
+		    "entry first", p->peer_name);
+		return -1;
+	}
+	if (we.bytes != p->bytes_out) {
+		snprintf(why, len, "next hop %s sent RESULT claiming %llu "
+		    "bytes received, %llu were sent", p->peer_name,
+		    (unsigned long long)we.bytes,
+		    (unsigned long long)p->bytes_out);
+		return -1;
+	}
+	for (i = 0; i < f->u.result.count; i++) {
+		if (wire_result_entry(f, i, &we) != 0)
+			break;
+		if (i > 0 && we.depth == 0) {
+			snprintf(why, len, "next hop %s sent RESULT with a "
+			    "second depth-0 entry", p->peer_name);
+			return -1;
+		}
+		if (we.status != WIRE_RES_FAILED && we.bytes != size) {
+			snprintf(why, len, "next hop %s sent RESULT claiming "
+			    "%s with %llu of %llu bytes at depth %u",
+			    p->peer_name, we.status == WIRE_RES_STORED ?
+			    "stored" : "forwarded",
+			    (unsigned long long)we.bytes,
+			    (unsigned long long)size, we.depth);
+			return -1;
+		}
+	}
+	return 0;
+}
+
 void
 pipe_on_result(struct pipe *p, const struct wire_frame *f)
 {
+	char why[200];
+
 	log_debug("stream=%llu peer=%s result entries=%u bytes_out=%llu",
 	    (unsigned long long)session_id(p->sess), p->peer_name,
 	    f->u.result.count, (unsigned long long)p->bytes_out);
+	if (pipe_result_check(p, f, why, sizeof(why)) == -1) {
+		env->results_refused++;
+		log_warnx("stream=%llu put=%s peer=%s result refused: %s",
+		    (unsigned long long)session_id(p->sess),
+		    session_put_hex(p->sess), p->peer_name, why);
+		/* The stream may still be open on its side (before END). */
+		pipe_abort(p, WIRE_ABORT_PROTOCOL, why);
+		return;
+	}
 	pipe_finish(p, f, NULL);
 }
 
@@ -249,8 +316,8 @@ pipe_on_abort(struct pipe *p, uint16_t code, const char *msg,
 	snprintf(why, sizeof(why), "aborted by %s: %s: %.*s", p->peer_name,
 	    wire_abort_name(code), (int)msg_len, msg);
 	log_warnx("stream=%llu peer=%s %s bytes_out=%llu",
-	    (unsigned long long)session_id(p->sess), p->peer_name, why,
-	    (unsigned long long)p->bytes_out);
+	    (unsigned long long)session_id(p->sess), p->peer_name,
+	    util_esc(why), (unsigned long long)p->bytes_out);
 	pipe_finish(p, NULL, why);
 }
 

@@ -1404,15 +1404,16 @@ ctl_put_table(json_t **res, size_t n, int print)
 	for (i = 0; i < n; i++)
 		if (ctl_jint(res[i], "first_us", &v) == 0 && v > 0 && v < t0)
 			t0 = v;
-	ctl_table_init(&t, 7);
-	ctl_table_row(&t, "DEPTH", "NODE", "STATUS", "BYTES", "FIRST_MS",
-	    "LAST_MS", "REASON");
+	ctl_table_init(&t, 8);
+	ctl_table_row(&t, "DEPTH", "NODE", "VIA", "STATUS", "BYTES",
+	    "FIRST_MS", "LAST_MS", "REASON");
 	for (i = 0; i < n; i++) {
 		if (strcmp(ctl_jstr(res[i], "status"), "stored") == 0)
 			stored++;
 		ctl_table_row(&t,
 		    ctl_jintstr(res[i], "depth", depth, sizeof(depth)),
-		    ctl_jstr(res[i], "node"), ctl_jstr(res[i], "status"),
+		    ctl_jstr(res[i], "node"), ctl_jstr(res[i], "via"),
+		    ctl_jstr(res[i], "status"),
 		    ctl_jintstr(res[i], "bytes", bytes, sizeof(bytes)),
 		    ctl_put_ms(res[i], "first_us", t0, first, sizeof(first)),
 		    ctl_put_ms(res[i], "last_us", t0, last, sizeof(last)),
@@ -1428,16 +1429,19 @@ static void
 ctl_put_failures(json_t **res, size_t n)
 {
 	size_t	 i;
-	char	*node, *reason, depth[32];
+	char	*node, *via, *reason, depth[32];
 
 	for (i = 0; i < n; i++) {
 		if (strcmp(ctl_jstr(res[i], "status"), "failed") != 0)
 			continue;
 		node = ctl_clean(ctl_jstr(res[i], "node"));
+		via = ctl_clean(ctl_jstr(res[i], "via"));
 		reason = ctl_clean(ctl_jstr(res[i], "reason"));
-		ctl_err("hop %s at depth %s failed: %s", node,
-		    ctl_jintstr(res[i], "depth", depth, sizeof(depth)), reason);
+		ctl_err("hop %s at depth %s failed (reported by %s): %s", node,
+		    ctl_jintstr(res[i], "depth", depth, sizeof(depth)), via,
+		    reason);
 		free(node);
+		free(via);
 		free(reason);
 	}
 }

@@ -49,6 +49,8 @@ struct relayd {
 	uint64_t		 puts_refused[STATS_CODES];	/* by abort code */
 	uint64_t		 streams_aborted[STATS_CODES];	/* by abort code */
 	uint64_t		 forks_aborted[STATS_CODES];	/* by abort code */
+	uint64_t		 results_refused; /* RESULTs that lied */
+	uint64_t		 identity_refused; /* cert or HELLO mismatch */
 	uint64_t		 payload_in;	/* payload bytes received */
 	uint64_t		 payload_out;	/* payload bytes forwarded */
 	uint64_t		 dur_count;	/* stream durations */

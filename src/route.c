@@ -53,11 +53,17 @@ route_plan(const struct config *cf, const char *key, size_t key_len,
  * bucket.  Entries sit in a FIFO in insertion order, so expiry and
  * eviction both take from the head.
  */
+/*
+ * An entry is on exactly one list: the fifo (oldest first, evictable) or,
+ * while pins > 0, the pinned list (a PUT in flight holds it: never
+ * evicted, never expired).
+ */
 struct route_seen_entry {
 	uint8_t				 id[16];
 	double				 added;
+	unsigned int			 pins;
 	LIST_ENTRY(route_seen_entry)	 bucket;
-	TAILQ_ENTRY(route_seen_entry)	 fifo;
+	TAILQ_ENTRY(route_seen_entry)	 fifo;	/* fifo or pinned */
 };
 
 LIST_HEAD(route_seen_bucket, route_seen_entry);
@@ -65,12 +71,14 @@ TAILQ_HEAD(route_seen_fifo, route_seen_entry);
 
 struct route_seen {
 	unsigned int			 max;
-	unsigned int			 count;
+	unsigned int			 count;		/* on the fifo */
+	unsigned int			 npinned;
 	double				 ttl;
 	size_t				 mask;
 	uint64_t			 k0, k1;
 	struct route_seen_bucket	*buckets;
 	struct route_seen_fifo		 fifo;
+	struct route_seen_fifo		 pinned;
 };
 
 #define ROTL(x, b)	(((x) << (b)) | ((x) >> (64 - (b))))
@@ -156,6 +164,7 @@ route_seen_new(unsigned int max, double ttl)
 	s->ttl = ttl;
 	s->mask = n - 1;
 	TAILQ_INIT(&s->fifo);
+	TAILQ_INIT(&s->pinned);
 	route_seen_key(s);
 	return s;
 }
@@ -164,8 +173,13 @@ static void
 route_seen_remove(struct route_seen *s, struct route_seen_entry *e)
 {
 	LIST_REMOVE(e, bucket);
-	TAILQ_REMOVE(&s->fifo, e, fifo);
-	s->count--;
+	if (e->pins > 0) {
+		TAILQ_REMOVE(&s->pinned, e, fifo);
+		s->npinned--;
+	} else {
+		TAILQ_REMOVE(&s->fifo, e, fifo);
+		s->count--;
+	}
 	free(e);
 }
 
@@ -177,6 +191,8 @@ route_seen_free(struct route_seen *s)
 	if (s == NULL)
 		return;
 	while ((e = TAILQ_FIRST(&s->fifo)) != NULL)
+		route_seen_remove(s, e);
+	while ((e = TAILQ_FIRST(&s->pinned)) != NULL)
 		route_seen_remove(s, e);
 	free(s->buckets);
 	free(s);
@@ -211,12 +227,14 @@ route_seen_add(struct route_seen *s, const uint8_t id[16], double now)
 	route_seen_expire(s, now);
 	if (route_seen_find(s, id) != NULL)
 		return 1;
-	if (s->count >= s->max)
+	/* Only ids of PUTs no longer in flight are evicted, oldest first. */
+	if (s->count >= s->max && !TAILQ_EMPTY(&s->fifo))
 		route_seen_remove(s, TAILQ_FIRST(&s->fifo));
 	if ((e = malloc(sizeof(*e))) == NULL)
 		return -1;
 	memcpy(e->id, id, sizeof(e->id));
 	e->added = now;
+	e->pins = 0;
 	LIST_INSERT_HEAD(route_seen_bucket(s, id), e, bucket);
 	TAILQ_INSERT_TAIL(&s->fifo, e, fifo);
 	s->count++;
@@ -241,8 +259,52 @@ route_seen_expire(struct route_seen *s, double now)
 		route_seen_remove(s, e);
 }
 
+int
+route_seen_pin(struct route_seen *s, const uint8_t id[16])
+{
+	struct route_seen_entry	*e;
+
+	if ((e = route_seen_find(s, id)) == NULL)
+		return -1;
+	if (e->pins++ == 0) {
+		TAILQ_REMOVE(&s->fifo, e, fifo);
+		s->count--;
+		TAILQ_INSERT_TAIL(&s->pinned, e, fifo);
+		s->npinned++;
+	}
+	return 0;
+}
+
+/*
+ * The PUT is over: its id is remembered for ttl from now, like a fresh
+ * one, so a late copy of it still counts as a loop.
+ */
+void
+route_seen_unpin(struct route_seen *s, const uint8_t id[16], double now)
+{
+	struct route_seen_entry	*e;
+
+	if ((e = route_seen_find(s, id)) == NULL || e->pins == 0)
+		return;
+	if (--e->pins > 0)
+		return;
+	TAILQ_REMOVE(&s->pinned, e, fifo);
+	s->npinned--;
+	e->added = now;
+	TAILQ_INSERT_TAIL(&s->fifo, e, fifo);
+	s->count++;
+	while (s->count > s->max)
+		route_seen_remove(s, TAILQ_FIRST(&s->fifo));
+}
+
 unsigned int
 route_seen_count(const struct route_seen *s)
 {
-	return s->count;
+	return s->count + s->npinned;
+}
+
+unsigned int
+route_seen_pinned(const struct route_seen *s)
+{
+	return s->npinned;
 }

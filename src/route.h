@@ -31,8 +31,14 @@ int	route_plan(const struct config *, const char *key, size_t key_len,
  * Loop protection: a set of PUT ids seen recently.  route_seen_add()
  * returns 1 if the id was already present (a loop or a replay), 0 if it
  * was added, -1 on allocation failure.  Entries older than ttl seconds
- * are dropped by route_seen_expire(now).  Memory is bounded by max ids:
- * at the limit the oldest entry goes first.
+ * are dropped by route_seen_expire(now).
+ *
+ * A PUT in flight pins its id (route_seen_pin, once admitted) until it is
+ * over (route_seen_unpin, which restarts its ttl): a pinned id is never
+ * evicted or expired, so no flood of fresh ids can make a PUT still in
+ * flight look new.  Memory is bounded by max unpinned ids (at the limit
+ * the oldest unpinned one goes first) plus one per PUT in flight, which
+ * the stream limits bound.
  */
 struct route_seen;
 struct route_seen *route_seen_new(unsigned int max, double ttl);
@@ -40,6 +46,12 @@ void	route_seen_free(struct route_seen *);
 int	route_seen_add(struct route_seen *, const uint8_t id[16], double now);
 void	route_seen_del(struct route_seen *, const uint8_t id[16]);
 void	route_seen_expire(struct route_seen *, double now);
+/* 0, or -1 if id is not in the set. */
+int	route_seen_pin(struct route_seen *, const uint8_t id[16]);
+void	route_seen_unpin(struct route_seen *, const uint8_t id[16],
+	    double now);
+/* Every id, pinned or not; the pinned ones alone. */
 unsigned int route_seen_count(const struct route_seen *);
+unsigned int route_seen_pinned(const struct route_seen *);
 
 #endif

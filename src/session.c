@@ -19,6 +19,7 @@
 #include "session.h"
 #include "store.h"
 #include "stream.h"
+#include "util.h"
 
 enum session_state {
 	SESS_RECEIVING = 0,	/* bytes still coming from upstream */
@@ -51,6 +52,7 @@ struct outcome {
 	uint8_t			 put_id[WIRE_PUT_ID_LEN];
 	uint8_t			 sha256[WIRE_SHA256_LEN];
 	uint64_t		 size;
+	char			*key;		/* a replay must name it too */
 	double			 at;
 	unsigned int		 n;
 	struct session_entry	*entries;
@@ -67,6 +69,8 @@ struct session {
 	uint8_t			 put_id[WIRE_PUT_ID_LEN];
 	char			 put_hex[2 * WIRE_PUT_ID_LEN + 1];
 	char			*key;
+	char			*key_esc;	/* util_escape()d: JSON */
+	char			*key_log;	/* as a log field (no blank) */
 	size_t			 key_len;
 	uint64_t		 size;
 	uint8_t			 sha256[WIRE_SHA256_LEN];
@@ -94,6 +98,7 @@ struct session {
 	struct event		*timer;
 	struct event		*reap_ev;
 	int			 replay;	/* answered from an outcome */
+	int			 pinned;	/* holds its id in env->seen */
 	uint64_t		 credited;	/* consumption told upstream */
 };
 
@@ -168,6 +173,7 @@ outcome_free(struct outcome *o)
 	TAILQ_REMOVE(&outcome_fifo, o, fifo);
 	LIST_REMOVE(o, hash);
 	outcome_count--;
+	free(o->key);
 	free(o->entries);
 	free(o);
 }
@@ -200,7 +206,10 @@ outcome_add(const struct session *s)
 	struct outcome *o;
 
 	if ((o = calloc(1, sizeof(*o))) == NULL ||
+	    (o->key = strdup(s->key)) == NULL ||
 	    (o->entries = calloc(s->nentries, sizeof(*o->entries))) == NULL) {
+		if (o != NULL)
+			free(o->key);
 		free(o);
 		return;		/* only a replay is lost, not data */
 	}
@@ -245,8 +254,8 @@ session_replayed(const struct session *s)
 
 /*
  * The id was seen before.  A live session with it means a loop.  A
- * stored outcome for the same payload is replayed; one for another
- * payload is refused.  Anything else (an earlier failure) is a retry.
+ * stored outcome for the same payload and key is replayed; one for
+ * another payload or key is refused.  Anything else (an earlier failure) is a retry.
  */
 static int
 session_seen_again(struct session *s, uint16_t *code, char *err,
@@ -266,6 +275,13 @@ session_seen_again(struct session *s, uint16_t *code, char *err,
 	    sizeof(o->sha256)) != 0) {
 		*code = WIRE_ABORT_LOOP;
 		snprintf(err, errlen, "put id %s was used for another payload",
+		    s->put_hex);
+		return -1;
+	}
+	if (strcmp(o->key, s->key) != 0) {
+		/* Stored under the first key only: "stored" would be a lie. */
+		*code = WIRE_ABORT_LOOP;
+		snprintf(err, errlen, "put id %s was stored under another key",
 		    s->put_hex);
 		return -1;
 	}
@@ -416,14 +432,14 @@ session_store_done(struct store_job *job, int ok, const char *reason,
 		snprintf(s->store_reason, sizeof(s->store_reason), "%s",
 		    reason ? reason : "store failed");
 	log_info("stream=%llu put=%s key=%s store=%s%s%s",
-	    (unsigned long long)s->id, s->put_hex, s->key,
+	    (unsigned long long)s->id, s->put_hex, s->key_log,
 	    ok ? "stored" : "failed", ok ? "" : " reason=",
-	    ok ? "" : s->store_reason);
+	    ok ? "" : util_esc(s->store_reason));
 	if (control_monitoring())
 		control_event("stream-stored", json_pack("{s:I,s:s,s:s,s:b,"
 		    "s:s}", "stream", (json_int_t)s->id, "put_id", s->put_hex,
-		    "key", s->key, "ok", ok, "reason", ok ? "" :
-		    s->store_reason));
+		    "key", s->key_esc, "ok", ok, "reason", ok ? "" :
+		    util_esc(s->store_reason)));
 	session_check_done(s);
 }
 
@@ -455,13 +471,26 @@ session_admit(struct session *s, uint8_t budget, uint16_t *code,
 	}
 	switch (route_seen_add(env->seen, s->put_id, now_mono())) {
 	case 1:
-		return session_seen_again(s, code, err, errlen);
+		if (session_seen_again(s, code, err, errlen) == -1)
+			return -1;
+		break;
 	case -1:
 		*code = WIRE_ABORT_INTERNAL;
 		snprintf(err, errlen, "out of memory");
 		return -1;
 	}
+	/* In flight from here: no flood of other ids may evict this one. */
+	s->pinned = route_seen_pin(env->seen, s->put_id) == 0;
 	return 0;
+}
+
+static void
+session_unpin(struct session *s)
+{
+	if (!s->pinned)
+		return;
+	s->pinned = 0;
+	route_seen_unpin(env->seen, s->put_id, now_mono());
 }
 
 /* Pick the next hops of the plan; failover takes the first link up. */
@@ -560,6 +589,14 @@ session_new(const struct session_params *sp, uint16_t *code, char *err,
 		}
 		goto fail;
 	}
+	if ((s->key_esc = malloc(UTIL_ESCAPED_LEN(s->key_len))) == NULL)
+		goto fail;
+	util_escape(s->key, s->key_len, s->key_esc,
+	    UTIL_ESCAPED_LEN(s->key_len));
+	if ((s->key_log = malloc(UTIL_ESCAPED_LEN(s->key_len))) == NULL)
+		goto fail;
+	util_escape_field(s->key, s->key_len, s->key_log,
+	    UTIL_ESCAPED_LEN(s->key_len));
 	snprintf(s->upstream_name, sizeof(s->upstream_name), "%s",
 	    sp->upstream_name);
 	s->id = ++env->next_session_id;
@@ -588,7 +625,7 @@ session_new(const struct session_params *sp, uint16_t *code, char *err,
 	session_arm(s, s->conf->stream_inactivity_timeout);
 	log_info("stream=%llu put=%s key=%s size=%llu from=%s store=%s "
 	    "forks=%u budget=%u%s", (unsigned long long)s->id, s->put_hex,
-	    s->key, (unsigned long long)s->size, s->upstream_name,
+	    s->key_log, (unsigned long long)s->size, s->upstream_name,
 	    s->plan.store && !s->replay ? "yes" : "no", s->forks_pending,
 	    put->hops, s->replay ? " replay=stored-before" : "");
 	if (s->size == 0)
@@ -596,7 +633,7 @@ session_new(const struct session_params *sp, uint16_t *code, char *err,
 	if (control_monitoring())
 		control_event("stream-opened", json_pack("{s:I,s:s,s:s,s:I,"
 		    "s:s,s:b,s:i}", "stream", (json_int_t)s->id, "put_id",
-		    s->put_hex, "key", s->key, "size", (json_int_t)s->size,
+		    s->put_hex, "key", s->key_esc, "size", (json_int_t)s->size,
 		    "from", s->upstream_name, "store", s->plan.store,
 		    "forks", (int)s->forks_pending));
 	return s;
@@ -722,7 +759,7 @@ session_fail(struct session *s, uint16_t code, const char *why)
 	snprintf(s->fail_reason, sizeof(s->fail_reason), "%s", why);
 	log_warnx("stream=%llu put=%s key=%s failed reason=\"%s\" "
 	    "bytes_in=%llu buffered=%llu age=%.3fs",
-	    (unsigned long long)s->id, s->put_hex, s->key, why,
+	    (unsigned long long)s->id, s->put_hex, s->key_log, util_esc(why),
 	    (unsigned long long)stream_buf_appended(s->buf),
 	    (unsigned long long)stream_buf_held(s->buf),
 	    now_mono() - s->created);
@@ -769,6 +806,7 @@ session_fork_done(struct session *s, struct pipe *p,
 			e->depth = we.depth < 254 ? we.depth + 1 : 255;
 			snprintf(e->node, sizeof(e->node), "%.*s",
 			    we.node_len, we.node);
+			snprintf(e->via, sizeof(e->via), "%s", p->peer_name);
 			e->bytes = we.bytes;
 			e->first_us = we.first_us;
 			e->last_us = we.last_us;
@@ -780,6 +818,7 @@ session_fork_done(struct session *s, struct pipe *p,
 		e->status = WIRE_RES_FAILED;
 		e->depth = 1;
 		snprintf(e->node, sizeof(e->node), "%s", p->peer_name);
+		snprintf(e->via, sizeof(e->via), "%s", s->conf->node_id);
 		e->bytes = p->bytes_out;
 		snprintf(e->reason, sizeof(e->reason), "%s",
 		    reason ? reason : "failed");
@@ -794,6 +833,7 @@ session_own_entry(struct session *s)
 
 	e->depth = 0;
 	snprintf(e->node, sizeof(e->node), "%s", s->conf->node_id);
+	snprintf(e->via, sizeof(e->via), "%s", s->conf->node_id);
 	e->bytes = stream_buf_appended(s->buf);
 	e->first_us = s->first_us;
 	e->last_us = s->last_us;
@@ -831,6 +871,7 @@ session_ok(const struct session *s)
 static void
 session_close(struct session *s)
 {
+	session_unpin(s);
 	s->state = SESS_DONE;
 	evtimer_del(s->timer);
 	event_active(s->reap_ev, 0, 0);
@@ -852,8 +893,8 @@ session_check_done(struct session *s)
 		if (control_monitoring())
 			control_event("stream-aborted", json_pack("{s:I,s:s,"
 			    "s:s,s:b,s:s}", "stream", (json_int_t)s->id,
-			    "put_id", s->put_hex, "key", s->key, "ok", 0,
-			    "reason", s->fail_reason));
+			    "put_id", s->put_hex, "key", s->key_esc, "ok", 0,
+			    "reason", util_esc(s->fail_reason)));
 		session_close(s);
 		return;
 	}
@@ -870,10 +911,10 @@ session_check_done(struct session *s)
 	if (control_monitoring())
 		control_event("stream-done", json_pack("{s:I,s:s,s:s,s:b,s:i,"
 		    "s:s}", "stream", (json_int_t)s->id, "put_id", s->put_hex,
-		    "key", s->key, "ok", ok, "hops", (int)s->nentries,
+		    "key", s->key_esc, "ok", ok, "hops", (int)s->nentries,
 		    "reason", ok ? "" : "a hop failed"));
 	log_info("stream=%llu put=%s key=%s done ok=%d hops=%u bytes=%llu "
-	    "age=%.3fs", (unsigned long long)s->id, s->put_hex, s->key, ok,
+	    "age=%.3fs", (unsigned long long)s->id, s->put_hex, s->key_log, ok,
 	    s->nentries, (unsigned long long)s->entries[0].bytes,
 	    now_mono() - s->created);
 	ops = s->ops;
@@ -967,6 +1008,7 @@ session_free(struct session *s)
 {
 	struct pipe *p;
 
+	session_unpin(s);
 	while ((p = TAILQ_FIRST(&s->forks)) != NULL) {
 		TAILQ_REMOVE(&s->forks, p, sess_entry);
 		pipe_free(p);
@@ -981,6 +1023,8 @@ session_free(struct session *s)
 		event_free(s->reap_ev);
 	config_unref(s->conf);
 	free(s->entries);
+	free(s->key_esc);
+	free(s->key_log);
 	free(s->key);
 	free(s);
 }
@@ -1040,7 +1084,7 @@ session_json(const struct session *s)
 		    "peer", p->peer_name, "bytes_out", (json_int_t)p->bytes_out,
 		    "state", pipe_state_name(p->state)));
 	o = json_pack("{s:I,s:s,s:s,s:I,s:s,s:I,s:I,s:o,s:s,s:I,s:I,s:f}",
-	    "id", (json_int_t)s->id, "put_id", s->put_hex, "key", s->key,
+	    "id", (json_int_t)s->id, "put_id", s->put_hex, "key", s->key_esc,
 	    "size", (json_int_t)s->size, "upstream", s->upstream_name,
 	    "bytes_in", (json_int_t)stream_buf_appended(s->buf),
 	    "buffered", (json_int_t)stream_buf_held(s->buf),
@@ -1084,13 +1128,14 @@ session_entries_json(const struct session_entry *e, unsigned int n)
 
 	for (i = 0; i < n; i++)
 		json_array_append_new(a, json_pack(
-		    "{s:s,s:i,s:s,s:I,s:I,s:I,s:s}", "node", e[i].node,
+		    "{s:s,s:s,s:i,s:s,s:I,s:I,s:I,s:s}", "node",
+		    util_esc(e[i].node), "via", util_esc(e[i].via),
 		    "depth", e[i].depth, "status",
 		    names[e[i].status <= 3 ? e[i].status : 0],
 		    "bytes", (json_int_t)e[i].bytes,
 		    "first_us", (json_int_t)e[i].first_us,
 		    "last_us", (json_int_t)e[i].last_us,
-		    "reason", e[i].reason));
+		    "reason", util_esc(e[i].reason)));
 	return a;
 }
 

@@ -25,10 +25,19 @@ struct evbuffer;
 
 #define SESSION_REASON_MAX	200
 
+/*
+ * One hop's outcome.  node is the name the entry gives (what that hop, or
+ * whoever reported it, claims); via is who vouches for it here: this
+ * relay's node id for its own entry and for failures it saw itself, else
+ * the configured name of the next-hop link its RESULT came in on (the
+ * authenticated peer on a TLS link).  via is not sent on the wire: the
+ * relay upstream labels everything it gets from here with this relay.
+ */
 struct session_entry {
 	uint8_t		status;		/* enum wire_result_status */
 	uint8_t		depth;
 	char		node[CONFIG_NAME_MAX + 1];
+	char		via[CONFIG_NAME_MAX + 1];
 	uint64_t	bytes;
 	uint64_t	first_us;
 	uint64_t	last_us;

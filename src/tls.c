@@ -10,6 +10,7 @@
 
 #include "config.h"
 #include "tls.h"
+#include "util.h"
 
 static const char *tls_refusal_names[TLS_REF_MAX] = {
 	"no_certificate",
@@ -163,6 +164,62 @@ tls_check_allowed(SSL *ssl, const struct tls_conf *tc, char *why,
 	X509_free(cert);
 	if (!ok)
 		snprintf(why, len, "identity not allowed: %s %s", subject, fp);
+	return ok ? 0 : -1;
+}
+
+/* 1 if a DNS subjectAltName of cert is want; its names go to have. */
+static int
+tls_san_matches(X509 *cert, const char *want, char *have, size_t len)
+{
+	GENERAL_NAMES *sans;
+	const GENERAL_NAME *gn;
+	const unsigned char *d;
+	size_t n = strlen(have);
+	int i, dlen, ok = 0;
+
+	sans = X509_get_ext_d2i(cert, NID_subject_alt_name, NULL, NULL);
+	if (sans == NULL)
+		return 0;
+	for (i = 0; i < sk_GENERAL_NAME_num(sans) && !ok; i++) {
+		gn = sk_GENERAL_NAME_value(sans, i);
+		if (gn->type != GEN_DNS)
+			continue;
+		d = ASN1_STRING_get0_data(gn->d.dNSName);
+		dlen = ASN1_STRING_length(gn->d.dNSName);
+		if (dlen < 0)
+			continue;
+		if (n + 8 < len)
+			n += snprintf(have + n, len - n, " DNS:%s",
+			    util_escn(d, dlen));
+		ok = (size_t)dlen == strlen(want) &&
+		    strncasecmp((const char *)d, want, dlen) == 0 &&
+		    memchr(d, '\0', dlen) == NULL;
+	}
+	GENERAL_NAMES_free(sans);
+	return ok;
+}
+
+int
+tls_check_identity(SSL *ssl, const char *want, char *why, size_t len)
+{
+	char have[320], cn[256];
+	X509 *cert;
+	int cnlen, ok;
+
+	if ((cert = SSL_get1_peer_certificate(ssl)) == NULL) {
+		snprintf(why, len, "no certificate");
+		return -1;
+	}
+	cnlen = X509_NAME_get_text_by_NID(X509_get_subject_name(cert),
+	    NID_commonName, cn, sizeof(cn));
+	snprintf(have, sizeof(have), "CN=%s", cnlen > 0 ?
+	    util_escn(cn, cnlen) : "(none)");
+	ok = tls_cn_matches(cert, want) ||
+	    tls_san_matches(cert, want, have, sizeof(have));
+	X509_free(cert);
+	if (!ok)
+		snprintf(why, len, "certificate is not %s: it names %s",
+		    util_esc(want), have);
 	return ok ? 0 : -1;
 }
 

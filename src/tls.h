@@ -43,6 +43,14 @@ SSL_CTX		*tls_ctx_new(const struct tls_conf *, int server,
  */
 int		 tls_check_allowed(SSL *, const struct tls_conf *,
 		    char *why, size_t len);
+/*
+ * Is the peer's certificate that of identity want: its subject CN equal
+ * to want, or one of its DNS subjectAltNames equal to want (any case)?
+ * Literal comparison, no wildcards.  0 if so; -1 with the certificate's
+ * names (escaped) in why.
+ */
+int		 tls_check_identity(SSL *, const char *want, char *why,
+		    size_t len);
 /* Classify a failed handshake from the OpenSSL error queue and state. */
 enum tls_refusal tls_classify(SSL *, unsigned long err, char *why,
 		    size_t len);

@@ -3,7 +3,7 @@
  *
  *   clang -fsanitize=fuzzer,address,undefined -Isrc \
  *       $(pkg-config --cflags --libs libconfig) \
- *       src/config.c src/log.c tests/fuzz/fuzz_config.c -o fuzz_config
+ *       src/config.c src/log.c src/util.c tests/fuzz/fuzz_config.c -o fuzz_config
  *   ./fuzz_config -max_total_time=60 tests/fuzz/corpus/config
  */
 #include <stddef.h>

@@ -240,7 +240,8 @@ class Relay:
 
     peers:  [{"name":..., "address": "host:port", "rate_limit": N}, ...]
             (a Relay object may be given as "relay" instead of address;
-            "tls": False or a dict as below gives the link its own tls)
+            "tls": False or a dict as below gives the link its own tls;
+            "identity": the certificate identity the peer must present)
     routes: [{"prefix":..., "hops": [names], "mode":..., "store": bool}]
             default: one route, prefix "", no hops, store=`store`.
     tls:    None: `tls = false;` (plaintext); or a dict {"ca": path,
@@ -310,6 +311,8 @@ class Relay:
             ptls = ""
             if p.get("tls") is not None:
                 ptls = " tls = %s;" % conf_tls(p["tls"])
+            if p.get("identity") is not None:
+                ptls += " identity = %s;" % conf_str(p["identity"])
             lines.append("  { name = %s; address = %s; rate_limit = %s;%s }%s"
                          % (conf_str(p["name"]), conf_str(addr),
                             conf_int(p.get("rate_limit", 0)), ptls, sep))

@@ -588,8 +588,8 @@ def test_outcome_of_a_put_id(chain):
     assert by_node["hop0"]["status"] == "forwarded"
     out = ctl_human(hop0, "outc", PUT_ID.upper())
     assert out.startswith("put_id  %s\nstate   done\nstored  yes\n" % PUT_ID)
-    assert re.search(r"^DEPTH\s+NODE\s+STATUS\s+BYTES", out, re.M), out
-    assert re.search(r"^1\s+hop1\s+stored\s+2048\s", out, re.M), out
+    assert re.search(r"^DEPTH\s+NODE\s+VIA\s+STATUS\s+BYTES", out, re.M), out
+    assert re.search(r"^1\s+hop1\s+hop1\s+stored\s+2048\s", out, re.M), out
 
     oc = ctl_json(hop0, "outcome", OTHER_ID)
     assert (oc["ok"], oc["state"], oc["stored"], oc["results"]) == \

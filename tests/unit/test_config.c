@@ -374,6 +374,8 @@ test_defaults(void **state)
 	if (cf == NULL)
 		fail_msg("%s", errbuf);
 	assert_int_equal(cf->peers[0].rate_limit, 0);
+	/* The secure default: the peer must present its own name. */
+	assert_string_equal(cf->peers[0].identity, "p");
 	assert_int_equal(cf->routes[0].mode, ROUTE_FANOUT);
 	assert_int_equal(cf->routes[0].store, 0);
 	assert_int_equal(cf->routes[0].nhops, 0);
@@ -599,6 +601,12 @@ static void
 test_errors(void **state)
 {
 	static const struct err_case cases[] = {
+		{ "node_id = \"n\";\ntls = false;\npeers = ( { name = \"p\"; "
+		    "address = \"h:1\";\nidentity = \"a b\"; } );\n", 4,
+		    "peers[0].identity: non-printable or blank character 0x20" },
+		{ "node_id = \"n\";\ntls = false;\npeers = ( { name = \"p\"; "
+		    "address = \"h:1\";\nidentity = \"\"; } );\n", 4,
+		    "peers[0].identity: must be 1..253 characters long, not 0" },
 		{ "node_id = \"n\";\nnode_idd = \"x\";\n", 2,
 		    "unknown setting \"node_idd\"" },
 		{ "node_id = \"n\";\nstream_window = 1048576;\n"

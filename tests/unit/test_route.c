@@ -225,6 +225,43 @@ test_seen_add_dup_del(void **state)
 	route_seen_free(NULL);
 }
 
+/*
+ * A pinned id (a PUT in flight) survives a flood of fresh ids many times
+ * the table's size, and expiry; once unpinned it is evictable again and
+ * the unpinned part stays within max.
+ */
+static void
+test_seen_pinned_survives_flood(void **state)
+{
+	struct route_seen	*s;
+	uint8_t			 a[16], x[16];
+	unsigned int		 i;
+
+	(void)state;
+	make_id(a, 1);
+	assert_non_null(s = route_seen_new(64, 10.0));
+	assert_int_equal(route_seen_add(s, a, 0.0), 0);
+	assert_int_equal(route_seen_pin(s, a), 0);
+	for (i = 0; i < 1000; i++) {
+		make_id(x, 1000 + i);
+		assert_int_equal(route_seen_add(s, x, 1.0), 0);
+		assert_true(route_seen_count(s) <= 64 + 1);
+	}
+	assert_int_equal(route_seen_pinned(s), 1);
+	assert_int_equal(route_seen_add(s, a, 1.0), 1);
+	route_seen_expire(s, 100.0);
+	assert_int_equal(route_seen_count(s), 1);
+	assert_int_equal(route_seen_add(s, a, 100.0), 1);
+	route_seen_unpin(s, a, 100.0);
+	assert_int_equal(route_seen_pinned(s), 0);
+	assert_int_equal(route_seen_add(s, a, 101.0), 1);
+	route_seen_expire(s, 111.0);
+	assert_int_equal(route_seen_add(s, a, 111.0), 0);
+	make_id(x, 5);
+	assert_int_equal(route_seen_pin(s, x), -1);
+	route_seen_free(s);
+}
+
 static void
 test_seen_expire(void **state)
 {
@@ -329,6 +366,7 @@ main(void)
 		cmocka_unit_test(test_budget),
 		cmocka_unit_test(test_seen_add_dup_del),
 		cmocka_unit_test(test_seen_expire),
+		cmocka_unit_test(test_seen_pinned_survives_flood),
 		cmocka_unit_test(test_seen_evict),
 		cmocka_unit_test(test_seen_bounded),
 	};
