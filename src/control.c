@@ -44,6 +44,7 @@ struct ctl_client {
 	struct event		*reap_ev;
 	struct event		*feed_ev;	/* credit came: feed from the loop */
 	struct event		*request_ev;	/* control_request_timeout */
+	int			 slot;		/* holds a max_control_clients slot */
 	int			 monitor;	/* gets events */
 	TAILQ_ENTRY(ctl_client)	 mon_entry;
 };
@@ -72,7 +73,8 @@ ctl_client_free(struct ctl_client *c)
 	event_free(c->reap_ev);
 	event_free(c->feed_ev);
 	event_free(c->request_ev);
-	listener_put(LSLOT_CONTROL);
+	if (c->slot)
+		listener_put(LSLOT_CONTROL);
 	free(c);
 }
 
@@ -743,6 +745,34 @@ ctl_request_timeout_cb(evutil_socket_t fd, short ev, void *arg)
 	    env->conf->control_request_timeout);
 }
 
+/*
+ * At max_control_clients, make room by closing the oldest client that
+ * has not sent its request yet (a slow-loris), so an operator's relayctl
+ * still gets in during a flood; monitors and PUTs are never evicted.
+ * Its socket is closed now, not at the reap, so a burst of accepts in
+ * one loop pass stays within the cap.  0 if one went, -1 if none could.
+ */
+static int
+ctl_evict_idle(void)
+{
+	struct ctl_client *c;
+
+	TAILQ_FOREACH(c, &ctl_clients, entry) {
+		if (c->closing || c->sess != NULL || c->monitor ||
+		    c->xp == NULL || c->put_hex[0] != '\0')
+			continue;
+		listener_refused(LREF_CONTROL, "oldest idle control client");
+		c->closing = 1;
+		ctl_client_close(c, "evicted at max_control_clients");
+		xport_free(c->xp);
+		c->xp = NULL;
+		c->slot = 0;
+		listener_put(LSLOT_CONTROL);
+		return 0;
+	}
+	return -1;
+}
+
 static void
 ctl_accept_cb(struct evconnlistener *l, evutil_socket_t fd,
     struct sockaddr *sa, int salen, void *arg)
@@ -755,15 +785,22 @@ ctl_accept_cb(struct evconnlistener *l, evutil_socket_t fd,
 	(void)salen;
 	(void)arg;
 	if (listener_take(LSLOT_CONTROL) == -1) {
-		close(fd);
-		listener_refused(LREF_CONTROL, "control client");
-		return;
+		if (ctl_evict_idle() == -1) {
+			close(fd);
+			listener_refused(LREF_CONTROL, "control client");
+			return;
+		}
+		if (listener_take(LSLOT_CONTROL) == -1) {
+			close(fd);
+			return;
+		}
 	}
 	if ((c = calloc(1, sizeof(*c))) == NULL) {
 		listener_put(LSLOT_CONTROL);
 		close(fd);
 		return;
 	}
+	c->slot = 1;
 	c->xp = xport_new(env->base, fd, NULL, 1);
 	c->progress_ev = event_new(env->base, -1, EV_PERSIST, ctl_progress_cb,
 	    c);

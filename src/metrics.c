@@ -57,6 +57,7 @@ struct metrics_client {
 	struct event		*reap_ev;
 	int			 answered;
 	int			 dead;
+	int			 slot;		/* holds a max_metrics_clients slot */
 };
 TAILQ_HEAD(metrics_client_list, metrics_client);
 
@@ -264,7 +265,8 @@ metrics_client_free(struct metrics_client *c)
 	xport_free(c->xp);
 	event_free(c->timer);
 	event_free(c->reap_ev);
-	listener_put(LSLOT_METRICS);
+	if (c->slot)
+		listener_put(LSLOT_METRICS);
 	free(c);
 }
 
@@ -283,7 +285,8 @@ metrics_client_close(struct metrics_client *c)
 	if (c->dead)
 		return;
 	c->dead = 1;
-	xport_read_enable(c->xp, 0);
+	if (c->xp != NULL)
+		xport_read_enable(c->xp, 0);
 	evtimer_del(c->timer);
 	event_active(c->reap_ev, 0, 0);
 }
@@ -442,6 +445,30 @@ metrics_timer_cb(evutil_socket_t fd, short ev, void *arg)
 	metrics_client_close(c);
 }
 
+/*
+ * At max_metrics_clients, close the oldest client still sending its
+ * headers, so a scrape gets in during a slow-loris flood.  Its socket
+ * and slot go now, not at the reap.  0 if one went, -1 if none could.
+ */
+static int
+metrics_evict_slow(void)
+{
+	struct metrics_client *c;
+
+	TAILQ_FOREACH(c, &metrics_clients, entry) {
+		if (c->dead || c->answered)
+			continue;
+		listener_refused(LREF_METRICS, "oldest slow metrics client");
+		metrics_client_close(c);
+		xport_free(c->xp);
+		c->xp = NULL;
+		c->slot = 0;
+		listener_put(LSLOT_METRICS);
+		return 0;
+	}
+	return -1;
+}
+
 static void
 metrics_accept_cb(struct evconnlistener *l, evutil_socket_t fd,
     struct sockaddr *sa, int salen, void *arg)
@@ -453,7 +480,9 @@ metrics_accept_cb(struct evconnlistener *l, evutil_socket_t fd,
 	(void)sa;
 	(void)salen;
 	(void)arg;
-	if (listener_take(LSLOT_METRICS) == -1) {
+	if (listener_take(LSLOT_METRICS) == -1 &&
+	    (metrics_evict_slow() == -1 ||
+	    listener_take(LSLOT_METRICS) == -1)) {
 		close(fd);
 		listener_refused(LREF_METRICS, "metrics client");
 		return;
@@ -465,6 +494,7 @@ metrics_accept_cb(struct evconnlistener *l, evutil_socket_t fd,
 		listener_put(LSLOT_METRICS);
 		return;
 	}
+	c->slot = 1;
 	c->timer = evtimer_new(env->base, metrics_timer_cb, c);
 	c->reap_ev = event_new(env->base, -1, 0, metrics_reap_cb, c);
 	if (c->timer == NULL || c->reap_ev == NULL) {
