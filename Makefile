@@ -28,7 +28,8 @@ MODS	 = log wire stream store config route tls session pipe xport peer control \
 	   ctlproto metrics listener
 MOD_OBJS = $(MODS:%=$(BUILD)/%.o)
 
-UNIT_TESTS = test_wire test_stream test_store test_config test_route test_ctlproto
+UNIT_TESTS = test_wire test_stream test_store test_config test_route test_ctlproto \
+	     test_listener
 UNIT_BINS  = $(UNIT_TESTS:%=$(BUILD)/%)
 
 # Which modules each unit test links (kept small: a module is tested alone).
@@ -38,6 +39,7 @@ test_store_MODS  = store stream log
 test_config_MODS = config log
 test_route_MODS  = route config log
 test_ctlproto_MODS = ctlproto
+test_listener_MODS = listener log
 
 all: $(BUILD)/relayd $(BUILD)/relayctl
 

@@ -497,6 +497,17 @@ ctl_config_json(const struct config *cf)
 	    "max_fork_lag", (json_int_t)cf->max_fork_lag,
 	    "tls", ctl_tls_conf_json(&cf->tls), "peers", peers,
 	    "routes", ctl_routes_json(cf));
+	json_object_update_missing_new(o, json_pack("{s:I,s:I,s:I,s:I,s:I,"
+	    "s:f,s:I,s:f}",
+	    "max_connections", (json_int_t)cf->max_connections,
+	    "max_handshakes", (json_int_t)cf->max_handshakes,
+	    "max_connections_per_source",
+	    (json_int_t)cf->max_connections_per_source,
+	    "max_streams", (json_int_t)cf->max_streams,
+	    "max_control_clients", (json_int_t)cf->max_control_clients,
+	    "control_request_timeout", cf->control_request_timeout,
+	    "max_metrics_clients", (json_int_t)cf->max_metrics_clients,
+	    "metrics_header_timeout", cf->metrics_header_timeout));
 	return o;
 }
 
