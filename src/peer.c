@@ -1465,32 +1465,29 @@ peer_format_addr(const struct sockaddr *sa, char *out, size_t len)
 }
 
 /*
- * Take the listener slots of a new inbound link, or say which cap it
- * is over.  The per-source cap counts only links not yet through
- * HELLO, so one address cannot hold every handshake slot.
+ * Take the listener slots of a new inbound link before anything is
+ * allocated for it, or say which cap it is over.  The per-source cap
+ * counts only links not yet through HELLO, so one address cannot hold
+ * every handshake slot.
  */
 static int
-peer_accept_acct(struct peer *p, const struct sockaddr *sa, int salen,
-    enum listener_refusal *why)
+peer_accept_admit(const struct sockaddr *sa, enum listener_refusal *why)
 {
 	if (listener_take(LSLOT_CONNECTION) == -1) {
 		*why = LREF_CONNECTIONS;
 		return -1;
 	}
-	p->acct = PEER_ACCT_CONN;
 	if (listener_take(LSLOT_HANDSHAKE) == -1) {
+		listener_put(LSLOT_CONNECTION);
 		*why = LREF_HANDSHAKES;
 		return -1;
 	}
 	if (listener_source_take(sa) == -1) {
 		listener_put(LSLOT_HANDSHAKE);
+		listener_put(LSLOT_CONNECTION);
 		*why = LREF_PER_SOURCE;
 		return -1;
 	}
-	if ((size_t)salen > sizeof(p->src))
-		salen = sizeof(p->src);
-	memcpy(&p->src, sa, salen);
-	p->acct |= PEER_ACCT_HANDSHAKE;
 	return 0;
 }
 
@@ -1504,19 +1501,24 @@ peer_accept_cb(struct evconnlistener *l, evutil_socket_t fd,
 
 	(void)l;
 	(void)arg;
+	if (peer_accept_admit(sa, &why) == -1) {
+		close(fd);
+		peer_format_addr(sa, addr, sizeof(addr));
+		listener_refused(why, addr);
+		return;
+	}
 	if ((p = peer_new(0)) == NULL) {
+		listener_source_put(sa);
+		listener_put(LSLOT_HANDSHAKE);
+		listener_put(LSLOT_CONNECTION);
 		log_warnx("accept: out of memory");
 		close(fd);
 		return;
 	}
-	if (peer_accept_acct(p, sa, salen, &why) == -1) {
-		close(fd);
-		peer_format_addr(sa, addr, sizeof(addr));
-		listener_refused(why, addr);
-		TAILQ_REMOVE(&env->peers, p, entry);
-		peer_free(p);
-		return;
-	}
+	if ((size_t)salen > sizeof(p->src))
+		salen = sizeof(p->src);
+	memcpy(&p->src, sa, salen);
+	p->acct = PEER_ACCT_CONN | PEER_ACCT_HANDSHAKE;
 	peer_format_addr(sa, p->addr, sizeof(p->addr));
 	snprintf(p->name, sizeof(p->name), "%s", p->addr);
 	p->conf = env->conf;
