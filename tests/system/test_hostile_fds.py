@@ -30,7 +30,7 @@ import pytest
 
 from conftest import (HOST, assert_stored, free_port, put, relayctl,
                       wait_for)
-from relaywire import ABORT, PeerConn
+from relaywire import ABORT, PeerConn, enc_hello
 
 LEGIT_MAX = 2.0         # seconds for a legitimate put or status
 FD_MARGIN = 64          # listeners, epoll, store, log ... beyond the caps
@@ -162,6 +162,43 @@ def test_half_open_connections(make_relay):
             s.close()
     wait_for(lambda: stats(r)["descriptors"]["open"]["connections"] == 0,
              15, "the half-open connections to be gone")
+
+
+def test_authenticated_flood(make_relay):
+    """(a) Links that finish HELLO (plain TCP: anyone can) count against
+    max_connections, not the handshake caps: the cap holds them."""
+    raise_own_nofile()
+    r = start(make_relay, "h", extra="max_connections = 300; max_handshakes = 600;")
+    pid = r.proc.pid
+    base = nfds(pid)
+    conns = []
+    try:
+        for i in range(600):
+            src = "127.0.%d.%d" % (1 + (i % SOURCES) // 250,
+                                   1 + (i % SOURCES) % 250)
+            pc = PeerConn(HOST, r.port, node="flood%d" % i, timeout=5)
+            pc.sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+            pc.sock.settimeout(5)
+            pc.sock.bind((src, 0))
+            pc.sock.connect((HOST, r.port))
+            pc.send_raw(enc_hello(pc.node, 1 << 20, 1 << 20))
+            conns.append(pc)
+        wait_for(lambda: stats(r)["descriptors"]["refused"]
+                 ["max_connections"] >= 300, 10, "300 refusals")
+        st = stats(r)["descriptors"]
+        fds = nfds(pid)
+        put_s = legit_put(r, "legit-h")
+        status_s = legit_status(r)
+        print("authenticated flood: 600 links, cap 300; open %d, relay fds "
+              "base %d now %d; put %.3fs, status %.3fs"
+              % (st["open"]["connections"], base, fds, put_s, status_s))
+        assert st["open"]["connections"] == 300
+        assert st["refused"]["max_connections"] == 300
+        assert fds <= base + 300 + 8
+        assert put_s < LEGIT_MAX and status_s < LEGIT_MAX
+    finally:
+        for pc in conns:
+            pc.close()
 
 
 def test_idle_storing_streams(make_relay):
