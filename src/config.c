@@ -124,6 +124,21 @@ static const struct config_opt config_opts[] = {
 	    65536, I64MAX, 0, 0 },
 	{ "max_fork_lag", config_set_u64, OFF(max_fork_lag),
 	    65536, I64MAX, 0, 0 },
+	{ "max_connections", config_set_u32, OFF(max_connections),
+	    0, 1048576, 0, 0 },
+	{ "max_handshakes", config_set_u32, OFF(max_handshakes),
+	    0, 1048576, 0, 0 },
+	{ "max_connections_per_source", config_set_u32,
+	    OFF(max_connections_per_source), 1, 1048576, 0, 0 },
+	{ "max_streams", config_set_u32, OFF(max_streams), 0, 16777216, 0, 0 },
+	{ "max_control_clients", config_set_u32, OFF(max_control_clients),
+	    1, 65536, 0, 0 },
+	{ "control_request_timeout", config_set_secs,
+	    OFF(control_request_timeout), 0, 0, 0.1, 3600 },
+	{ "max_metrics_clients", config_set_u32, OFF(max_metrics_clients),
+	    1, 4096, 0, 0 },
+	{ "metrics_header_timeout", config_set_secs,
+	    OFF(metrics_header_timeout), 0, 0, 0.1, 3600 },
 	{ "tls", config_set_tls, 0, 0, 0, 0, 0 },
 	{ "peers", config_set_peers, 0, 0, 0, 0, 0 },
 	{ "routes", config_set_routes, 0, 0, 0, 0, 0 },
@@ -1316,6 +1331,15 @@ config_defaults(struct config *cf)
 	cf->max_streams_per_peer = 1024;
 	cf->max_buffered = 256 * CONFIG_MIB;
 	cf->max_fork_lag = 16 * CONFIG_MIB;
+	/* 0: derived from the descriptor limit at start (listener.c). */
+	cf->max_connections = 0;
+	cf->max_handshakes = 0;
+	cf->max_streams = 0;
+	cf->max_connections_per_source = 64;
+	cf->max_control_clients = 64;
+	cf->control_request_timeout = 10.0;
+	cf->max_metrics_clients = 16;
+	cf->metrics_header_timeout = 5.0;
 }
 
 static void

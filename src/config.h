@@ -24,6 +24,14 @@
  *   max_buffered = 268435456;           # bytes held by all streams
  *   max_fork_lag = 16777216;            # a fork further behind the
  *                                       # fastest is aborted (slow hop)
+ *   max_connections = 0;                # inbound links; 0 = from the
+ *   max_handshakes = 0;                 # fd limit (listener.h)
+ *   max_connections_per_source = 64;    # unauthenticated, per address
+ *   max_streams = 0;                    # inbound streams, all peers
+ *   max_control_clients = 64;
+ *   control_request_timeout = 10.0;     # seconds to send the request
+ *   max_metrics_clients = 16;
+ *   metrics_header_timeout = 5.0;       # seconds to send the headers
  *   tls = {                             # the listener's TLS, and the
  *     ca = "/etc/relayd/tls/ca.pem";    # default for outbound links
  *     cert = "/etc/relayd/tls/relay.pem";
@@ -129,6 +137,15 @@ struct config {
 	uint32_t	 max_streams_per_peer;
 	uint64_t	 max_buffered;
 	uint64_t	 max_fork_lag;	/* slow next hop: abort beyond */
+	/* Descriptor caps; 0 = derived from RLIMIT_NOFILE (listener.h). */
+	uint32_t	 max_connections;	/* inbound peer links */
+	uint32_t	 max_handshakes;	/* inbound, not yet HELLO'd */
+	uint32_t	 max_connections_per_source; /* unauthenticated */
+	uint32_t	 max_streams;		/* inbound streams, all peers */
+	uint32_t	 max_control_clients;
+	double		 control_request_timeout; /* accept to request line */
+	uint32_t	 max_metrics_clients;
+	double		 metrics_header_timeout;  /* accept to full headers */
 	unsigned int	 npeers;
 	struct peer_conf *peers;
 	unsigned int	 nroutes;

@@ -19,6 +19,7 @@
 #include "control.h"
 #include "ctl.h"
 #include "ctlproto.h"
+#include "listener.h"
 #include "log.h"
 #include "peer.h"
 #include "relayd.h"
@@ -43,6 +44,8 @@ struct ctl_client {
 	struct event		*progress_ev;
 	struct event		*reap_ev;
 	struct event		*feed_ev;	/* credit came: feed from the loop */
+	struct event		*request_ev;	/* control_request_timeout */
+	int			 slot;		/* holds a max_control_clients slot */
 	int			 monitor;	/* gets events */
 	TAILQ_ENTRY(ctl_client)	 mon_entry;
 };
@@ -70,6 +73,9 @@ ctl_client_free(struct ctl_client *c)
 	event_free(c->progress_ev);
 	event_free(c->reap_ev);
 	event_free(c->feed_ev);
+	event_free(c->request_ev);
+	if (c->slot)
+		listener_put(LSLOT_CONTROL);
 	free(c);
 }
 
@@ -94,6 +100,7 @@ ctl_client_close(struct ctl_client *c, const char *why)
 	}
 	evtimer_del(c->progress_ev);
 	event_del(c->feed_ev);
+	evtimer_del(c->request_ev);
 	if (c->xp != NULL)
 		xport_read_enable(c->xp, 0);
 	event_active(c->reap_ev, 0, 0);
@@ -122,12 +129,19 @@ ctl_send(struct ctl_client *c, json_t *o)
 static void
 ctl_finish(struct ctl_client *c, json_t *o)
 {
+	struct timeval tv;
+
 	ctl_send(c, o);
 	c->closing = 1;
 	evtimer_del(c->progress_ev);
 	xport_read_enable(c->xp, 0);
-	if (evbuffer_get_length(xport_output(c->xp)) == 0)
+	if (evbuffer_get_length(xport_output(c->xp)) == 0) {
 		ctl_client_close(c, "done");
+		return;
+	}
+	/* A client that never reads its answer does not keep its slot. */
+	secs_to_tv(env->conf->control_request_timeout, &tv);
+	evtimer_add(c->request_ev, &tv);
 }
 
 static void
@@ -418,6 +432,7 @@ ctl_stats_json(void)
 	    "stream_durations", (json_int_t)env->dur_count,
 	    "uptime_s", now_mono() - env->start_time);
 	json_decref(tls);	/* "O" took its own references */
+	json_object_set_new(o, "descriptors", listener_json());
 	return o;
 }
 
@@ -491,6 +506,17 @@ ctl_config_json(const struct config *cf)
 	    "max_fork_lag", (json_int_t)cf->max_fork_lag,
 	    "tls", ctl_tls_conf_json(&cf->tls), "peers", peers,
 	    "routes", ctl_routes_json(cf));
+	json_object_update_missing_new(o, json_pack("{s:I,s:I,s:I,s:I,s:I,"
+	    "s:f,s:I,s:f}",
+	    "max_connections", (json_int_t)cf->max_connections,
+	    "max_handshakes", (json_int_t)cf->max_handshakes,
+	    "max_connections_per_source",
+	    (json_int_t)cf->max_connections_per_source,
+	    "max_streams", (json_int_t)cf->max_streams,
+	    "max_control_clients", (json_int_t)cf->max_control_clients,
+	    "control_request_timeout", cf->control_request_timeout,
+	    "max_metrics_clients", (json_int_t)cf->max_metrics_clients,
+	    "metrics_header_timeout", cf->metrics_header_timeout));
 	return o;
 }
 
@@ -695,6 +721,8 @@ ctl_read_cb(struct xport *xp, void *arg)
 			    CTL_MAX_LINE);
 		return;
 	}
+	/* Only the request phase is timed: monitors and PUTs live on. */
+	evtimer_del(c->request_ev);
 	ctl_request(c, line, len);
 	free(line);
 }
@@ -718,27 +746,89 @@ ctl_event_cb(struct xport *xp, short what, void *arg)
 		ctl_client_close(c, "control client went away");
 }
 
+/* A client that has not sent its request line in time goes. */
+static void
+ctl_request_timeout_cb(evutil_socket_t fd, short ev, void *arg)
+{
+	struct ctl_client *c = arg;
+
+	(void)fd;
+	(void)ev;
+	if (c->closing) {
+		ctl_client_close(c, "answer not read in time");
+		return;
+	}
+	if (c->sess != NULL || c->monitor)
+		return;
+	listener_refused(LREF_CONTROL_TIMEOUT, "control client");
+	ctl_fail(c, "no request within control_request_timeout %.1fs",
+	    env->conf->control_request_timeout);
+}
+
+/*
+ * At max_control_clients, make room by closing the oldest client that
+ * has not sent its request yet (a slow-loris), so an operator's relayctl
+ * still gets in during a flood; monitors and PUTs are never evicted.
+ * Its socket is closed now, not at the reap, so a burst of accepts in
+ * one loop pass stays within the cap.  0 if one went, -1 if none could.
+ */
+static int
+ctl_evict_idle(void)
+{
+	struct ctl_client *c;
+
+	TAILQ_FOREACH(c, &ctl_clients, entry) {
+		if (c->closing || c->sess != NULL || c->monitor ||
+		    c->xp == NULL || c->put_hex[0] != '\0')
+			continue;
+		listener_refused(LREF_CONTROL, "oldest idle control client");
+		c->closing = 1;
+		ctl_client_close(c, "evicted at max_control_clients");
+		xport_free(c->xp);
+		c->xp = NULL;
+		c->slot = 0;
+		listener_put(LSLOT_CONTROL);
+		return 0;
+	}
+	return -1;
+}
+
 static void
 ctl_accept_cb(struct evconnlistener *l, evutil_socket_t fd,
     struct sockaddr *sa, int salen, void *arg)
 {
 	struct ctl_client *c;
+	struct timeval tv;
 
 	(void)l;
 	(void)sa;
 	(void)salen;
 	(void)arg;
+	if (listener_take(LSLOT_CONTROL) == -1) {
+		if (ctl_evict_idle() == -1) {
+			close(fd);
+			listener_refused(LREF_CONTROL, "control client");
+			return;
+		}
+		if (listener_take(LSLOT_CONTROL) == -1) {
+			close(fd);
+			return;
+		}
+	}
 	if ((c = calloc(1, sizeof(*c))) == NULL) {
+		listener_put(LSLOT_CONTROL);
 		close(fd);
 		return;
 	}
+	c->slot = 1;
 	c->xp = xport_new(env->base, fd, NULL, 1);
 	c->progress_ev = event_new(env->base, -1, EV_PERSIST, ctl_progress_cb,
 	    c);
 	c->reap_ev = event_new(env->base, -1, 0, ctl_reap_cb, c);
 	c->feed_ev = event_new(env->base, -1, 0, ctl_feed_cb, c);
+	c->request_ev = evtimer_new(env->base, ctl_request_timeout_cb, c);
 	if (c->xp == NULL || c->progress_ev == NULL || c->reap_ev == NULL ||
-	    c->feed_ev == NULL) {
+	    c->feed_ev == NULL || c->request_ev == NULL) {
 		if (c->xp)
 			xport_free(c->xp);
 		else
@@ -749,11 +839,16 @@ ctl_accept_cb(struct evconnlistener *l, evutil_socket_t fd,
 			event_free(c->reap_ev);
 		if (c->feed_ev)
 			event_free(c->feed_ev);
+		if (c->request_ev)
+			event_free(c->request_ev);
+		listener_put(LSLOT_CONTROL);
 		free(c);
 		return;
 	}
 	TAILQ_INSERT_TAIL(&ctl_clients, c, entry);
 	xport_setcb(c->xp, ctl_read_cb, ctl_write_cb, ctl_event_cb, c);
+	secs_to_tv(env->conf->control_request_timeout, &tv);
+	evtimer_add(c->request_ev, &tv);
 }
 
 int

@@ -3,6 +3,7 @@
  * plain HTTP (libevent's evhttp).  Every series is named relayd_*.
  */
 #include <sys/types.h>
+#include <sys/queue.h>
 #include <sys/socket.h>
 
 #include <errno.h>
@@ -11,14 +12,16 @@
 #include <stdarg.h>
 #include <stdint.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include <event2/buffer.h>
 #include <event2/event.h>
-#include <event2/http.h>
 #include <event2/listener.h>
 
 #include "config.h"
+#include "listener.h"
 #include "log.h"
 #include "metrics.h"
 #include "peer.h"
@@ -27,12 +30,12 @@
 #include "stream.h"
 #include "tls.h"
 #include "wire.h"
+#include "xport.h"
 
 #define METRICS_PATH		"/metrics"
 #define METRICS_CTYPE		"text/plain; version=0.0.4; charset=utf-8"
-#define METRICS_TIMEOUT		10		/* seconds per connection */
+#define METRICS_TIMEOUT		10		/* seconds to take the answer */
 #define METRICS_MAX_HEADERS	8192
-#define METRICS_MAX_BODY	4096
 
 #define nitems(a)	(sizeof(a) / sizeof((a)[0]))
 
@@ -42,8 +45,25 @@ struct metrics_out {
 	int		 failed;
 };
 
-static struct evhttp	*metrics_http;		/* owns the listener */
-static struct evconnlistener *metrics_listener;	/* borrowed */
+/*
+ * One HTTP client: one request, one answer, then the connection closes
+ * (Connection: close).  Owned by metrics_clients; freed from the loop
+ * by reap_ev, never from inside its own callbacks.
+ */
+struct metrics_client {
+	TAILQ_ENTRY(metrics_client) entry;
+	struct xport		*xp;
+	struct event		*timer;		/* header, then answer, timeout */
+	struct event		*reap_ev;
+	int			 answered;
+	int			 dead;
+	int			 slot;		/* holds a max_metrics_clients slot */
+};
+TAILQ_HEAD(metrics_client_list, metrics_client);
+
+static struct evconnlistener	*metrics_listener;
+static struct metrics_client_list metrics_clients =
+    TAILQ_HEAD_INITIALIZER(metrics_clients);
 
 static void __attribute__((format(printf, 2, 3)))
 metrics_printf(struct metrics_out *o, const char *fmt, ...)
@@ -192,6 +212,39 @@ metrics_links(struct metrics_out *o)
 		    tls_refusal_name(i), t.tls_refused[i]);
 }
 
+/* Descriptor caps: limit, what is open against each cap, refusals. */
+static void
+metrics_descriptors(struct metrics_out *o)
+{
+	const char	*name;
+	unsigned int	 i;
+
+	metrics_one(o, "relayd_fd_limit", "gauge", "Descriptor limit "
+	    "(RLIMIT_NOFILE) the caps are derived from.",
+	    listener_fd_limit());
+	metrics_one(o, "relayd_fd_reserve", "gauge", "Descriptors kept out "
+	    "of every cap for the store, control and outbound links.",
+	    listener_fd_reserve());
+	name = "relayd_listener_open";
+	metrics_family(o, name, "gauge", "Connections and streams counted "
+	    "against each cap now, by cap.");
+	for (i = 0; i < LSLOT_MAX; i++)
+		metrics_printf(o, "%s{slot=\"%s\"} %u\n", name,
+		    listener_slot_name(i), listener_used(i));
+	name = "relayd_listener_cap";
+	metrics_family(o, name, "gauge", "The cap of each slot (derived "
+	    "from the descriptor limit where relayd.conf says 0).");
+	for (i = 0; i < LSLOT_MAX; i++)
+		metrics_printf(o, "%s{slot=\"%s\"} %u\n", name,
+		    listener_slot_name(i), listener_cap(env->conf, i));
+	name = "relayd_listener_refused_total";
+	metrics_family(o, name, "counter", "Connections closed and streams "
+	    "refused by a cap or a client timeout, by the limit that fired.");
+	for (i = 0; i < LREF_MAX; i++)
+		metrics_printf(o, "%s{reason=\"%s\"} %" PRIu64 "\n", name,
+		    listener_refusal_name(i), listener_refused_count(i));
+}
+
 static int
 metrics_render(struct evbuffer *buf)
 {
@@ -199,6 +252,7 @@ metrics_render(struct evbuffer *buf)
 
 	metrics_puts(&o);
 	metrics_links(&o);
+	metrics_descriptors(&o);
 	metrics_durations(&o);
 	metrics_family(&o, "relayd_uptime_seconds", "gauge",
 	    "Seconds since relayd started.");
@@ -211,55 +265,260 @@ metrics_render(struct evbuffer *buf)
 }
 
 static void
-metrics_reply_text(struct evhttp_request *req, int code, const char *why,
-    const char *text)
+metrics_client_free(struct metrics_client *c)
 {
-	struct evkeyvalq	*h = evhttp_request_get_output_headers(req);
-	struct evbuffer		*body;
+	TAILQ_REMOVE(&metrics_clients, c, entry);
+	xport_free(c->xp);
+	event_free(c->timer);
+	event_free(c->reap_ev);
+	if (c->slot)
+		listener_put(LSLOT_METRICS);
+	free(c);
+}
 
-	evhttp_add_header(h, "Content-Type", "text/plain; charset=utf-8");
-	if ((body = evbuffer_new()) != NULL &&
-	    evbuffer_add(body, text, strlen(text)) == -1)
-		evbuffer_drain(body, evbuffer_get_length(body));
-	evhttp_send_reply(req, code, why, body);
+static void
+metrics_reap_cb(evutil_socket_t fd, short ev, void *arg)
+{
+	(void)fd;
+	(void)ev;
+	metrics_client_free(arg);
+}
+
+/* Mark for close: the free runs from the loop, after this callback. */
+static void
+metrics_client_close(struct metrics_client *c)
+{
+	if (c->dead)
+		return;
+	c->dead = 1;
+	if (c->xp != NULL)
+		xport_read_enable(c->xp, 0);
+	evtimer_del(c->timer);
+	event_active(c->reap_ev, 0, 0);
+}
+
+/* Queue status line, headers and (unless HEAD) the body; then close. */
+static void
+metrics_answer(struct metrics_client *c, int code, const char *why,
+    const char *ctype, const char *extra, struct evbuffer *body, int head)
+{
+	struct evbuffer	*out = xport_output(c->xp);
+	struct timeval	 tv = { METRICS_TIMEOUT, 0 };
+	size_t		 len = body != NULL ? evbuffer_get_length(body) : 0;
+
+	c->answered = 1;
+	xport_read_enable(c->xp, 0);
+	evbuffer_add_printf(out, "HTTP/1.1 %d %s\r\nContent-Type: %s\r\n"
+	    "Content-Length: %zu\r\n%sConnection: close\r\n\r\n", code, why,
+	    ctype, len, extra != NULL ? extra : "");
+	if (body != NULL && !head)
+		evbuffer_add_buffer(out, body);
+	xport_write(c->xp, "", 0);
+	/* A client that does not read its answer goes after a while. */
+	evtimer_add(c->timer, &tv);
+}
+
+static void
+metrics_answer_text(struct metrics_client *c, int code, const char *why,
+    const char *extra, const char *text, int head)
+{
+	struct evbuffer	*body = evbuffer_new();
+
+	if (body != NULL)
+		evbuffer_add(body, text, strlen(text));
+	metrics_answer(c, code, why, "text/plain; charset=utf-8", extra, body,
+	    head);
 	if (body != NULL)
 		evbuffer_free(body);
 }
 
-static void
-metrics_request_cb(struct evhttp_request *req, void *arg)
+/* The method is a token of upper-case letters; the target an origin path. */
+static int
+metrics_parse_line(char *line, char **method, char **path)
 {
-	const struct evhttp_uri	*uri = evhttp_request_get_evhttp_uri(req);
-	const char		*path = NULL;
-	enum evhttp_cmd_type	 cmd = evhttp_request_get_command(req);
-	struct evbuffer		*body;
+	char	*target, *version, *q;
 
-	(void)arg;
-	if (uri != NULL)
-		path = evhttp_uri_get_path(uri);
-	if (path == NULL || strcmp(path, METRICS_PATH) != 0) {
-		metrics_reply_text(req, HTTP_NOTFOUND, "Not Found",
-		    "not found; metrics are at " METRICS_PATH "\n");
+	*method = line;
+	if ((target = strchr(line, ' ')) == NULL)
+		return -1;
+	*target++ = '\0';
+	if ((version = strchr(target, ' ')) == NULL)
+		return -1;
+	*version++ = '\0';
+	if (**method == '\0' || strspn(*method, "ABCDEFGHIJKLMNOPQRSTUVWXYZ")
+	    != strlen(*method))
+		return -1;
+	if (target[0] != '/' || strncmp(version, "HTTP/1.", 7) != 0)
+		return -1;
+	if ((q = strchr(target, '?')) != NULL)
+		*q = '\0';
+	*path = target;
+	return 0;
+}
+
+static void
+metrics_request(struct metrics_client *c, char *line)
+{
+	struct evbuffer	*body;
+	char		*method, *path;
+	int		 head;
+
+	if (metrics_parse_line(line, &method, &path) == -1) {
+		metrics_answer_text(c, 400, "Bad Request", NULL,
+		    "bad request\n", 0);
 		return;
 	}
-	if (cmd != EVHTTP_REQ_GET && cmd != EVHTTP_REQ_HEAD) {
-		evhttp_add_header(evhttp_request_get_output_headers(req),
-		    "Allow", "GET, HEAD");
-		metrics_reply_text(req, 405, "Method Not Allowed",
-		    "method not allowed; use GET\n");
+	head = strcmp(method, "HEAD") == 0;
+	if (strcmp(path, METRICS_PATH) != 0) {
+		metrics_answer_text(c, 404, "Not Found", NULL,
+		    "not found; metrics are at " METRICS_PATH "\n", head);
+		return;
+	}
+	if (strcmp(method, "GET") != 0 && !head) {
+		metrics_answer_text(c, 405, "Method Not Allowed",
+		    "Allow: GET, HEAD\r\n", "method not allowed; use GET\n", 0);
 		return;
 	}
 	if ((body = evbuffer_new()) == NULL || metrics_render(body) == -1) {
 		log_warnx("metrics: out of memory rendering a response");
-		if (body != NULL)
-			evbuffer_free(body);
-		evhttp_send_error(req, HTTP_INTERNAL, NULL);
+		metrics_answer_text(c, 500, "Internal Server Error", NULL,
+		    "out of memory\n", head);
+	} else
+		metrics_answer(c, 200, "OK", METRICS_CTYPE, NULL, body, head);
+	if (body != NULL)
+		evbuffer_free(body);
+}
+
+/* Answer once the whole header block is in; the body is never read. */
+static void
+metrics_read_cb(struct xport *xp, void *arg)
+{
+	struct metrics_client	*c = arg;
+	struct evbuffer		*in = xport_input(xp);
+	struct evbuffer_ptr	 end;
+	char			*line;
+	size_t			 len;
+
+	if (c->answered || c->dead)
+		return;
+	end = evbuffer_search(in, "\r\n\r\n", 4, NULL);
+	if (end.pos == -1)
+		end = evbuffer_search(in, "\n\n", 2, NULL);
+	if (end.pos == -1) {
+		if (evbuffer_get_length(in) > METRICS_MAX_HEADERS)
+			metrics_answer_text(c, 431, "Request Header Fields "
+			    "Too Large", NULL, "headers too large\n", 0);
 		return;
 	}
-	evhttp_add_header(evhttp_request_get_output_headers(req),
-	    "Content-Type", METRICS_CTYPE);
-	evhttp_send_reply(req, HTTP_OK, "OK", body);
-	evbuffer_free(body);
+	if ((line = evbuffer_readln(in, &len, EVBUFFER_EOL_CRLF)) == NULL ||
+	    strlen(line) != len) {
+		metrics_answer_text(c, 400, "Bad Request", NULL,
+		    "bad request\n", 0);
+		free(line);
+		return;
+	}
+	metrics_request(c, line);
+	free(line);
+}
+
+static void
+metrics_write_cb(struct xport *xp, void *arg)
+{
+	struct metrics_client *c = arg;
+
+	if (c->answered && evbuffer_get_length(xport_output(xp)) == 0)
+		metrics_client_close(c);
+}
+
+static void
+metrics_event_cb(struct xport *xp, short what, void *arg)
+{
+	(void)xp;
+	if (what & (XPORT_EOF | XPORT_ERROR))
+		metrics_client_close(arg);
+}
+
+/* No full header block within metrics_header_timeout, or no reader. */
+static void
+metrics_timer_cb(evutil_socket_t fd, short ev, void *arg)
+{
+	struct metrics_client *c = arg;
+
+	(void)fd;
+	(void)ev;
+	if (!c->answered)
+		listener_refused(LREF_METRICS_TIMEOUT, "metrics client");
+	metrics_client_close(c);
+}
+
+/*
+ * At max_metrics_clients, close the oldest client still sending its
+ * headers, so a scrape gets in during a slow-loris flood.  Its socket
+ * and slot go now, not at the reap.  0 if one went, -1 if none could.
+ */
+static int
+metrics_evict_slow(void)
+{
+	struct metrics_client *c;
+
+	TAILQ_FOREACH(c, &metrics_clients, entry) {
+		if (c->dead || c->answered)
+			continue;
+		listener_refused(LREF_METRICS, "oldest slow metrics client");
+		metrics_client_close(c);
+		xport_free(c->xp);
+		c->xp = NULL;
+		c->slot = 0;
+		listener_put(LSLOT_METRICS);
+		return 0;
+	}
+	return -1;
+}
+
+static void
+metrics_accept_cb(struct evconnlistener *l, evutil_socket_t fd,
+    struct sockaddr *sa, int salen, void *arg)
+{
+	struct metrics_client	*c;
+	struct timeval		 tv;
+
+	(void)l;
+	(void)sa;
+	(void)salen;
+	(void)arg;
+	if (listener_take(LSLOT_METRICS) == -1 &&
+	    (metrics_evict_slow() == -1 ||
+	    listener_take(LSLOT_METRICS) == -1)) {
+		close(fd);
+		listener_refused(LREF_METRICS, "metrics client");
+		return;
+	}
+	if ((c = calloc(1, sizeof(*c))) == NULL ||
+	    (c->xp = xport_new(env->base, fd, NULL, 1)) == NULL) {
+		free(c);
+		close(fd);
+		listener_put(LSLOT_METRICS);
+		return;
+	}
+	c->slot = 1;
+	c->timer = evtimer_new(env->base, metrics_timer_cb, c);
+	c->reap_ev = event_new(env->base, -1, 0, metrics_reap_cb, c);
+	if (c->timer == NULL || c->reap_ev == NULL) {
+		log_warnx("metrics: out of memory for a client");
+		if (c->timer != NULL)
+			event_free(c->timer);
+		if (c->reap_ev != NULL)
+			event_free(c->reap_ev);
+		xport_free(c->xp);
+		free(c);
+		listener_put(LSLOT_METRICS);
+		return;
+	}
+	TAILQ_INSERT_TAIL(&metrics_clients, c, entry);
+	xport_setcb(c->xp, metrics_read_cb, metrics_write_cb,
+	    metrics_event_cb, c);
+	secs_to_tv(env->conf->metrics_header_timeout, &tv);
+	evtimer_add(c->timer, &tv);
 }
 
 static struct evconnlistener *
@@ -279,10 +538,9 @@ metrics_bind(struct event_base *base, const char *host, const char *port,
 		    gai_strerror(r));
 		return NULL;
 	}
-	/* No callback yet: evhttp_bind_listener() sets its own. */
-	l = evconnlistener_new_bind(base, NULL, NULL, LEV_OPT_CLOSE_ON_FREE |
-	    LEV_OPT_REUSEABLE | LEV_OPT_CLOSE_ON_EXEC, 16, res->ai_addr,
-	    res->ai_addrlen);
+	l = evconnlistener_new_bind(base, metrics_accept_cb, NULL,
+	    LEV_OPT_CLOSE_ON_FREE | LEV_OPT_REUSEABLE | LEV_OPT_CLOSE_ON_EXEC,
+	    16, res->ai_addr, res->ai_addrlen);
 	if (l == NULL)
 		snprintf(err, errlen, "metrics %s:%s: %s", host, port,
 		    strerror(errno));
@@ -294,52 +552,31 @@ int
 metrics_open(struct event_base *base, const char *host, const char *port,
     char *err, size_t errlen)
 {
-	struct evconnlistener	*l = NULL;
-
-	if (metrics_http != NULL) {
+	if (metrics_listener != NULL) {
 		snprintf(err, errlen, "metrics %s:%s: already open", host,
 		    port);
 		return -1;
 	}
-	if ((metrics_http = evhttp_new(base)) == NULL) {
-		snprintf(err, errlen, "metrics %s:%s: out of memory", host,
-		    port);
-		goto fail;
-	}
-	if ((l = metrics_bind(base, host, port, err, errlen)) == NULL)
-		goto fail;
-	if (evhttp_bind_listener(metrics_http, l) == NULL) {
-		snprintf(err, errlen, "metrics %s:%s: out of memory", host,
-		    port);
-		evconnlistener_free(l);
-		goto fail;
-	}
-	metrics_listener = l;
-	listener_guard(l, "metrics");
-	/* Every method reaches the callback, which answers 405 itself. */
-	evhttp_set_allowed_methods(metrics_http, EVHTTP_REQ_GET |
-	    EVHTTP_REQ_POST | EVHTTP_REQ_HEAD | EVHTTP_REQ_PUT |
-	    EVHTTP_REQ_DELETE | EVHTTP_REQ_OPTIONS | EVHTTP_REQ_TRACE |
-	    EVHTTP_REQ_CONNECT | EVHTTP_REQ_PATCH);
-	evhttp_set_timeout(metrics_http, METRICS_TIMEOUT);
-	evhttp_set_max_headers_size(metrics_http, METRICS_MAX_HEADERS);
-	evhttp_set_max_body_size(metrics_http, METRICS_MAX_BODY);
-	evhttp_set_gencb(metrics_http, metrics_request_cb, NULL);
+	if ((metrics_listener = metrics_bind(base, host, port, err,
+	    errlen)) == NULL)
+		return -1;
+	listener_guard(metrics_listener, "metrics");
 	log_info("metrics on http://%s%s%s:%s" METRICS_PATH,
 	    strchr(host, ':') != NULL ? "[" : "", host,
 	    strchr(host, ':') != NULL ? "]" : "", port);
 	return 0;
- fail:
-	metrics_close();
-	return -1;
 }
 
 void
 metrics_close(void)
 {
-	listener_unguard(metrics_listener);
-	if (metrics_http != NULL)
-		evhttp_free(metrics_http);	/* frees the listener too */
-	metrics_http = NULL;
+	struct metrics_client	*c;
+
+	if (metrics_listener != NULL) {
+		listener_unguard(metrics_listener);
+		evconnlistener_free(metrics_listener);
+	}
 	metrics_listener = NULL;
+	while ((c = TAILQ_FIRST(&metrics_clients)) != NULL)
+		metrics_client_free(c);
 }

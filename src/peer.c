@@ -21,6 +21,7 @@
 
 #include "config.h"
 #include "control.h"
+#include "listener.h"
 #include "log.h"
 #include "peer.h"
 #include "pipe.h"
@@ -129,7 +130,13 @@ struct peer {
 	uint32_t		 closed_ids[PEER_CLOSED_IDS];
 	unsigned int		 closed_pos;
 	char			 last_error[160];
+	struct sockaddr_storage	 src;		/* inbound: where from */
+	int			 acct;		/* PEER_ACCT_* slots held */
 };
+
+/* Which listener slots an inbound link holds (listener.h). */
+#define PEER_ACCT_CONN		0x01
+#define PEER_ACCT_HANDSHAKE	0x02	/* and its source's count */
 
 static struct evconnlistener	*peer_listener;
 static SSL_CTX			*peer_server_ctx;
@@ -201,6 +208,27 @@ peer_arm(struct peer *p, double secs)
 	evtimer_add(p->timer, &tv);
 }
 
+/* HELLO done: the link no longer counts as a handshake. */
+static void
+peer_acct_authenticated(struct peer *p)
+{
+	if (!(p->acct & PEER_ACCT_HANDSHAKE))
+		return;
+	p->acct &= ~PEER_ACCT_HANDSHAKE;
+	listener_put(LSLOT_HANDSHAKE);
+	listener_source_put((struct sockaddr *)&p->src);
+}
+
+/* The socket is closed: give back every slot it held. */
+static void
+peer_acct_release(struct peer *p)
+{
+	peer_acct_authenticated(p);
+	if (p->acct & PEER_ACCT_CONN)
+		listener_put(LSLOT_CONNECTION);
+	p->acct = 0;
+}
+
 static struct peer *
 peer_new(int outbound)
 {
@@ -238,6 +266,7 @@ peer_new(int outbound)
 static void
 peer_free(struct peer *p)
 {
+	peer_acct_release(p);
 	xport_free(p->xp);
 	if (p->ctx != NULL)
 		SSL_CTX_free(p->ctx);
@@ -597,6 +626,7 @@ instream_free(struct instream *in)
 		p->nin--;
 		peer_remember_closed(p, in->id);
 	}
+	listener_put(LSLOT_STREAM);
 	free(in);
 	if (p != NULL)
 		peer_check_retired(p);
@@ -754,7 +784,16 @@ peer_on_put(struct peer *p, const struct wire_frame *f)
 		    "too many streams on this link");
 		return;
 	}
+	if (listener_take(LSLOT_STREAM) == -1) {
+		listener_refused(LREF_STREAMS, p->addr);
+		env->puts_refused[WIRE_ABORT_LIMIT]++;
+		peer_send_abort(p, id, WIRE_ABORT_LIMIT,
+		    "too many streams on this relay (max_streams)");
+		peer_remember_closed(p, id);
+		return;
+	}
 	if ((in = calloc(1, sizeof(*in))) == NULL) {
+		listener_put(LSLOT_STREAM);
 		peer_send_abort(p, id, WIRE_ABORT_INTERNAL, "out of memory");
 		return;
 	}
@@ -770,6 +809,7 @@ peer_on_put(struct peer *p, const struct wire_frame *f)
 		    err);
 		peer_send_abort(p, id, code, err);
 		peer_remember_closed(p, id);
+		listener_put(LSLOT_STREAM);
 		free(in);
 		return;
 	}
@@ -985,6 +1025,7 @@ peer_on_hello(struct peer *p, const struct wire_frame *f)
 	p->remote_stream_window = f->u.hello.stream_window;
 	p->state = PEER_UP;
 	p->state_since = now_mono();
+	peer_acct_authenticated(p);
 	p->backoff_ms = PEER_BACKOFF_MIN;
 	p->last_error[0] = '\0';
 	log_info("peer=%s addr=%s up direction=%s", p->name, p->addr,
@@ -1181,6 +1222,7 @@ peer_drop_streams(struct peer *p, const char *why)
 			s = in->sess;
 			if (in->starved)
 				TAILQ_REMOVE(&starved, in, starved_entry);
+			listener_put(LSLOT_STREAM);
 			free(in);
 			session_upstream_lost(s, msg);
 		}
@@ -1194,6 +1236,7 @@ peer_close_final(struct peer *p)
 		xport_free(p->xp);
 		p->xp = NULL;
 	}
+	peer_acct_release(p);
 	event_del(p->flush_ev);
 	evtimer_del(p->timer);
 	p->state = PEER_DOWN;
@@ -1481,20 +1524,61 @@ peer_format_addr(const struct sockaddr *sa, char *out, size_t len)
 		snprintf(out, len, "unknown");
 }
 
+/*
+ * Take the listener slots of a new inbound link before anything is
+ * allocated for it, or say which cap it is over.  The per-source cap
+ * counts only links not yet through HELLO, so one address cannot hold
+ * every handshake slot.
+ */
+static int
+peer_accept_admit(const struct sockaddr *sa, enum listener_refusal *why)
+{
+	if (listener_take(LSLOT_CONNECTION) == -1) {
+		*why = LREF_CONNECTIONS;
+		return -1;
+	}
+	if (listener_take(LSLOT_HANDSHAKE) == -1) {
+		listener_put(LSLOT_CONNECTION);
+		*why = LREF_HANDSHAKES;
+		return -1;
+	}
+	if (listener_source_take(sa) == -1) {
+		listener_put(LSLOT_HANDSHAKE);
+		listener_put(LSLOT_CONNECTION);
+		*why = LREF_PER_SOURCE;
+		return -1;
+	}
+	return 0;
+}
+
 static void
 peer_accept_cb(struct evconnlistener *l, evutil_socket_t fd,
     struct sockaddr *sa, int salen, void *arg)
 {
+	enum listener_refusal why;
 	struct peer *p;
+	char addr[96];
 
 	(void)l;
-	(void)salen;
 	(void)arg;
+	if (peer_accept_admit(sa, &why) == -1) {
+		close(fd);
+		peer_format_addr(sa, addr, sizeof(addr));
+		listener_refused(why, addr);
+		return;
+	}
 	if ((p = peer_new(0)) == NULL) {
+		listener_source_put(sa);
+		listener_put(LSLOT_HANDSHAKE);
+		listener_put(LSLOT_CONNECTION);
 		log_warnx("accept: out of memory");
 		close(fd);
 		return;
 	}
+	if ((size_t)salen > sizeof(p->src))
+		salen = sizeof(p->src);
+	memcpy(&p->src, sa, salen);
+	p->acct = PEER_ACCT_CONN | PEER_ACCT_HANDSHAKE;
 	peer_format_addr(sa, p->addr, sizeof(p->addr));
 	snprintf(p->name, sizeof(p->name), "%s", p->addr);
 	p->conf = env->conf;

@@ -20,6 +20,7 @@
 
 #include "config.h"
 #include "control.h"
+#include "listener.h"
 #include "log.h"
 #include "metrics.h"
 #include "peer.h"
@@ -496,6 +497,7 @@ main(int argc, char *argv[])
 	if ((env->base = event_base_new()) == NULL)
 		fatalx("event_base_new failed");
 	env->start_time = now_mono();
+	listener_fd_init();
 	relayd_setup();
 	sigterm = evsignal_new(env->base, SIGTERM, relayd_signal_cb, NULL);
 	sigint = evsignal_new(env->base, SIGINT, relayd_signal_cb, NULL);

@@ -83,6 +83,7 @@ struct store_job {
 	uint64_t		 written;
 	unsigned int		 pending;	/* requests out */
 	int			 final_queued;
+	int			 open_queued;	/* temp file asked for */
 	int			 pumping;	/* store_job_pump() is running */
 	int			 repump;	/* ... and was asked to run again */
 	int			 ended;		/* final request came back */
@@ -502,6 +503,21 @@ store_job_stop(struct store_job *job)
 	store_queue_final(job);
 }
 
+/*
+ * The temp file is created with the first byte (or at EOF for an empty
+ * payload), not at admission: a stream that is admitted but never sends
+ * holds no descriptor, so open streams do not eat the daemon's fd limit.
+ */
+static void
+store_job_open(struct store_job *job)
+{
+	if (job->open_queued)
+		return;
+	job->open_queued = 1;
+	job->req_open.type = STORE_REQ_OPEN;
+	store_queue(job, &job->req_open);
+}
+
 static void
 store_job_fail(struct store_job *job, const char *reason)
 {
@@ -561,6 +577,7 @@ store_job_take(struct store_job *job)
 	req->chunk = chunk;
 	stream_chunk_ref(chunk);
 	store_test_take(req);
+	store_job_open(job);
 	job->queued += n;
 	job->inflight += n;
 	store_queue(job, req);
@@ -613,6 +630,7 @@ store_job_pump_once(struct store_job *job)
 			break;
 		case STREAM_EOF:
 			stream_unwait(job->reader);
+			store_job_open(job);
 			store_queue_final(job);
 			return;
 		case STREAM_FAILED:
@@ -752,8 +770,6 @@ store_begin(struct store *st, const char *key, size_t key_len,
 		snprintf(job->name, sizeof(job->name), "(invalid)");
 	TAILQ_INSERT_TAIL(&st->st_jobs, job, entry);
 
-	job->req_open.type = STORE_REQ_OPEN;
-	store_queue(job, &job->req_open);
 	if (badkey)
 		store_job_fail(job, "key empty or too long for a file name");
 	else

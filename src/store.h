@@ -4,7 +4,10 @@
  * A payload is written as its bytes arrive to a temp file ".tmp-*" in the
  * store directory, hashed (SHA-256) on the way, fsync'd, and renamed to
  * its final name only if its size and hash match the declared ones;
- * otherwise the temp file is unlinked and the failure reported.  store_open
+ * otherwise the temp file is unlinked and the failure reported.  The temp
+ * file is created with the job's first byte (or at EOF when the payload
+ * is empty), so an admitted stream that sends nothing holds no
+ * descriptor.  store_open
  * removes temp files a crash left behind.
  *
  * Threads: one worker thread per store does every write, hash, fsync,

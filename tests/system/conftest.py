@@ -340,7 +340,9 @@ class Relay:
 
     # -- process
 
-    def start(self, wait=True):
+    def start(self, wait=True, preexec_fn=None):
+        """preexec_fn runs in the child before relayd (e.g. to lower
+        its descriptor limit as systemd's default would)."""
         require_binaries()
         self.write_config()
         self._log = open(self.log_path, "ab")
@@ -348,7 +350,7 @@ class Relay:
             VALGRIND + [RELAYD, "-d", "-f", self.conf_path],
             stdin=subprocess.DEVNULL,
             stdout=self._log, stderr=self._log, cwd=self.dir,
-            start_new_session=True))
+            start_new_session=True, preexec_fn=preexec_fn))
         _RELAYS.append(self)
         if wait:
             self.wait_ready()

@@ -384,6 +384,63 @@ test_store_empty(void **state)
 	assert_int_equal(count_prefix(fx->dir, ""), 1);
 }
 
+static int
+count_fds(void)
+{
+	return count_prefix("/proc/self/fd", "");
+}
+
+/*
+ * Admitted streams that have sent nothing hold no descriptor: the temp
+ * file is created with the first byte.  The worker serves requests in
+ * order, so once a later job is stored, an open queued at admission
+ * would have run already.
+ */
+static void
+test_store_open_at_first_byte(void **state)
+{
+	struct fixture		*fx = *state;
+	struct result		 idle[32], res = { 0 };
+	struct stream_buf	*bufs[32], *buf;
+	uint8_t			 one = 'x', md1[32], md[32];
+	int			 i, fds;
+
+	memset(idle, 0, sizeof(idle));
+	sha256(&one, 1, md1);
+	fds = count_fds();
+	for (i = 0; i < 32; i++) {
+		bufs[i] = stream_buf_new(1, 0);
+		assert_non_null(store_begin(fx->store, "idle", 4, 1, md1,
+		    stream_reader_new(bufs[i]), done_cb, &idle[i]));
+	}
+	sha256((const uint8_t *)"later", 5, md);
+	buf = stream_buf_new(5, 0);
+	assert_non_null(store_begin(fx->store, "later", 5, 5, md,
+	    stream_reader_new(buf), done_cb, &res));
+	assert_int_equal(stream_append(buf, "later", 5), 0);
+	assert_int_equal(stream_finish(buf), 0);
+	stream_buf_unref(buf);
+	run_until(fx->base, &res.calls);
+	assert_int_equal(res.ok, 1);
+	assert_int_equal(count_prefix(fx->dir, ".tmp-"), 0);
+	assert_int_equal(count_fds(), fds);
+
+	/* The first byte creates the file (held in the worker's write). */
+	store_test_write_hook = gate_hook;
+	gate_set(1);
+	assert_int_equal(stream_append(bufs[0], &one, 1), 0);
+	assert_true(gate_wait_entered());
+	assert_int_equal(count_prefix(fx->dir, ".tmp-"), 1);
+	gate_set(0);
+	assert_int_equal(stream_finish(bufs[0]), 0);
+	run_until(fx->base, &idle[0].calls);
+	assert_int_equal(idle[0].ok, 1);
+	assert_file_is(fx->dir, "idle", &one, 1);
+	for (i = 0; i < 32; i++)
+		stream_buf_unref(bufs[i]);
+	assert_int_equal(hook_on_loop, 0);
+}
+
 /* Fewer or more bytes than declared to the store: refused, no file. */
 static void
 test_store_size_mismatch(void **state)
@@ -840,6 +897,8 @@ main(void)
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test(test_store_key_filename),
 		cmocka_unit_test_setup_teardown(test_store_fragments,
+		    setup, teardown),
+		cmocka_unit_test_setup_teardown(test_store_open_at_first_byte,
 		    setup, teardown),
 		cmocka_unit_test_setup_teardown(test_store_empty,
 		    setup, teardown),
