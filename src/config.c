@@ -124,6 +124,10 @@ static const struct config_opt config_opts[] = {
 	    65536, I64MAX, 0, 0 },
 	{ "max_fork_lag", config_set_u64, OFF(max_fork_lag),
 	    65536, I64MAX, 0, 0 },
+	{ "max_output_buffer", config_set_u64, OFF(max_output_buffer),
+	    2 * CONFIG_MIB, CONFIG_GIB, 0, 0 },
+	{ "output_timeout", config_set_secs, OFF(output_timeout),
+	    0, 0, 0.1, 3600 },
 	{ "tls", config_set_tls, 0, 0, 0, 0, 0 },
 	{ "peers", config_set_peers, 0, 0, 0, 0, 0 },
 	{ "routes", config_set_routes, 0, 0, 0, 0, 0 },
@@ -1107,6 +1111,14 @@ config_root(struct config_ctx *ctx, const config_setting_t *root)
 	    (s = config_setting_get_member(root, "listen")) != NULL)
 		config_err(ctx, s, "listener needs TLS material (tls = { ca; "
 		    "cert; key; }) or an explicit tls = false");
+	/* A new stream's first window is reserved against max_buffered:
+	 * below one window no peer stream could ever be admitted. */
+	if (ctx->cf->max_buffered < ctx->cf->stream_window)
+		config_err(ctx, config_setting_get_member(root, "max_buffered"),
+		    "max_buffered (%llu) is below stream_window (%u): no "
+		    "stream could be admitted",
+		    (unsigned long long)ctx->cf->max_buffered,
+		    ctx->cf->stream_window);
 }
 
 /* One numeric literal from config_scan_ints(). */
@@ -1284,6 +1296,8 @@ config_defaults(struct config *cf)
 	cf->max_streams_per_peer = 1024;
 	cf->max_buffered = 256 * CONFIG_MIB;
 	cf->max_fork_lag = 16 * CONFIG_MIB;
+	cf->max_output_buffer = 4 * CONFIG_MIB;
+	cf->output_timeout = 10.0;
 }
 
 static void

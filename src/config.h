@@ -24,6 +24,9 @@
  *   max_buffered = 268435456;           # bytes held by all streams
  *   max_fork_lag = 16777216;            # a fork further behind the
  *                                       # fastest is aborted (slow hop)
+ *   max_output_buffer = 4194304;        # a link's unsent output above
+ *                                       # this: stop reading from it
+ *   output_timeout = 10.0;              # ...close it if still above
  *   tls = {                             # the listener's TLS, and the
  *     ca = "/etc/relayd/tls/ca.pem";    # default for outbound links
  *     cert = "/etc/relayd/tls/relay.pem";
@@ -121,6 +124,8 @@ struct config {
 	uint32_t	 max_streams_per_peer;
 	uint64_t	 max_buffered;
 	uint64_t	 max_fork_lag;	/* slow next hop: abort beyond */
+	uint64_t	 max_output_buffer; /* per link: stop reading above */
+	double		 output_timeout;	/* ...and close if not drained */
 	unsigned int	 npeers;
 	struct peer_conf *peers;
 	unsigned int	 nroutes;

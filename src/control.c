@@ -411,6 +411,7 @@ ctl_stats_json(void)
 	    "stream_durations", (json_int_t)env->dur_count,
 	    "uptime_s", now_mono() - env->start_time);
 	json_decref(tls);	/* "O" took its own references */
+	json_object_set_new(o, "memory", peer_memory_json());
 	return o;
 }
 
