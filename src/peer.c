@@ -142,6 +142,7 @@ struct peer {
 	uint32_t		 max_in_id;	/* highest id a PUT named */
 	struct event		*out_ev;	/* output stuck: close then */
 	int			 out_paused;	/* reading stopped for it */
+	uint64_t		 out_mark;	/* xport_out_drained() then */
 	uint64_t		 pong_end;	/* xport_out_drained() once our
 						 * last PONG has left */
 	int			 pong_owed;	/* a PING folded into it */
@@ -163,6 +164,7 @@ static void	peer_timer_cb(evutil_socket_t, short, void *);
 static void	peer_flush_cb(evutil_socket_t, short, void *);
 static void	peer_reap_cb(evutil_socket_t, short, void *);
 static void	peer_out_cb(evutil_socket_t, short, void *);
+static void	peer_output_watch(struct peer *);
 static void	peer_drop(struct peer *, const char *);
 static void	peer_linger_close(struct peer *, const char *);
 static void	peer_connect(struct peer *);
@@ -1108,6 +1110,7 @@ peer_on_ping(struct peer *p, uint64_t value)
 		env->hostile.pongs_folded++;
 		p->pong_owed = 1;
 		p->pong_value = value;
+		peer_output_watch(p);
 		return;
 	}
 	peer_send_pong(p, value);
@@ -1189,6 +1192,24 @@ peer_output_full(const struct peer *p)
 	    env->conf->max_output_buffer;
 }
 
+/*
+ * Output is queued: check in output_timeout that some of it left.  A
+ * link whose output makes no progress for that long (its peer reads
+ * nothing) is closed, whether or not it went over the bound.
+ */
+static void
+peer_output_watch(struct peer *p)
+{
+	struct timeval tv;
+
+	if (p->xp == NULL || evtimer_pending(p->out_ev, NULL) ||
+	    evbuffer_get_length(xport_output(p->xp)) == 0)
+		return;
+	p->out_mark = xport_out_drained(p->xp);
+	secs_to_tv(env->conf->output_timeout, &tv);
+	evtimer_add(p->out_ev, &tv);
+}
+
 static void
 peer_output_pause(struct peer *p)
 {
@@ -1197,6 +1218,7 @@ peer_output_pause(struct peer *p)
 	if (p->out_paused)
 		return;
 	p->out_paused = 1;
+	p->out_mark = xport_out_drained(p->xp);
 	env->hostile.output_paused++;
 	xport_read_enable(p->xp, 0);
 	log_warnx("peer=%s addr=%s output not read: queued=%zu "
@@ -1218,6 +1240,7 @@ peer_output_resume(struct peer *p)
 	log_info("peer=%s addr=%s output drained: queued=%zu; reading again",
 	    p->name, p->addr, evbuffer_get_length(xport_output(p->xp)));
 	xport_read_enable(p->xp, 1);
+	peer_output_watch(p);
 }
 
 static void
@@ -1228,14 +1251,22 @@ peer_out_cb(evutil_socket_t fd, short ev, void *arg)
 
 	(void)fd;
 	(void)ev;
-	if (!p->out_paused || p->xp == NULL ||
+	if (p->xp == NULL ||
 	    (p->state != PEER_UP && p->state != PEER_HANDSHAKE))
+		return;
+	/* Not over the bound and moving (or empty): watch on. */
+	if (!p->out_paused && xport_out_drained(p->xp) != p->out_mark) {
+		peer_output_watch(p);
+		return;
+	}
+	if (!p->out_paused && evbuffer_get_length(xport_output(p->xp)) == 0)
 		return;
 	env->hostile.output_closed++;
 	snprintf(why, sizeof(why), "output not drained within "
-	    "output_timeout (%.1fs): queued=%zu max_output_buffer=%llu",
+	    "output_timeout (%.1fs): queued=%zu %s max_output_buffer=%llu",
 	    env->conf->output_timeout,
 	    evbuffer_get_length(xport_output(p->xp)),
+	    p->out_paused ? "over" : "none sent,",
 	    (unsigned long long)env->conf->max_output_buffer);
 	log_warnx("peer=%s addr=%s closed: %s", p->name, p->addr, why);
 	/* No GOAWAY: the peer reads nothing, it would only queue more. */
