@@ -15,9 +15,10 @@ legitimate `relayctl put` from another client that must store byte-exact:
   is reserved against max_buffered before it is granted, so streams beyond
   the cap are refused (ABORT limit) and buffered + reserved never exceeds
   max_buffered.
-- test_credit_overflow_closes_link: CREDIT that would raise the connection
-  window above 2^31-1 is a protocol error: GOAWAY protocol, link closed,
-  counted.
+- test_credit_overflow_closes_link, test_stream_credit_overflow_closes_link:
+  CREDIT that would raise the connection window (from a peer that
+  connected) or a stream's window (from a next hop relayd dialled) above
+  2^31-1 is a protocol error: GOAWAY protocol, link closed, counted.
 - test_data_never_opened_closes_link: DATA on a stream id no PUT opened is
   a protocol error for the link.
 - test_data_after_abort_discarded_cheaply: 16 MiB of DATA on a stream that
@@ -376,6 +377,78 @@ def test_credit_overflow_closes_link(make_relay):
     assert "protocol error: CREDIT of 2147483647 on stream 0" in \
         relay.log_text()
     legit_put(relay, "good/after-credit-overflow")
+
+
+class CreditBomber(SilentHop):
+    """A next hop that grants normal windows, then answers the first PUT
+    it gets with CREDIT 2^31-1 on that stream (its window is already
+    stream_window: the sum overflows), and records what comes back."""
+
+    def __init__(self, node):
+        self.frames = []
+        super().__init__(node)
+
+    def _run(self):
+        self.lsock.settimeout(0.2)
+        while not self.stop.is_set():
+            try:
+                c, _ = self.lsock.accept()
+            except socket.timeout:
+                continue
+            except OSError:
+                return
+            self.conns.append(c)
+            c.sendall(W.enc_hello(self.node, 4 * M, 1 * M))
+            threading.Thread(target=self._serve, args=(c,),
+                             daemon=True).start()
+
+    def _serve(self, c):
+        buf = bytearray()
+        c.settimeout(0.2)
+        while not self.stop.is_set():
+            try:
+                chunk = c.recv(1 << 16)
+            except socket.timeout:
+                continue
+            except OSError:
+                return
+            if not chunk:
+                self.frames.append("closed")
+                return
+            buf += chunk
+            while True:
+                r = W.decode(buf)
+                if r is None:
+                    break
+                n, f = r
+                del buf[:n]
+                self.frames.append(f)
+                if f.type == W.PUT:
+                    c.sendall(W.enc_credit(f.stream, 0x7FFFFFFF))
+
+
+def test_stream_credit_overflow_closes_link(make_relay):
+    hop = CreditBomber("bomber")
+    relay = make_relay(
+        "sender", peers=[{"name": "bomber",
+                          "address": "%s:%d" % (HOST, hop.port)}],
+        routes=[{"prefix": "evil/", "hops": ["bomber"], "store": False},
+                {"prefix": "", "hops": [], "store": True}])
+    try:
+        relay.start()
+        rc, js = put(relay, "evil/overflow", os.urandom(64 * K), timeout=30)
+        assert rc != 0, js          # its only branch failed
+        wait_for(lambda: "closed" in hop.frames, 10,
+                 "the relay to close the link to the next hop")
+        goaway = [f for f in hop.frames if f != "closed" and
+                  f.type == W.GOAWAY]
+        assert goaway and goaway[0].code == W.ABORT_PROTOCOL, hop.frames
+        assert memory(relay)["credit_overflow"] == 1
+        assert "protocol error: CREDIT of 2147483647 on stream 1" in \
+            relay.log_text()
+        legit_put(relay, "good/after-stream-credit-overflow")
+    finally:
+        hop.close()
 
 
 # ------------------------------------------- 4: DATA for unknown streams
