@@ -139,6 +139,10 @@ static const struct config_opt config_opts[] = {
 	    1, 4096, 0, 0 },
 	{ "metrics_header_timeout", config_set_secs,
 	    OFF(metrics_header_timeout), 0, 0, 0.1, 3600 },
+	{ "max_output_buffer", config_set_u64, OFF(max_output_buffer),
+	    2 * CONFIG_MIB, CONFIG_GIB, 0, 0 },
+	{ "output_timeout", config_set_secs, OFF(output_timeout),
+	    0, 0, 0.1, 3600 },
 	{ "tls", config_set_tls, 0, 0, 0, 0, 0 },
 	{ "peers", config_set_peers, 0, 0, 0, 0, 0 },
 	{ "routes", config_set_routes, 0, 0, 0, 0, 0 },
@@ -1154,6 +1158,14 @@ config_root(struct config_ctx *ctx, const config_setting_t *root)
 	    (s = config_setting_get_member(root, "listen")) != NULL)
 		config_err(ctx, s, "listener needs TLS material (tls = { ca; "
 		    "cert; key; }) or an explicit tls = false");
+	/* A new stream's first window is reserved against max_buffered:
+	 * below one window no peer stream could ever be admitted. */
+	if (ctx->cf->max_buffered < ctx->cf->stream_window)
+		config_err(ctx, config_setting_get_member(root, "max_buffered"),
+		    "max_buffered (%llu) is below stream_window (%u): no "
+		    "stream could be admitted",
+		    (unsigned long long)ctx->cf->max_buffered,
+		    ctx->cf->stream_window);
 }
 
 /* One numeric literal from config_scan_ints(). */
@@ -1340,6 +1352,8 @@ config_defaults(struct config *cf)
 	cf->control_request_timeout = 10.0;
 	cf->max_metrics_clients = 16;
 	cf->metrics_header_timeout = 5.0;
+	cf->max_output_buffer = 4 * CONFIG_MIB;
+	cf->output_timeout = 10.0;
 }
 
 static void

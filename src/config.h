@@ -32,6 +32,9 @@
  *   control_request_timeout = 10.0;     # seconds to send the request
  *   max_metrics_clients = 16;
  *   metrics_header_timeout = 5.0;       # seconds to send the headers
+ *   max_output_buffer = 4194304;        # a link's unsent output above
+ *                                       # this: stop reading from it
+ *   output_timeout = 10.0;              # ...close it if still above
  *   tls = {                             # the listener's TLS, and the
  *     ca = "/etc/relayd/tls/ca.pem";    # default for outbound links
  *     cert = "/etc/relayd/tls/relay.pem";
@@ -146,6 +149,8 @@ struct config {
 	double		 control_request_timeout; /* accept to request line */
 	uint32_t	 max_metrics_clients;
 	double		 metrics_header_timeout;  /* accept to full headers */
+	uint64_t	 max_output_buffer; /* per link: stop reading above */
+	double		 output_timeout;	/* ...and close if not drained */
 	unsigned int	 npeers;
 	struct peer_conf *peers;
 	unsigned int	 nroutes;

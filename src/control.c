@@ -433,6 +433,7 @@ ctl_stats_json(void)
 	    "uptime_s", now_mono() - env->start_time);
 	json_decref(tls);	/* "O" took its own references */
 	json_object_set_new(o, "descriptors", listener_json());
+	json_object_set_new(o, "memory", peer_memory_json());
 	return o;
 }
 

@@ -245,6 +245,33 @@ metrics_descriptors(struct metrics_out *o)
 		    listener_refusal_name(i), listener_refused_count(i));
 }
 
+/* The memory bounds against hostile peers (env->hostile). */
+static void
+metrics_memory(struct metrics_out *o)
+{
+	const struct stats_hostile *h = &env->hostile;
+
+	metrics_one(o, "relayd_reserved_bytes", "gauge",
+	    "Stream credit granted to peers and not yet used, reserved "
+	    "against max_buffered.", peer_reserved_bytes());
+	metrics_pair(o, "relayd_output_bound_total", "counter",
+	    "Links whose unsent output went above max_output_buffer: reading "
+	    "paused, or closed after output_timeout.", "action", "paused",
+	    h->output_paused, "closed", h->output_closed);
+	metrics_one(o, "relayd_pongs_folded_total", "counter",
+	    "PINGs answered by a PONG already queued.", h->pongs_folded);
+	metrics_one(o, "relayd_reserve_refused_total", "counter",
+	    "PUTs refused: max_buffered had no room for a stream window.",
+	    h->reserve_refused);
+	metrics_pair(o, "relayd_link_protocol_closed_total", "counter",
+	    "Links closed for CREDIT beyond 2^31-1 or DATA for a stream "
+	    "never opened.", "reason", "credit_overflow",
+	    h->credit_overflow, "data_never_opened", h->data_never_opened);
+	metrics_one(o, "relayd_data_discarded_bytes_total", "counter",
+	    "DATA bytes of ended or unknown streams read and dropped.",
+	    h->data_discarded);
+}
+
 static int
 metrics_render(struct evbuffer *buf)
 {
@@ -253,6 +280,7 @@ metrics_render(struct evbuffer *buf)
 	metrics_puts(&o);
 	metrics_links(&o);
 	metrics_descriptors(&o);
+	metrics_memory(&o);
 	metrics_durations(&o);
 	metrics_family(&o, "relayd_uptime_seconds", "gauge",
 	    "Seconds since relayd started.");

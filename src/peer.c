@@ -37,6 +37,7 @@
 #define PEER_OUT_HIGH	(1024 * 1024)	/* stop scheduling pipes above */
 #define PEER_OUT_LOW	(256 * 1024)	/* resume below */
 #define PEER_CLOSED_IDS	64		/* recently closed inbound ids */
+#define PEER_MAX_WINDOW	0x7fffffffLL	/* a window never exceeds this */
 #define PEER_BACKOFF_MIN 100		/* ms */
 #define PEER_BACKOFF_MAX 5000
 
@@ -73,6 +74,17 @@ struct instream {
  */
 static TAILQ_HEAD(, instream)	starved = TAILQ_HEAD_INITIALIZER(starved);
 static struct event		*starved_ev;
+
+/*
+ * Stream credit granted to peers and not yet used: the sum of every
+ * instream's window.  A grant (a new stream's first window included) is
+ * made only if stream_total_held() + peer_reserved + the grant fits in
+ * max_buffered; a DATA byte moves from here into the buffer, so buffered
+ * bytes from peers can never exceed max_buffered.
+ */
+static uint64_t			peer_reserved;
+/* DATA of a stream that is gone is read into this and dropped. */
+static uint8_t			peer_discard[WIRE_MAX_DATA];
 
 LIST_HEAD(instream_head, instream);
 LIST_HEAD(pipe_head, pipe);
@@ -129,6 +141,14 @@ struct peer {
 	int			 retired;	/* dropped by a reload */
 	uint32_t		 closed_ids[PEER_CLOSED_IDS];
 	unsigned int		 closed_pos;
+	uint32_t		 max_in_id;	/* highest id a PUT named */
+	struct event		*out_ev;	/* output stuck: close then */
+	int			 out_paused;	/* reading stopped for it */
+	uint64_t		 out_mark;	/* xport_out_drained() then */
+	uint64_t		 pong_end;	/* xport_out_drained() once our
+						 * last PONG has left */
+	int			 pong_owed;	/* a PING folded into it */
+	uint64_t		 pong_value;	/* the latest such PING's */
 	char			 last_error[160];
 	struct sockaddr_storage	 src;		/* inbound: where from */
 	int			 acct;		/* PEER_ACCT_* slots held */
@@ -151,6 +171,8 @@ static void	peer_sunk(struct xport *, size_t, void *);
 static void	peer_timer_cb(evutil_socket_t, short, void *);
 static void	peer_flush_cb(evutil_socket_t, short, void *);
 static void	peer_reap_cb(evutil_socket_t, short, void *);
+static void	peer_out_cb(evutil_socket_t, short, void *);
+static void	peer_output_watch(struct peer *);
 static void	peer_drop(struct peer *, const char *);
 static void	peer_linger_close(struct peer *, const char *);
 static void	peer_connect(struct peer *);
@@ -248,13 +270,17 @@ peer_new(int outbound)
 	p->flush_ev = event_new(env->base, -1, 0, peer_flush_cb, p);
 	p->timer = evtimer_new(env->base, peer_timer_cb, p);
 	p->reap_ev = event_new(env->base, -1, 0, peer_reap_cb, p);
-	if (p->flush_ev == NULL || p->timer == NULL || p->reap_ev == NULL) {
+	p->out_ev = evtimer_new(env->base, peer_out_cb, p);
+	if (p->flush_ev == NULL || p->timer == NULL || p->reap_ev == NULL ||
+	    p->out_ev == NULL) {
 		if (p->flush_ev)
 			event_free(p->flush_ev);
 		if (p->timer)
 			event_free(p->timer);
 		if (p->reap_ev)
 			event_free(p->reap_ev);
+		if (p->out_ev)
+			event_free(p->out_ev);
 		free(p);
 		return NULL;
 	}
@@ -277,6 +303,7 @@ peer_free(struct peer *p)
 	event_free(p->flush_ev);
 	event_free(p->timer);
 	event_free(p->reap_ev);
+	event_free(p->out_ev);
 	free(p->host);
 	free(p->port);
 	free(p);
@@ -302,6 +329,10 @@ peer_transport_new(struct peer *p, evutil_socket_t fd)
 	p->tls_pending = ssl != NULL;
 	p->rx_left = 0;
 	p->rx_drop = 0;
+	p->max_in_id = 0;
+	p->out_paused = 0;
+	p->pong_end = 0;
+	p->pong_owed = 0;
 	xport_setcb(xp, peer_read_cb, peer_write_cb, peer_event_cb, p);
 	xport_set_sink(xp, peer_sink, peer_sunk, WIRE_HDR_LEN);
 	xport_set_lowat(xp, PEER_OUT_LOW);
@@ -611,6 +642,15 @@ peer_recently_closed(const struct peer *p, uint32_t id)
 	return 0;
 }
 
+/* The stream's unused credit goes back to max_buffered. */
+static void
+instream_unreserve(struct instream *in)
+{
+	if (in->window > 0)
+		peer_reserved -= (uint64_t)in->window;
+	in->window = 0;
+}
+
 static void
 instream_free(struct instream *in)
 {
@@ -620,7 +660,7 @@ instream_free(struct instream *in)
 		TAILQ_REMOVE(&starved, in, starved_entry);
 		in->starved = 0;
 	}
-
+	instream_unreserve(in);
 	if (p != NULL) {
 		LIST_REMOVE(in, hentry);
 		p->nin--;
@@ -688,10 +728,26 @@ instream_abort(void *up, struct session *s, uint16_t code, const char *msg)
 	instream_free(in);
 }
 
+/* Bytes of max_buffered neither buffered nor promised to a peer. */
+static uint64_t
+peer_mem_room(void)
+{
+	uint64_t used = stream_total_held() + peer_reserved;
+
+	return used >= env->conf->max_buffered ? 0 :
+	    env->conf->max_buffered - used;
+}
+
 static int
 peer_over_memory(void)
 {
-	return stream_total_held() >= env->conf->max_buffered;
+	return peer_mem_room() == 0;
+}
+
+uint64_t
+peer_reserved_bytes(void)
+{
+	return peer_reserved;
 }
 
 static void
@@ -699,10 +755,21 @@ instream_grant(struct instream *in)
 {
 	struct peer *p = in->peer;
 	struct timeval tv = { 0, 100000 };
+	uint64_t n;
 
 	if (p == NULL || in->credit_pending == 0)
 		return;
-	if (peer_over_memory()) {
+	/* Grant what max_buffered has room for, reserved before it goes. */
+	n = peer_mem_room();
+	if (n > in->credit_pending)
+		n = in->credit_pending;
+	if (n > 0) {
+		peer_send_credit(p, in->id, n);
+		in->window += n;
+		peer_reserved += n;
+		in->credit_pending -= n;
+	}
+	if (in->credit_pending > 0) {
 		if (!in->starved) {
 			TAILQ_INSERT_TAIL(&starved, in, starved_entry);
 			in->starved = 1;
@@ -710,11 +777,7 @@ instream_grant(struct instream *in)
 		/* Also retried on a timer: the memory may free elsewhere. */
 		if (starved_ev != NULL && !evtimer_pending(starved_ev, NULL))
 			evtimer_add(starved_ev, &tv);
-		return;
 	}
-	peer_send_credit(p, in->id, in->credit_pending);
-	in->window += in->credit_pending;
-	in->credit_pending = 0;
 }
 
 static void
@@ -782,6 +845,22 @@ peer_on_put(struct peer *p, const struct wire_frame *f)
 	if (p->nin >= env->conf->max_streams_per_peer) {
 		peer_send_abort(p, id, WIRE_ABORT_LIMIT,
 		    "too many streams on this link");
+		peer_remember_closed(p, id);
+		return;
+	}
+	/* The first window is credit too: reserve it or refuse. */
+	if (peer_mem_room() < p->stream_window) {
+		env->hostile.reserve_refused++;
+		env->puts_refused[WIRE_ABORT_LIMIT]++;
+		log_warnx("peer=%s addr=%s stream=%u put refused: max_buffered "
+		    "reached buffered=%llu reserved=%llu max_buffered=%llu",
+		    p->name, p->addr, id,
+		    (unsigned long long)stream_total_held(),
+		    (unsigned long long)peer_reserved,
+		    (unsigned long long)env->conf->max_buffered);
+		peer_send_abort(p, id, WIRE_ABORT_LIMIT,
+		    "max_buffered reached: no room for a stream window");
+		peer_remember_closed(p, id);
 		return;
 	}
 	if (listener_take(LSLOT_STREAM) == -1) {
@@ -814,14 +893,23 @@ peer_on_put(struct peer *p, const struct wire_frame *f)
 		return;
 	}
 	in->peer = p;
+	peer_reserved += (uint64_t)in->window;
 	LIST_INSERT_HEAD(&p->in_hash[id % PEER_HASH], in, hentry);
 	p->nin++;
 }
 
 /*
  * A DATA header: account for it and decide whether its payload goes to a
- * session (0) or is dropped (-1).  The payload follows in pieces, through
- * peer_on_data_bytes() or straight into the buffer (peer_sink()).
+ * session (0), is dropped (-1), or is a protocol error (-2: a stream that
+ * was never opened).  The payload follows in pieces, through
+ * peer_on_data_bytes() or straight into the buffer (peer_sink()); dropped
+ * payload is read into peer_discard in large reads.
+ *
+ * Ids increase (relayd-protocol(7)), so an id above every PUT the link
+ * has seen was never opened.  An id at or below that is a stream that
+ * ended: if relayd ended it within the last PEER_CLOSED_IDS streams, the
+ * DATA crossed the ABORT or RESULT and is dropped silently; older, it gets
+ * one ABORT (protocol).  Either way its connection credit comes back.
  */
 static int
 peer_on_data_start(struct peer *p, uint32_t id, size_t len)
@@ -836,7 +924,9 @@ peer_on_data_start(struct peer *p, uint32_t id, size_t len)
 		p->recv_window += p->conn_unacked;
 		p->conn_unacked = 0;
 	}
-	if ((in = peer_find_in(p, id)) == NULL || peer_is_ours(p, id)) {
+	if (peer_is_ours(p, id) || id > p->max_in_id)
+		return -2;
+	if ((in = peer_find_in(p, id)) == NULL) {
 		if (!peer_recently_closed(p, id)) {
 			peer_send_abort(p, id, WIRE_ABORT_PROTOCOL,
 			    "DATA for an unknown stream");
@@ -853,6 +943,7 @@ peer_on_data_start(struct peer *p, uint32_t id, size_t len)
 		return -1;
 	}
 	in->window -= len;
+	peer_reserved -= len;
 	return 0;
 }
 
@@ -864,6 +955,7 @@ peer_on_data_bytes(struct peer *p, struct evbuffer *input, size_t n)
 
 	p->rx_left -= n;
 	if (p->rx_drop || (in = peer_find_in(p, p->rx_id)) == NULL) {
+		env->hostile.data_discarded += n;
 		evbuffer_drain(input, n);
 		return;
 	}
@@ -880,9 +972,14 @@ peer_sink(struct xport *xp, size_t *len, void *arg)
 	struct instream *in;
 
 	(void)xp;
-	if (p->rx_left == 0 || p->rx_drop ||
-	    (in = peer_find_in(p, p->rx_id)) == NULL)
+	if (p->rx_left == 0)
 		return NULL;
+	if (p->rx_drop || (in = peer_find_in(p, p->rx_id)) == NULL) {
+		/* Dropped payload: read it in big pieces all the same. */
+		*len = p->rx_left < sizeof(peer_discard) ? p->rx_left :
+		    sizeof(peer_discard);
+		return peer_discard;
+	}
 	return session_data_space(in->sess, p->rx_left, len);
 }
 
@@ -895,8 +992,11 @@ peer_sunk(struct xport *xp, size_t n, void *arg)
 	(void)xp;
 	p->rx_left -= n;
 	p->last_rx = now_mono();
-	if ((in = peer_find_in(p, p->rx_id)) != NULL &&
-	    session_data_commit(in->sess, n) == -1)
+	if (p->rx_drop || (in = peer_find_in(p, p->rx_id)) == NULL) {
+		env->hostile.data_discarded += n;
+		return;
+	}
+	if (session_data_commit(in->sess, n) == -1)
 		p->rx_drop = 1;
 }
 
@@ -925,20 +1025,45 @@ peer_on_abort(struct peer *p, const struct wire_frame *f)
 	session_upstream_lost(s, why);
 }
 
+static void	peer_fail(struct peer *, const char *);
+
+/* A window above 2^31-1 (relayd-protocol(7)): the link is closed. */
+static void
+peer_credit_overflow(struct peer *p, uint32_t id, int64_t window,
+    uint32_t inc)
+{
+	char why[160];
+
+	env->hostile.credit_overflow++;
+	snprintf(why, sizeof(why), "CREDIT of %u on stream %u raises its "
+	    "window from %lld above 2147483647", inc, id, (long long)window);
+	peer_fail(p, why);
+}
+
 static void
 peer_on_credit(struct peer *p, const struct wire_frame *f)
 {
 	struct pipe *pp;
 
 	if (f->hdr.stream == 0) {
+		if (p->conn_credit + f->u.credit > PEER_MAX_WINDOW) {
+			peer_credit_overflow(p, 0, p->conn_credit, f->u.credit);
+			return;
+		}
 		p->conn_credit += f->u.credit;
 		while ((pp = TAILQ_FIRST(&p->conn_wait)) != NULL)
 			peer_want_write(p, pp);
 		return;
 	}
-	if (peer_is_ours(p, f->hdr.stream) &&
-	    (pp = peer_find_pipe(p, f->hdr.stream)) != NULL)
-		pipe_on_credit(pp, f->u.credit);
+	if (!peer_is_ours(p, f->hdr.stream) ||
+	    (pp = peer_find_pipe(p, f->hdr.stream)) == NULL)
+		return;
+	if (pp->credit + f->u.credit > PEER_MAX_WINDOW) {
+		peer_credit_overflow(p, f->hdr.stream, pp->credit,
+		    f->u.credit);
+		return;
+	}
+	pipe_on_credit(pp, f->u.credit);
 }
 
 /* A framing error: GOAWAY with the reason, then close this link only. */
@@ -1043,10 +1168,48 @@ peer_on_hello(struct peer *p, const struct wire_frame *f)
 	peer_schedule(p);
 }
 
+/*
+ * PONG, at most one in the output: a PING that arrives while our last
+ * PONG has not left yet is folded into the next one (sent with the latest
+ * value once the queued one has gone), so a peer that never reads cannot
+ * make PONGs pile up.
+ */
+static void
+peer_send_pong(struct peer *p, uint64_t value)
+{
+	uint8_t frame[WIRE_HDR_LEN + 8];
+
+	if (wire_enc_ping(frame, sizeof(frame), 1, value) <= 0 ||
+	    peer_send(p, frame, sizeof(frame)) == -1)
+		return;
+	p->pong_owed = 0;
+	p->pong_end = xport_out_drained(p->xp) +
+	    evbuffer_get_length(xport_output(p->xp));
+}
+
+static int
+peer_pong_queued(const struct peer *p)
+{
+	return p->xp != NULL && p->pong_end != 0 &&
+	    xport_out_drained(p->xp) < p->pong_end;
+}
+
+static void
+peer_on_ping(struct peer *p, uint64_t value)
+{
+	if (peer_pong_queued(p)) {
+		env->hostile.pongs_folded++;
+		p->pong_owed = 1;
+		p->pong_value = value;
+		peer_output_watch(p);
+		return;
+	}
+	peer_send_pong(p, value);
+}
+
 static void
 peer_dispatch(struct peer *p, const struct wire_frame *f)
 {
-	uint8_t frame[WIRE_HDR_LEN + 8];
 	struct instream *in;
 	struct pipe *pp;
 
@@ -1055,10 +1218,14 @@ peer_dispatch(struct peer *p, const struct wire_frame *f)
 		peer_on_hello(p, f);
 		break;
 	case WIRE_PUT:
-		if (p->remote_goaway || env->draining)
+		if (!peer_is_ours(p, f->hdr.stream) &&
+		    f->hdr.stream > p->max_in_id)
+			p->max_in_id = f->hdr.stream;
+		if (p->remote_goaway || env->draining) {
 			peer_send_abort(p, f->hdr.stream, WIRE_ABORT_SHUTDOWN,
 			    "link is going away");
-		else
+			peer_remember_closed(p, f->hdr.stream);
+		} else
 			peer_on_put(p, f);
 		break;
 	case WIRE_END:
@@ -1078,8 +1245,7 @@ peer_dispatch(struct peer *p, const struct wire_frame *f)
 		peer_on_credit(p, f);
 		break;
 	case WIRE_PING:
-		if (wire_enc_ping(frame, sizeof(frame), 1, f->u.ping) > 0)
-			peer_send(p, frame, sizeof(frame));
+		peer_on_ping(p, f->u.ping);
 		break;
 	case WIRE_PONG:
 		p->ping_out = 0;
@@ -1094,6 +1260,111 @@ peer_dispatch(struct peer *p, const struct wire_frame *f)
 }
 
 static void
+peer_data_never_opened(struct peer *p, uint32_t id)
+{
+	char why[96];
+
+	env->hostile.data_never_opened++;
+	snprintf(why, sizeof(why), "DATA for stream %u, which was never "
+	    "opened", id);
+	peer_fail(p, why);
+}
+
+/*
+ * The per-link output bound.  A peer that does not read what relayd
+ * answers stops being read itself (so it cannot make relayd answer
+ * more), and is closed if its output has not drained to the low
+ * watermark within output_timeout.
+ */
+static int
+peer_output_full(const struct peer *p)
+{
+	return p->xp != NULL && evbuffer_get_length(xport_output(p->xp)) >
+	    env->conf->max_output_buffer;
+}
+
+/*
+ * Output is queued: check in output_timeout that some of it left.  A
+ * link whose output makes no progress for that long (its peer reads
+ * nothing) is closed, whether or not it went over the bound.
+ */
+static void
+peer_output_watch(struct peer *p)
+{
+	struct timeval tv;
+
+	if (p->xp == NULL || evtimer_pending(p->out_ev, NULL) ||
+	    evbuffer_get_length(xport_output(p->xp)) == 0)
+		return;
+	p->out_mark = xport_out_drained(p->xp);
+	secs_to_tv(env->conf->output_timeout, &tv);
+	evtimer_add(p->out_ev, &tv);
+}
+
+static void
+peer_output_pause(struct peer *p)
+{
+	struct timeval tv;
+
+	if (p->out_paused)
+		return;
+	p->out_paused = 1;
+	p->out_mark = xport_out_drained(p->xp);
+	env->hostile.output_paused++;
+	xport_read_enable(p->xp, 0);
+	log_warnx("peer=%s addr=%s output not read: queued=%zu "
+	    "max_output_buffer=%llu; reading paused for up to %.1fs",
+	    p->name, p->addr, evbuffer_get_length(xport_output(p->xp)),
+	    (unsigned long long)env->conf->max_output_buffer,
+	    env->conf->output_timeout);
+	secs_to_tv(env->conf->output_timeout, &tv);
+	evtimer_add(p->out_ev, &tv);
+}
+
+static void
+peer_output_resume(struct peer *p)
+{
+	if (!p->out_paused || p->xp == NULL)
+		return;
+	p->out_paused = 0;
+	evtimer_del(p->out_ev);
+	log_info("peer=%s addr=%s output drained: queued=%zu; reading again",
+	    p->name, p->addr, evbuffer_get_length(xport_output(p->xp)));
+	xport_read_enable(p->xp, 1);
+	peer_output_watch(p);
+}
+
+static void
+peer_out_cb(evutil_socket_t fd, short ev, void *arg)
+{
+	struct peer *p = arg;
+	char why[160];
+
+	(void)fd;
+	(void)ev;
+	if (p->xp == NULL ||
+	    (p->state != PEER_UP && p->state != PEER_HANDSHAKE))
+		return;
+	/* Not over the bound and moving (or empty): watch on. */
+	if (!p->out_paused && xport_out_drained(p->xp) != p->out_mark) {
+		peer_output_watch(p);
+		return;
+	}
+	if (!p->out_paused && evbuffer_get_length(xport_output(p->xp)) == 0)
+		return;
+	env->hostile.output_closed++;
+	snprintf(why, sizeof(why), "output not drained within "
+	    "output_timeout (%.1fs): queued=%zu %s max_output_buffer=%llu",
+	    env->conf->output_timeout,
+	    evbuffer_get_length(xport_output(p->xp)),
+	    p->out_paused ? "over" : "none sent,",
+	    (unsigned long long)env->conf->max_output_buffer);
+	log_warnx("peer=%s addr=%s closed: %s", p->name, p->addr, why);
+	/* No GOAWAY: the peer reads nothing, it would only queue more. */
+	peer_drop(p, why);
+}
+
+static void
 peer_read_cb(struct xport *xp, void *arg)
 {
 	struct peer *p = arg;
@@ -1105,6 +1376,10 @@ peer_read_cb(struct xport *xp, void *arg)
 	int r;
 
 	while (p->state == PEER_HANDSHAKE || p->state == PEER_UP) {
+		if (peer_output_full(p)) {
+			peer_output_pause(p);
+			break;
+		}
 		have = evbuffer_get_length(input);
 		if (p->rx_left > 0) {
 			/* Inside a DATA frame's payload. */
@@ -1142,8 +1417,11 @@ peer_read_cb(struct xport *xp, void *arg)
 			evbuffer_drain(input, WIRE_HDR_LEN);
 			p->rx_id = h.stream;
 			p->rx_left = h.len;
-			p->rx_drop = peer_on_data_start(p, h.stream,
-			    h.len) == -1;
+			if ((r = peer_on_data_start(p, h.stream, h.len)) == -2) {
+				peer_data_never_opened(p, h.stream);
+				return;
+			}
+			p->rx_drop = r == -1;
 			continue;
 		}
 		if (have < WIRE_HDR_LEN + (size_t)h.len)
@@ -1171,6 +1449,9 @@ peer_write_cb(struct xport *xp, void *arg)
 		peer_drop(p, p->last_error);
 		return;
 	}
+	if (p->pong_owed && !peer_pong_queued(p))
+		peer_send_pong(p, p->pong_value);
+	peer_output_resume(p);
 	peer_schedule(p);
 }
 
@@ -1223,6 +1504,7 @@ peer_drop_streams(struct peer *p, const char *why)
 			if (in->starved)
 				TAILQ_REMOVE(&starved, in, starved_entry);
 			listener_put(LSLOT_STREAM);
+			instream_unreserve(in);
 			free(in);
 			session_upstream_lost(s, msg);
 		}
@@ -1239,6 +1521,8 @@ peer_close_final(struct peer *p)
 	peer_acct_release(p);
 	event_del(p->flush_ev);
 	evtimer_del(p->timer);
+	evtimer_del(p->out_ev);
+	p->out_paused = 0;
 	p->state = PEER_DOWN;
 	p->state_since = now_mono();
 	if (!p->outbound || p->retired) {
@@ -1867,4 +2151,22 @@ peer_reconfigure(struct config *old, char *err, size_t errlen)
 	}
 	peer_start_outbound();
 	return 0;
+}
+
+json_t *
+peer_memory_json(void)
+{
+	const struct stats_hostile *h = &env->hostile;
+
+	return json_pack("{s:I,s:I,s:I,s:I,s:I,s:I,s:I,s:I,s:I,s:I}",
+	    "reserved", (json_int_t)peer_reserved,
+	    "max_buffered", (json_int_t)env->conf->max_buffered,
+	    "max_output_buffer", (json_int_t)env->conf->max_output_buffer,
+	    "output_paused", (json_int_t)h->output_paused,
+	    "output_closed", (json_int_t)h->output_closed,
+	    "pongs_folded", (json_int_t)h->pongs_folded,
+	    "reserve_refused", (json_int_t)h->reserve_refused,
+	    "credit_overflow", (json_int_t)h->credit_overflow,
+	    "data_never_opened", (json_int_t)h->data_never_opened,
+	    "data_discarded", (json_int_t)h->data_discarded);
 }

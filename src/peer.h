@@ -50,6 +50,10 @@ int		 peer_send_data(struct peer *, uint32_t stream,
 		    const uint8_t *data, size_t len, struct stream_chunk *);
 uint32_t	 peer_remote_stream_window(const struct peer *);
 
+/* Stream credit granted to peers and unused, reserved in max_buffered. */
+uint64_t	 peer_reserved_bytes(void);
+/* The memory bounds: counters of env->hostile, reserved, the limits. */
+struct json_t	*peer_memory_json(void);
 struct json_t	*peer_json(const struct peer *);
 /* Totals over every link now (metrics). */
 struct peer_totals {

@@ -26,6 +26,20 @@ TAILQ_HEAD(peer_list, peer);
 TAILQ_HEAD(session_list, session);
 
 /*
+ * Memory bounds against hostile peers that fired, since start
+ * (relayctl show stats "memory", Prometheus relayd_memory_*).
+ */
+struct stats_hostile {
+	uint64_t	 output_paused;	/* links paused: output over bound */
+	uint64_t	 output_closed;	/* links closed: output never drained */
+	uint64_t	 pongs_folded;	/* PINGs answered by a queued PONG */
+	uint64_t	 reserve_refused; /* PUTs refused: max_buffered reserved */
+	uint64_t	 credit_overflow; /* links closed: window above 2^31-1 */
+	uint64_t	 data_never_opened; /* links closed: DATA, no such PUT */
+	uint64_t	 data_discarded; /* DATA bytes of ended streams dropped */
+};
+
+/*
  * The one daemon context.  Owned by main(); modules reach it through `env`.
  * conf is the current generation (one reference held here).
  */
@@ -56,6 +70,7 @@ struct relayd {
 	uint64_t		 dur_count;	/* stream durations */
 	double			 dur_sum;
 	uint64_t		 dur_buckets[STATS_DUR_BUCKETS];
+	struct stats_hostile	 hostile;	/* memory bounds that fired */
 };
 
 /* Upper bounds (seconds) of the stream duration histogram buckets. */

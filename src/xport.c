@@ -45,6 +45,7 @@ struct xport {
 	size_t			 sink_tail;
 	void			*arg;
 	size_t			 lowat;
+	uint64_t		 out_drained;	/* bytes ever taken from out */
 	int			 busy;		/* our frames on the stack */
 	int			 err;		/* errno of the failure */
 	unsigned long		 ssl_err;
@@ -150,6 +151,7 @@ xport_out_cb(struct evbuffer *b, const struct evbuffer_cb_info *info,
 	struct xport *x = arg;
 
 	(void)b;
+	x->out_drained += info->n_deleted;
 	if (info->n_added == 0 || x->flush_pending || x->ended)
 		return;
 	x->flush_pending = 1;
@@ -438,7 +440,8 @@ xport_plain_input(struct xport *x, int *eof)
 			if (x->dead || x->ended)
 				return 0;
 		}
-		if (n == 0 || !full)
+		/* The read callback paused input: take nothing more. */
+		if (n == 0 || !full || !x->reading)
 			break;
 	}
 	return 0;
@@ -475,7 +478,7 @@ xport_decrypt(struct xport *x, int *eof)
 	void *sp;
 	int r = 0, e;
 
-	for (done = 0; !x->dead; done += r) {
+	for (done = 0; !x->dead && x->reading; done += r) {
 		if (done >= XPORT_TLS_BUDGET) {
 			/* Fair to other links; come back for what is left. */
 			if (SSL_has_pending(x->ssl))
@@ -783,13 +786,20 @@ xport_set_lowat(struct xport *x, size_t lowat)
 void
 xport_read_enable(struct xport *x, int on)
 {
+	int was = x->reading;
+
 	x->reading = on != 0;
 	if (x->rev == NULL || x->connecting || x->ended)
 		return;
-	if (on)
-		event_add(x->rev, NULL);
-	else
+	if (!on) {
 		event_del(x->rev);
+		return;
+	}
+	event_add(x->rev, NULL);
+	/* Input may wait in the buffers (ours, OpenSSL's) with the socket
+	 * already drained: epoll would not say so again. */
+	if (!was)
+		event_active(x->rev, EV_READ, 0);
 }
 
 struct evbuffer *
@@ -808,6 +818,12 @@ int
 xport_write(struct xport *x, const void *buf, size_t len)
 {
 	return evbuffer_add(x->out, buf, len);
+}
+
+uint64_t
+xport_out_drained(const struct xport *x)
+{
+	return x->out_drained;
 }
 
 int

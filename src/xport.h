@@ -28,6 +28,7 @@
 #define RELAYD_XPORT_H
 
 #include <stddef.h>
+#include <stdint.h>
 #include <sys/socket.h>
 
 #include <event2/event.h>
@@ -69,12 +70,20 @@ int		 xport_connect(struct xport *, const struct sockaddr *,
 		    socklen_t);
 /* The write callback runs when the output is at or below lowat. */
 void		 xport_set_lowat(struct xport *, size_t lowat);
-/* Stop or resume reading (a closing link reads nothing more). */
+/*
+ * Stop or resume reading (a closing link reads nothing more; a link whose
+ * peer does not read its output stops too).  Stopping takes effect inside
+ * the current wake-up: no more rounds are read after the read callback.
+ */
 void		 xport_read_enable(struct xport *, int on);
 /* Plaintext in (drain it) and out (add to it; it goes out soon). */
 struct evbuffer	*xport_input(struct xport *);
 struct evbuffer	*xport_output(struct xport *);
 int		 xport_write(struct xport *, const void *, size_t);
+/* Bytes ever taken from the output buffer (written, or encrypted and
+ * queued for the socket): a frame queued when the output held n bytes
+ * less than this total has left. */
+uint64_t	 xport_out_drained(const struct xport *);
 int		 xport_fd(const struct xport *);
 SSL		*xport_ssl(const struct xport *);
 /* Why the last XPORT_ERROR: errno, and the OpenSSL error (or 0). */

@@ -65,9 +65,10 @@ STOP_TIMEOUT = 30.0 if VALGRIND else 5.0
 
 FLOAT_OPTS = ("stream_inactivity_timeout", "handshake_timeout",
               "result_timeout", "connect_timeout", "idle_timeout",
-              "drain_timeout")
+              "drain_timeout", "output_timeout")
 INT_OPTS = ("max_payload", "conn_window", "stream_window",
-            "max_streams_per_peer", "max_buffered", "max_fork_lag")
+            "max_streams_per_peer", "max_buffered", "max_fork_lag",
+            "max_output_buffer")
 
 # Every process started by a test: killed by PID at teardown.
 _PROCS = []

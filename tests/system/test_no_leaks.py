@@ -105,7 +105,10 @@ def orphan_batch(relay):
 
 
 def test_orphaned_streams_are_freed(make_relay):
-    a = make_relay("relayA", store=True, stream_inactivity_timeout=0.5)
+    # Each stream's first window is reserved in max_buffered: 1,000 of
+    # them fit the default 256 MiB at 64 KiB each (not at 1 MiB).
+    a = make_relay("relayA", store=True, stream_inactivity_timeout=0.5,
+                   stream_window=64 * 1024)
     a.start()
     orphan_batch(a)
     base = vm_rss_kib(a.proc.pid)

@@ -360,6 +360,8 @@ test_defaults(void **state)
 	assert_int_equal(cf->max_streams_per_peer, 1024);
 	assert_int_equal(cf->max_buffered, 256 * MIB);
 	assert_int_equal(cf->max_fork_lag, 16 * MIB);
+	assert_int_equal(cf->max_output_buffer, 4 * MIB);
+	assert_true(cf->output_timeout == 10.0);
 	assert_int_equal(cf->npeers, 0);
 	assert_int_equal(cf->nroutes, 0);
 	assert_string_equal(cf->path, write_file("t.conf", "", 0));
@@ -640,6 +642,13 @@ test_errors(void **state)
 		    "store_dir: expected a string, got an array" },
 		{ "node_id = \"n\";\nmax_payload = 0;\n", 2,
 		    "max_payload: 0 out of range" },
+		{ "node_id = \"n\";\nmax_output_buffer = 1048576;\n", 2,
+		    "max_output_buffer: 1048576 out of range" },
+		{ "node_id = \"n\";\noutput_timeout = 0;\n", 2,
+		    "output_timeout: " },
+		{ "node_id = \"n\";\nstream_window = 1048576;\n"
+		    "max_buffered = 524288;\n", 3,
+		    "max_buffered (524288) is below stream_window (1048576)" },
 		{ "node_id = \"n\";\nmax_payload = -5;\n", 2,
 		    "max_payload: -5 out of range" },
 		{ "node_id = \"n\";\nmax_payload = 1.5;\n", 2,
