@@ -63,6 +63,8 @@ struct instream {
 	uint32_t		 id;
 	struct session		*sess;
 	int64_t			 window;	/* bytes the sender may send */
+	uint64_t		 reserved;	/* of window, held in peer_reserved */
+	uint64_t		 left;		/* declared bytes not yet received */
 	uint64_t		 credit_pending;
 	TAILQ_ENTRY(instream)	 starved_entry;	/* waits for memory */
 	int			 starved;
@@ -77,7 +79,10 @@ static struct event		*starved_ev;
 
 /*
  * Stream credit granted to peers and not yet used: the sum of every
- * instream's window.  A grant (a new stream's first window included) is
+ * instream's window, each capped by the bytes its PUT still declares (a
+ * sender cannot use credit beyond its declared size: that is a size
+ * error), so a one-byte PUT reserves one byte.  A grant (a new stream's
+ * first window included) is
  * made only if stream_total_held() + peer_reserved + the grant fits in
  * max_buffered; a DATA byte moves from here into the buffer, so buffered
  * bytes from peers can never exceed max_buffered.
@@ -646,9 +651,22 @@ peer_recently_closed(const struct peer *p, uint32_t id)
 static void
 instream_unreserve(struct instream *in)
 {
-	if (in->window > 0)
-		peer_reserved -= (uint64_t)in->window;
+	peer_reserved -= in->reserved;
+	in->reserved = 0;
 	in->window = 0;
+}
+
+/* Reserve what of window can still be used: at most the bytes left. */
+static void
+instream_rereserve(struct instream *in)
+{
+	uint64_t	 want;
+
+	want = in->window > 0 ? (uint64_t)in->window : 0;
+	if (want > in->left)
+		want = in->left;
+	peer_reserved = peer_reserved - in->reserved + want;
+	in->reserved = want;
 }
 
 static void
@@ -766,7 +784,7 @@ instream_grant(struct instream *in)
 	if (n > 0) {
 		peer_send_credit(p, in->id, n);
 		in->window += n;
-		peer_reserved += n;
+		instream_rereserve(in);
 		in->credit_pending -= n;
 	}
 	if (in->credit_pending > 0) {
@@ -849,7 +867,8 @@ peer_on_put(struct peer *p, const struct wire_frame *f)
 		return;
 	}
 	/* The first window is credit too: reserve it or refuse. */
-	if (peer_mem_room() < p->stream_window) {
+	if (peer_mem_room() < (f->u.put.size < p->stream_window ?
+	    f->u.put.size : p->stream_window)) {
 		env->hostile.reserve_refused++;
 		env->puts_refused[WIRE_ABORT_LIMIT]++;
 		log_warnx("peer=%s addr=%s stream=%u put refused: max_buffered "
@@ -893,7 +912,8 @@ peer_on_put(struct peer *p, const struct wire_frame *f)
 		return;
 	}
 	in->peer = p;
-	peer_reserved += (uint64_t)in->window;
+	in->left = f->u.put.size;
+	instream_rereserve(in);
 	LIST_INSERT_HEAD(&p->in_hash[id % PEER_HASH], in, hentry);
 	p->nin++;
 }
@@ -943,7 +963,8 @@ peer_on_data_start(struct peer *p, uint32_t id, size_t len)
 		return -1;
 	}
 	in->window -= len;
-	peer_reserved -= len;
+	in->left -= len < in->left ? len : in->left;
+	instream_rereserve(in);
 	return 0;
 }
 
