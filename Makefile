@@ -117,10 +117,15 @@ fuzz: $(FUZZ_TARGETS:%=$(FUZZ_BUILD)/fuzz_%)
 deps:
 	sh scripts/deps
 
+# System tests run in TEST_JOBS pytest-xdist workers, one test file per
+# worker at a time: most of their time is spent waiting on relays, not on
+# the CPU.  Each worker has its own slice of ports (conftest.free_port).
 # The integrity matrix needs the test build's hooks: make integrity.
+TEST_JOBS	?= 3
 system: all
 	cd tests/system && RELAYD_BUILD=$(abspath $(BUILD)) \
 	    /usr/bin/python3 -m pytest -q -x --timeout-method=signal \
+	    -n $(TEST_JOBS) --dist loadfile \
 	    --ignore=test_integrity_matrix.py $(PYTEST_ARGS) .
 
 # Byte-exact PUTs through every input path into every place a route

@@ -94,20 +94,49 @@ def wait_for(cond, timeout, what, interval=0.02):
 _given_ports = set()
 
 
+# Listening ports come from below the kernel's ephemeral range (32768 and
+# up by default), so no outgoing connection's source port can take one
+# between free_port() and the relay's bind; each pytest-xdist worker has
+# its own slice, so parallel workers never hand out the same port.
+PORT_BASE = 20000
+PORT_SLICE = 1500
+PORT_SLICES = 8
+
+
+def _port_slice():
+    w = os.environ.get("PYTEST_XDIST_WORKER", "gw0")
+    try:
+        k = int(w.lstrip("gw"))
+    except ValueError:
+        k = 0
+    lo = PORT_BASE + (k % PORT_SLICES) * PORT_SLICE
+    return lo, lo + PORT_SLICE
+
+
+_next_port = [None]
+
+
 def free_port():
     """A TCP port on 127.0.0.1 nothing listens on now, never handed out
-    twice in one session."""
-    for _ in range(100):
+    twice in one session, from this worker's slice of ports."""
+    lo, hi = _port_slice()
+    if _next_port[0] is None:
+        _next_port[0] = lo + (os.getpid() % PORT_SLICE)
+    for _ in range(PORT_SLICE):
+        port = _next_port[0]
+        _next_port[0] = lo + (port + 1 - lo) % (hi - lo)
+        if port in _given_ports:
+            continue
         s = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
         try:
-            s.bind((HOST, 0))
-            port = s.getsockname()[1]
+            s.bind((HOST, port))
+        except OSError:
+            continue
         finally:
             s.close()
-        if port not in _given_ports:
-            _given_ports.add(port)
-            return port
-    raise RuntimeError("no free port")
+        _given_ports.add(port)
+        return port
+    raise RuntimeError("no free port in %d..%d" % (lo, hi - 1))
 
 
 def store_key_filename(key):
