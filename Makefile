@@ -86,7 +86,7 @@ fuzz_ctl_SRCS	 = src/ctlproto.c
 fuzz_relay_SRCS	 = $(filter-out src/session.c,$(MODS:%=src/%.c))
 fuzz_relay_CFLAGS = -D_GNU_SOURCE
 fuzz_relay_LDFLAGS = -Wl,--wrap=connect -Wl,--wrap=clock_gettime
-fuzz_relay_OPTS	 = -max_len=65536 -close_fd_mask=2
+fuzz_relay_OPTS	 = -max_len=65536 -close_fd_mask=2 -timeout=30
 FUZZ_TARGETS	 = wire config ctl relay
 
 $(FUZZ_BUILD)/fuzz_%: tests/fuzz/fuzz_%.c src/*.c src/*.h
@@ -96,6 +96,9 @@ $(FUZZ_BUILD)/fuzz_%: tests/fuzz/fuzz_%.c src/*.c src/*.h
 	    $(fuzz_$*_LDFLAGS) $(PKG_LIBS)
 
 fuzz: $(FUZZ_TARGETS:%=fuzz-run-%)
+
+# Built only for a fuzz-run-%, but kept: not make's intermediate files.
+.PRECIOUS: $(FUZZ_BUILD)/fuzz_%
 
 fuzz-run-%: $(FUZZ_BUILD)/fuzz_%
 	@echo "== fuzz_$* for $(FUZZ_SECONDS) s"
