@@ -40,9 +40,9 @@
  * Run it with -close_fd_mask=2 to silence relayd's log (the Makefile
  * does); libFuzzer's and the sanitizers' reports still go to stderr.
  * The cap is max_buffered exactly: credit is reserved before it is
- * granted, so nothing more may ever be held.  FUZZ_RELAY_CAP_SLACK=N
- * allows N bytes more, for campaigns on a tree where that does not hold
- * yet (tests/fuzz/known/relay has the inputs that show it).
+ * granted, so nothing more may ever be held (the corpus's first-windows
+ * input broke it before that).  FUZZ_RELAY_CAP_SLACK=N allows N bytes
+ * more, to look past a cap bug in a campaign.
  * FUZZ_RELAY_LOG=1 (or 2) in the environment shows relayd's info (or
  * debug) lines when replaying one input.  tests/fuzz/relay_seeds.py
  * writes the seed corpus and documents the input format.

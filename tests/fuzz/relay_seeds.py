@@ -68,15 +68,10 @@ SEEDS = {
     # Upstream lost half way, then the same PUT id again from the other.
     "upstream-lost": b"\x07" + put(UP0, 0, 4, 2) + data(UP0, 0) + loop() +
     op(UP0, CLOSE, 0) + loop() + put(UP1, 0, 4, 2, 0xc0) + loop(),
-}
-
-# Inputs that fail on a tree without credit reserved against max_buffered
-# (issue 13): kept apart, in tests/fuzz/known/relay, until it is; then
-# they belong in the corpus.
-KNOWN = {
     # First windows from many streams towards a next hop that grants
-    # nothing beyond its HELLO: their sum is not checked against
-    # max_buffered, so 12 x 64 KiB are held against a 128 KiB cap.
+    # nothing beyond its HELLO: 12 x 64 KiB of first windows against a
+    # 128 KiB cap.  Before credit was reserved against max_buffered,
+    # 364,212 bytes were held.
     "first-windows": b"\x07" + b"".join(
         put(UP0, i, 5, 1 + 4 * i) for i in range(6)) + b"".join(
         put(UP1, i, 5, 1 + 4 * i, 0, 3) for i in range(6)) + b"".join(
@@ -84,16 +79,14 @@ KNOWN = {
 }
 
 
+
 def main():
     out = sys.argv[1] if len(sys.argv) > 1 else os.path.join(
         os.path.dirname(os.path.abspath(__file__)), "corpus", "relay")
-    known = os.path.join(os.path.dirname(os.path.abspath(__file__)),
-                         "known", "relay")
-    for d, seeds in ((out, SEEDS), (known, KNOWN)):
-        os.makedirs(d, exist_ok=True)
-        for name, seed in seeds.items():
-            with open(os.path.join(d, name), "wb") as f:
-                f.write(seed)
+    os.makedirs(out, exist_ok=True)
+    for name, seed in SEEDS.items():
+        with open(os.path.join(out, name), "wb") as f:
+            f.write(seed)
 
 
 if __name__ == "__main__":
