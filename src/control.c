@@ -16,6 +16,7 @@
 #include <jansson.h>
 #include <openssl/rand.h>
 
+#include "clock.h"
 #include "control.h"
 #include "ctl.h"
 #include "ctlproto.h"
@@ -140,7 +141,7 @@ ctl_finish(struct ctl_client *c, json_t *o)
 		return;
 	}
 	/* A client that never reads its answer does not keep its slot. */
-	secs_to_tv(env->conf->control_request_timeout, &tv);
+	clock_tv(env->conf->control_request_timeout, &tv);
 	evtimer_add(c->request_ev, &tv);
 }
 
@@ -356,7 +357,7 @@ ctl_cmd_put(struct ctl_client *c, const struct ctl_put_req *req)
 	{
 		struct timeval tv;
 
-		secs_to_tv(CTL_PROGRESS_INTERVAL, &tv);
+		clock_tv(CTL_PROGRESS_INTERVAL, &tv);
 		event_add(c->progress_ev, &tv);
 	}
 	ctl_feed(c);
@@ -372,7 +373,7 @@ ctl_cmd_status(struct ctl_client *c)
 	o = json_pack("{s:b,s:s,s:i,s:f,s:I,s:I,s:I,s:I,s:o,s:o}",
 	    "ok", 1, "node", env->conf->node_id,
 	    "generation", (int)env->conf->generation,
-	    "uptime_s", now_mono() - env->start_time,
+	    "uptime_s", clock_mono() - env->start_time,
 	    "buffered", (json_int_t)stream_total_held(),
 	    "puts_received", (json_int_t)env->puts_received,
 	    "puts_stored", (json_int_t)env->puts_stored,
@@ -430,7 +431,7 @@ ctl_stats_json(void)
 	    "buffered", (json_int_t)stream_total_held(),
 	    "peers_up", (int)t.up, "links", (int)t.links,
 	    "stream_durations", (json_int_t)env->dur_count,
-	    "uptime_s", now_mono() - env->start_time);
+	    "uptime_s", clock_mono() - env->start_time);
 	json_decref(tls);	/* "O" took its own references */
 	json_object_set_new(o, "descriptors", listener_json());
 	json_object_set_new(o, "memory", peer_memory_json());
@@ -565,7 +566,7 @@ control_event(const char *name, json_t *fields)
 	if (fields == NULL)
 		fields = json_object();
 	json_object_set_new(fields, "event", json_string(name));
-	json_object_set_new(fields, "time_us", json_integer(now_wall_us()));
+	json_object_set_new(fields, "time_us", json_integer(clock_wall_us()));
 	for (c = TAILQ_FIRST(&ctl_monitors); c != NULL; c = next) {
 		next = TAILQ_NEXT(c, mon_entry);
 		if (evbuffer_get_length(xport_output(c->xp)) >
@@ -848,7 +849,7 @@ ctl_accept_cb(struct evconnlistener *l, evutil_socket_t fd,
 	}
 	TAILQ_INSERT_TAIL(&ctl_clients, c, entry);
 	xport_setcb(c->xp, ctl_read_cb, ctl_write_cb, ctl_event_cb, c);
-	secs_to_tv(env->conf->control_request_timeout, &tv);
+	clock_tv(env->conf->control_request_timeout, &tv);
 	evtimer_add(c->request_ev, &tv);
 }
 

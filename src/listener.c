@@ -13,6 +13,7 @@
 
 #include <jansson.h>
 
+#include "clock.h"
 #include "config.h"
 #include "listener.h"
 #include "log.h"
@@ -253,7 +254,7 @@ listener_refusal_cap(enum listener_refusal r)
 void
 listener_refused(enum listener_refusal r, const char *who)
 {
-	double now = now_mono();
+	double now = clock_mono();
 
 	listener_refused_n[r]++;
 	if (listener_logged_at[r] != 0 &&

@@ -19,6 +19,7 @@
 #include <openssl/err.h>
 #include <openssl/ssl.h>
 
+#include "clock.h"
 #include "config.h"
 #include "control.h"
 #include "listener.h"
@@ -231,7 +232,7 @@ peer_arm(struct peer *p, double secs)
 {
 	struct timeval tv;
 
-	secs_to_tv(secs, &tv);
+	clock_tv(secs, &tv);
 	evtimer_add(p->timer, &tv);
 }
 
@@ -494,7 +495,7 @@ peer_rate_ok(struct peer *p)
 
 	if (p->rate_limit == 0)
 		return 1;
-	now = now_mono();
+	now = clock_mono();
 	burst = p->rate_limit / 10.0;
 	p->rl_tokens += (now - p->rl_last) * p->rate_limit;
 	if (p->rl_tokens > burst)
@@ -504,7 +505,7 @@ peer_rate_ok(struct peer *p)
 		return 1;
 	wait = -p->rl_tokens / p->rate_limit + 0.001;
 	if (p->rl_ev != NULL && !evtimer_pending(p->rl_ev, NULL)) {
-		secs_to_tv(wait, &tv);
+		clock_tv(wait, &tv);
 		evtimer_add(p->rl_ev, &tv);
 	}
 	return 0;
@@ -1012,7 +1013,7 @@ peer_sunk(struct xport *xp, size_t n, void *arg)
 
 	(void)xp;
 	p->rx_left -= n;
-	p->last_rx = now_mono();
+	p->last_rx = clock_mono();
 	if (p->rx_drop || (in = peer_find_in(p, p->rx_id)) == NULL) {
 		env->hostile.data_discarded += n;
 		return;
@@ -1170,7 +1171,7 @@ peer_on_hello(struct peer *p, const struct wire_frame *f)
 	p->conn_credit = f->u.hello.conn_window;
 	p->remote_stream_window = f->u.hello.stream_window;
 	p->state = PEER_UP;
-	p->state_since = now_mono();
+	p->state_since = clock_mono();
 	peer_acct_authenticated(p);
 	p->backoff_ms = PEER_BACKOFF_MIN;
 	p->last_error[0] = '\0';
@@ -1318,7 +1319,7 @@ peer_output_watch(struct peer *p)
 	    evbuffer_get_length(xport_output(p->xp)) == 0)
 		return;
 	p->out_mark = xport_out_drained(p->xp);
-	secs_to_tv(env->conf->output_timeout, &tv);
+	clock_tv(env->conf->output_timeout, &tv);
 	evtimer_add(p->out_ev, &tv);
 }
 
@@ -1338,7 +1339,7 @@ peer_output_pause(struct peer *p)
 	    p->name, p->addr, evbuffer_get_length(xport_output(p->xp)),
 	    (unsigned long long)env->conf->max_output_buffer,
 	    env->conf->output_timeout);
-	secs_to_tv(env->conf->output_timeout, &tv);
+	clock_tv(env->conf->output_timeout, &tv);
 	evtimer_add(p->out_ev, &tv);
 }
 
@@ -1433,7 +1434,7 @@ peer_read_cb(struct xport *xp, void *arg)
 				peer_fail(p, "DATA beyond connection credit");
 				return;
 			}
-			p->last_rx = now_mono();
+			p->last_rx = clock_mono();
 			p->bytes_in += WIRE_HDR_LEN + h.len;
 			evbuffer_drain(input, WIRE_HDR_LEN);
 			p->rx_id = h.stream;
@@ -1447,7 +1448,7 @@ peer_read_cb(struct xport *xp, void *arg)
 		}
 		if (have < WIRE_HDR_LEN + (size_t)h.len)
 			break;
-		p->last_rx = now_mono();
+		p->last_rx = clock_mono();
 		p->bytes_in += WIRE_HDR_LEN + h.len;
 		buf = evbuffer_pullup(input, WIRE_HDR_LEN + h.len);
 		if ((r = wire_decode(buf, WIRE_HDR_LEN + h.len, &f)) < 0) {
@@ -1545,7 +1546,7 @@ peer_close_final(struct peer *p)
 	evtimer_del(p->out_ev);
 	p->out_paused = 0;
 	p->state = PEER_DOWN;
-	p->state_since = now_mono();
+	p->state_since = clock_mono();
 	if (!p->outbound || p->retired) {
 		event_active(p->reap_ev, 0, 0);
 		return;
@@ -1622,7 +1623,7 @@ peer_send_hello(struct peer *p)
 	h.node = env->conf->node_id;
 	h.node_len = strlen(env->conf->node_id);
 	p->state = PEER_HANDSHAKE;
-	p->state_since = p->last_rx = now_mono();
+	p->state_since = p->last_rx = clock_mono();
 	if ((n = wire_enc_hello(frame, sizeof(frame), &h)) > 0)
 		peer_send(p, frame, n);
 	peer_arm(p, env->conf->handshake_timeout);
@@ -1725,7 +1726,7 @@ peer_connect(struct peer *p)
 	hints.ai_socktype = SOCK_STREAM;
 	hints.ai_flags = AI_NUMERICSERV;
 	p->state = PEER_CONNECTING;
-	p->state_since = now_mono();
+	p->state_since = clock_mono();
 	if ((r = getaddrinfo(p->host, p->port, &hints, &res)) != 0) {
 		snprintf(p->last_error, sizeof(p->last_error), "resolve "
 		    "%s: %s", p->host, gai_strerror(r));
@@ -1780,7 +1781,7 @@ peer_timer_cb(evutil_socket_t fd, short ev, void *arg)
 		peer_close_final(p);
 		break;
 	case PEER_UP:
-		idle = now_mono() - p->last_rx;
+		idle = clock_mono() - p->last_rx;
 		if (idle < env->conf->idle_timeout) {
 			peer_arm(p, env->conf->idle_timeout - idle);
 			break;
@@ -1791,7 +1792,7 @@ peer_timer_cb(evutil_socket_t fd, short ev, void *arg)
 		}
 		p->ping_out = 1;
 		if (wire_enc_ping(frame, sizeof(frame), 0,
-		    (uint64_t)now_wall_us()) > 0)
+		    (uint64_t)clock_wall_us()) > 0)
 			peer_send(p, frame, sizeof(frame));
 		peer_arm(p, env->conf->idle_timeout);
 		break;
@@ -1903,7 +1904,7 @@ peer_accept_cb(struct evconnlistener *l, evutil_socket_t fd,
 	log_debug("peer=%s accepted", p->addr);
 	if (p->tls_pending) {
 		p->state = PEER_CONNECTING;
-		p->state_since = now_mono();
+		p->state_since = clock_mono();
 		peer_arm(p, env->conf->handshake_timeout);
 		return;
 	}
@@ -1989,7 +1990,7 @@ peer_start_outbound(void)
 		if (p->rate_limit > 0 && (p->rl_ev = evtimer_new(env->base,
 		    peer_rl_cb, p)) == NULL)
 			fatalx("out of memory");
-		p->rl_last = now_mono();
+		p->rl_last = clock_mono();
 		p->conf = env->conf;
 		config_ref(p->conf);
 		p->tlsc = &p->conf->peers[i].tls;
@@ -2041,7 +2042,7 @@ peer_json(const struct peer *p)
 	    "bytes_in", (json_int_t)p->bytes_in,
 	    "bytes_out", (json_int_t)p->bytes_out,
 	    "send_credit", (json_int_t)p->conn_credit,
-	    "state_s", now_mono() - p->state_since,
+	    "state_s", clock_mono() - p->state_since,
 	    "last_error", p->last_error, "tls", tls);
 }
 

@@ -7,6 +7,7 @@
 
 #include <event2/event.h>
 
+#include "clock.h"
 #include "log.h"
 #include "peer.h"
 #include "pipe.h"
@@ -40,7 +41,7 @@ pipe_arm(struct pipe *p, double secs)
 {
 	struct timeval tv;
 
-	secs_to_tv(secs, &tv);
+	clock_tv(secs, &tv);
 	evtimer_add(p->timer, &tv);
 }
 
@@ -60,7 +61,7 @@ pipe_new(struct session *s, struct peer *peer, struct stream_reader *r)
 	p->reader = r;
 	snprintf(p->peer_name, sizeof(p->peer_name), "%s", peer_name(peer));
 	p->state = PIPE_PENDING;
-	p->started = p->last_progress = now_mono();
+	p->started = p->last_progress = clock_mono();
 	/* Subscribed from birth, so a failure before the link is up is seen. */
 	stream_wait(r, pipe_wake, p);
 	pipe_arm(p, session_inactivity(s));
@@ -151,7 +152,7 @@ pipe_send_put(struct pipe *p)
 		return -1;
 	p->state = PIPE_SENDING;
 	p->credit = peer_remote_stream_window(p->peer);
-	p->last_progress = now_mono();
+	p->last_progress = clock_mono();
 	return 0;
 }
 
@@ -197,7 +198,7 @@ pipe_send_one(struct pipe *p)
 			p->credit -= len;
 			p->bytes_out += len;
 			env->payload_out += len;
-			p->last_progress = now_mono();
+			p->last_progress = clock_mono();
 			session_progress(p->sess);
 			return p->state == PIPE_SENDING ? 1 : -1;
 		case STREAM_WAIT:
@@ -350,8 +351,8 @@ pipe_timer_cb(evutil_socket_t fd, short ev, void *arg)
 
 	(void)fd;
 	(void)ev;
-	idle = now_mono() - p->last_progress;
-	age = now_mono() - p->started;
+	idle = clock_mono() - p->last_progress;
+	age = clock_mono() - p->started;
 	if (p->state == PIPE_ENDED) {
 		snprintf(why, sizeof(why), "no result from %s within %.1fs",
 		    p->peer_name, session_result_timeout(p->sess));

@@ -18,6 +18,7 @@
 #include <event2/listener.h>
 #include <systemd/sd-daemon.h>
 
+#include "clock.h"
 #include "config.h"
 #include "control.h"
 #include "listener.h"
@@ -50,33 +51,6 @@ stats_duration(double secs)
 	for (i = 0; i < STATS_DUR_BUCKETS; i++)
 		if (secs <= stats_dur_bounds[i])
 			env->dur_buckets[i]++;
-}
-
-double
-now_mono(void)
-{
-	struct timespec ts;
-
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return ts.tv_sec + ts.tv_nsec / 1e9;
-}
-
-uint64_t
-now_wall_us(void)
-{
-	struct timespec ts;
-
-	clock_gettime(CLOCK_REALTIME, &ts);
-	return (uint64_t)ts.tv_sec * 1000000 + ts.tv_nsec / 1000;
-}
-
-void
-secs_to_tv(double secs, struct timeval *tv)
-{
-	if (secs < 0)
-		secs = 0;
-	tv->tv_sec = (time_t)secs;
-	tv->tv_usec = (suseconds_t)((secs - tv->tv_sec) * 1e6);
 }
 
 void
@@ -215,7 +189,7 @@ relayd_drain_cb(evutil_socket_t fd, short ev, void *arg)
 		relayd_stop("drained: no stream left");
 		return;
 	}
-	if (now_mono() - relayd_drain_start >= env->conf->drain_timeout) {
+	if (clock_mono() - relayd_drain_start >= env->conf->drain_timeout) {
 		log_warnx("drain: %u stream(s) still in flight after "
 		    "drain_timeout %.1fs; stopping anyway", n,
 		    env->conf->drain_timeout);
@@ -232,7 +206,7 @@ relayd_drain(const char *by)
 	if (env->draining)
 		return n;
 	env->draining = 1;
-	relayd_drain_start = now_mono();
+	relayd_drain_start = clock_mono();
 	log_info("drain requested by %s: refusing new PUTs, %u stream(s) "
 	    "in flight, drain_timeout %.1fs", by, n,
 	    env->conf->drain_timeout);
@@ -353,7 +327,7 @@ relayd_tick_cb(evutil_socket_t fd, short ev, void *arg)
 	(void)fd;
 	(void)ev;
 	(void)arg;
-	route_seen_expire(env->seen, now_mono());
+	route_seen_expire(env->seen, clock_mono());
 	relayd_notify_status();
 	relayd_trim_heap();
 }
@@ -496,7 +470,8 @@ main(int argc, char *argv[])
 	signal(SIGPIPE, SIG_IGN);
 	if ((env->base = event_base_new()) == NULL)
 		fatalx("event_base_new failed");
-	env->start_time = now_mono();
+	clock_init(env->base);
+	env->start_time = clock_mono();
 	listener_fd_init();
 	relayd_setup();
 	sigterm = evsignal_new(env->base, SIGTERM, relayd_signal_cb, NULL);
@@ -510,7 +485,7 @@ main(int argc, char *argv[])
 	if (sd_watchdog_enabled(0, &wd_usec) > 0 && wd_usec > 0) {
 		struct timeval wtv;
 
-		secs_to_tv(wd_usec / 2e6, &wtv);
+		clock_tv(wd_usec / 2e6, &wtv);
 		relayd_watchdog_ev = event_new(env->base, -1, EV_PERSIST,
 		    relayd_watchdog_cb, NULL);
 		if (relayd_watchdog_ev != NULL)

@@ -9,6 +9,7 @@
 #include <event2/event.h>
 #include <jansson.h>
 
+#include "clock.h"
 #include "config.h"
 #include "control.h"
 #include "log.h"
@@ -193,7 +194,7 @@ outcome_find(const uint8_t *id)
 {
 	struct outcome *o;
 
-	outcome_expire(now_mono());
+	outcome_expire(clock_mono());
 	LIST_FOREACH(o, &outcome_hash[outcome_bucket(id)], hash)
 		if (memcmp(o->put_id, id, WIRE_PUT_ID_LEN) == 0)
 			return o;
@@ -216,7 +217,7 @@ outcome_add(const struct session *s)
 	memcpy(o->put_id, s->put_id, sizeof(o->put_id));
 	memcpy(o->sha256, s->sha256, sizeof(o->sha256));
 	o->size = s->size;
-	o->at = now_mono();
+	o->at = clock_mono();
 	o->n = s->nentries;
 	memcpy(o->entries, s->entries, s->nentries * sizeof(*o->entries));
 	TAILQ_INSERT_TAIL(&outcome_fifo, o, fifo);
@@ -301,7 +302,7 @@ session_arm(struct session *s, double secs)
 {
 	struct timeval tv;
 
-	secs_to_tv(secs, &tv);
+	clock_tv(secs, &tv);
 	evtimer_add(s->timer, &tv);
 }
 
@@ -396,7 +397,7 @@ session_progress(struct session *s)
 		return;
 	pos = eff - s->credited;
 	s->credited = eff;
-	s->last_drain = now_mono();
+	s->last_drain = clock_mono();
 	if (s->ops != NULL && s->ops->credit != NULL)
 		s->ops->credit(s->up, s, pos);
 }
@@ -469,7 +470,7 @@ session_admit(struct session *s, uint8_t budget, uint16_t *code,
 		    s->conf->node_id);
 		return -1;
 	}
-	switch (route_seen_add(env->seen, s->put_id, now_mono())) {
+	switch (route_seen_add(env->seen, s->put_id, clock_mono())) {
 	case 1:
 		if (session_seen_again(s, code, err, errlen) == -1)
 			return -1;
@@ -490,7 +491,7 @@ session_unpin(struct session *s)
 	if (!s->pinned)
 		return;
 	s->pinned = 0;
-	route_seen_unpin(env->seen, s->put_id, now_mono());
+	route_seen_unpin(env->seen, s->put_id, clock_mono());
 }
 
 /* Pick the next hops of the plan; failover takes the first link up. */
@@ -600,7 +601,7 @@ session_new(const struct session_params *sp, uint16_t *code, char *err,
 	snprintf(s->upstream_name, sizeof(s->upstream_name), "%s",
 	    sp->upstream_name);
 	s->id = ++env->next_session_id;
-	s->created = s->last_progress = s->last_drain = now_mono();
+	s->created = s->last_progress = s->last_drain = clock_mono();
 	if (session_admit(s, put->hops, code, err, errlen) == -1) {
 		env->puts_refused[*code < STATS_CODES ? *code : 0]++;
 		goto fail;
@@ -629,7 +630,7 @@ session_new(const struct session_params *sp, uint16_t *code, char *err,
 	    s->plan.store && !s->replay ? "yes" : "no", s->forks_pending,
 	    put->hops, s->replay ? " replay=stored-before" : "");
 	if (s->size == 0)
-		s->first_us = now_wall_us();
+		s->first_us = clock_wall_us();
 	if (control_monitoring())
 		control_event("stream-opened", json_pack("{s:I,s:s,s:s,s:I,"
 		    "s:s,s:b,s:i}", "stream", (json_int_t)s->id, "put_id",
@@ -648,13 +649,13 @@ session_new(const struct session_params *sp, uint16_t *code, char *err,
 static void
 session_appended(struct session *s, size_t n)
 {
-	uint64_t now = now_wall_us();
+	uint64_t now = clock_wall_us();
 
 	env->payload_in += n;
 	if (s->first_us == 0)
 		s->first_us = now;
 	s->last_us = now;
-	s->last_progress = now_mono();
+	s->last_progress = clock_mono();
 }
 
 int
@@ -734,7 +735,7 @@ session_end(struct session *s)
 		return -1;
 	}
 	if (s->last_us == 0)
-		s->last_us = now_wall_us();
+		s->last_us = clock_wall_us();
 	s->state = SESS_COMPLETE;
 	/* From here the wait for store and forks is bounded by result_timeout. */
 	session_arm(s, s->conf->result_timeout);
@@ -762,7 +763,7 @@ session_fail(struct session *s, uint16_t code, const char *why)
 	    (unsigned long long)s->id, s->put_hex, s->key_log, util_esc(why),
 	    (unsigned long long)stream_buf_appended(s->buf),
 	    (unsigned long long)stream_buf_held(s->buf),
-	    now_mono() - s->created);
+	    clock_mono() - s->created);
 	s->ops = NULL;
 	if (ops != NULL && ops->abort != NULL)
 		ops->abort(s->up, s, code, why);
@@ -889,7 +890,7 @@ session_check_done(struct session *s)
 		return;
 	if (s->state == SESS_FAILED) {
 		env->puts_failed++;
-		stats_duration(now_mono() - s->created);
+		stats_duration(clock_mono() - s->created);
 		if (control_monitoring())
 			control_event("stream-aborted", json_pack("{s:I,s:s,"
 			    "s:s,s:b,s:s}", "stream", (json_int_t)s->id,
@@ -907,7 +908,7 @@ session_check_done(struct session *s)
 		env->puts_failed++;
 	if (ok && !s->replay)
 		outcome_add(s);
-	stats_duration(now_mono() - s->created);
+	stats_duration(clock_mono() - s->created);
 	if (control_monitoring())
 		control_event("stream-done", json_pack("{s:I,s:s,s:s,s:b,s:i,"
 		    "s:s}", "stream", (json_int_t)s->id, "put_id", s->put_hex,
@@ -916,7 +917,7 @@ session_check_done(struct session *s)
 	log_info("stream=%llu put=%s key=%s done ok=%d hops=%u bytes=%llu "
 	    "age=%.3fs", (unsigned long long)s->id, s->put_hex, s->key_log, ok,
 	    s->nentries, (unsigned long long)s->entries[0].bytes,
-	    now_mono() - s->created);
+	    clock_mono() - s->created);
 	ops = s->ops;
 	s->ops = NULL;
 	if (ops != NULL && ops->result != NULL)
@@ -938,7 +939,7 @@ session_check_done(struct session *s)
 static void
 session_receiving_timeout(struct session *s)
 {
-	double t = s->conf->stream_inactivity_timeout, now = now_mono();
+	double t = s->conf->stream_inactivity_timeout, now = clock_mono();
 	double idle, stuck;
 	char why[200];
 
@@ -1091,7 +1092,7 @@ session_json(const struct session *s)
 	    "forks", forks, "store", session_store_name(s->store),
 	    "first_us", (json_int_t)s->first_us,
 	    "last_us", (json_int_t)s->last_us,
-	    "age_s", now_mono() - s->created);
+	    "age_s", clock_mono() - s->created);
 	return o;
 }
 
