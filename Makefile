@@ -55,7 +55,7 @@ test_config_MODS = config log util
 test_route_MODS  = route config log util
 test_ctlproto_MODS = ctlproto
 test_util_MODS   = util
-test_listener_MODS = listener log util
+test_listener_MODS = listener clock log util
 test_clock_MODS  = clock
 
 all: $(BUILD)/relayd $(BUILD)/relayctl

@@ -41,6 +41,7 @@
 #define PEER_MAX_WINDOW	0x7fffffffLL	/* a window never exceeds this */
 #define PEER_BACKOFF_MIN 100		/* ms */
 #define PEER_BACKOFF_MAX 5000
+#define PEER_STARVED_RETRY 0.1		/* s: credit retry, memory freed elsewhere */
 
 enum peer_state {
 	PEER_DOWN = 0,
@@ -76,7 +77,7 @@ struct instream {
  * bytes: at the limit relayd stops granting credit instead of growing.
  */
 static TAILQ_HEAD(, instream)	starved = TAILQ_HEAD_INITIALIZER(starved);
-static struct event		*starved_ev;
+static struct clock_timer	*starved_ev;
 
 /*
  * Stream credit granted to peers and not yet used: the sum of every
@@ -124,7 +125,7 @@ struct peer {
 	struct pipe_queue	 conn_wait;
 	struct pipe_queue	 link_wait;
 	struct event		*flush_ev;
-	struct event		*timer;
+	struct clock_timer	*timer;
 	struct event		*reap_ev;
 	double			 last_rx;
 	double			 state_since;
@@ -135,7 +136,7 @@ struct peer {
 	uint64_t		 rate_limit;	/* bytes/s out, 0 = none */
 	double			 rl_tokens;	/* may go negative: a debt */
 	double			 rl_last;
-	struct event		*rl_ev;
+	struct clock_timer	*rl_ev;
 	struct config		*conf;		/* generation of tls/ctx */
 	SSL_CTX			*ctx;		/* NULL: plaintext link */
 	const struct tls_conf	*tlsc;
@@ -148,7 +149,7 @@ struct peer {
 	uint32_t		 closed_ids[PEER_CLOSED_IDS];
 	unsigned int		 closed_pos;
 	uint32_t		 max_in_id;	/* highest id a PUT named */
-	struct event		*out_ev;	/* output stuck: close then */
+	struct clock_timer	*out_ev;	/* output stuck: close then */
 	int			 out_paused;	/* reading stopped for it */
 	uint64_t		 out_mark;	/* xport_out_drained() then */
 	uint64_t		 pong_end;	/* xport_out_drained() once our
@@ -174,10 +175,10 @@ static void	peer_write_cb(struct xport *, void *);
 static void	peer_event_cb(struct xport *, short, void *);
 static void	*peer_sink(struct xport *, size_t *, void *);
 static void	peer_sunk(struct xport *, size_t, void *);
-static void	peer_timer_cb(evutil_socket_t, short, void *);
+static void	peer_timer_cb(void *);
 static void	peer_flush_cb(evutil_socket_t, short, void *);
 static void	peer_reap_cb(evutil_socket_t, short, void *);
-static void	peer_out_cb(evutil_socket_t, short, void *);
+static void	peer_out_cb(void *);
 static void	peer_output_watch(struct peer *);
 static void	peer_drop(struct peer *, const char *);
 static void	peer_linger_close(struct peer *, const char *);
@@ -227,15 +228,6 @@ peer_remote_stream_window(const struct peer *p)
 	return p->remote_stream_window;
 }
 
-static void
-peer_arm(struct peer *p, double secs)
-{
-	struct timeval tv;
-
-	clock_tv(secs, &tv);
-	evtimer_add(p->timer, &tv);
-}
-
 /* HELLO done: the link no longer counts as a handshake. */
 static void
 peer_acct_authenticated(struct peer *p)
@@ -274,19 +266,19 @@ peer_new(int outbound)
 	TAILQ_INIT(&p->conn_wait);
 	TAILQ_INIT(&p->link_wait);
 	p->flush_ev = event_new(env->base, -1, 0, peer_flush_cb, p);
-	p->timer = evtimer_new(env->base, peer_timer_cb, p);
+	p->timer = clock_timer_new(peer_timer_cb, p);
 	p->reap_ev = event_new(env->base, -1, 0, peer_reap_cb, p);
-	p->out_ev = evtimer_new(env->base, peer_out_cb, p);
+	p->out_ev = clock_timer_new(peer_out_cb, p);
 	if (p->flush_ev == NULL || p->timer == NULL || p->reap_ev == NULL ||
 	    p->out_ev == NULL) {
 		if (p->flush_ev)
 			event_free(p->flush_ev);
 		if (p->timer)
-			event_free(p->timer);
+			clock_timer_free(p->timer);
 		if (p->reap_ev)
 			event_free(p->reap_ev);
 		if (p->out_ev)
-			event_free(p->out_ev);
+			clock_timer_free(p->out_ev);
 		free(p);
 		return NULL;
 	}
@@ -305,11 +297,11 @@ peer_free(struct peer *p)
 	if (p->conf != NULL)
 		config_unref(p->conf);
 	if (p->rl_ev != NULL)
-		event_free(p->rl_ev);
+		clock_timer_free(p->rl_ev);
 	event_free(p->flush_ev);
-	event_free(p->timer);
+	clock_timer_free(p->timer);
 	event_free(p->reap_ev);
-	event_free(p->out_ev);
+	clock_timer_free(p->out_ev);
 	free(p->host);
 	free(p->port);
 	free(p);
@@ -491,7 +483,6 @@ static int
 peer_rate_ok(struct peer *p)
 {
 	double now, burst, wait;
-	struct timeval tv;
 
 	if (p->rate_limit == 0)
 		return 1;
@@ -504,18 +495,15 @@ peer_rate_ok(struct peer *p)
 	if (p->rl_tokens > 0)
 		return 1;
 	wait = -p->rl_tokens / p->rate_limit + 0.001;
-	if (p->rl_ev != NULL && !evtimer_pending(p->rl_ev, NULL)) {
-		clock_tv(wait, &tv);
-		evtimer_add(p->rl_ev, &tv);
+	if (p->rl_ev != NULL && !clock_timer_pending(p->rl_ev)) {
+		clock_timer_arm(p->rl_ev, wait);
 	}
 	return 0;
 }
 
 static void
-peer_rl_cb(evutil_socket_t fd, short ev, void *arg)
+peer_rl_cb(void *arg)
 {
-	(void)fd;
-	(void)ev;
 	peer_schedule(arg);
 }
 
@@ -554,7 +542,7 @@ peer_flush_cb(evutil_socket_t fd, short ev, void *arg)
 	 * the budget resumes. */
 	if (!TAILQ_EMPTY(&p->ready) && evbuffer_get_length(out) <
 	    PEER_OUT_HIGH && (p->rl_ev == NULL ||
-	    !evtimer_pending(p->rl_ev, NULL)))
+	    !clock_timer_pending(p->rl_ev)))
 		event_active(p->flush_ev, 0, 0);
 }
 
@@ -571,7 +559,7 @@ peer_attach_pipe(struct peer *p, struct pipe *pp)
 	TAILQ_INSERT_TAIL(&p->link_wait, pp, ready_entry);
 	pp->queued = PQ_LINK_WAIT;
 	if (p->state == PEER_DOWN) {
-		evtimer_del(p->timer);
+		clock_timer_disarm(p->timer);
 		p->backoff_ms = PEER_BACKOFF_MIN;
 		peer_connect(p);
 	}
@@ -773,7 +761,6 @@ static void
 instream_grant(struct instream *in)
 {
 	struct peer *p = in->peer;
-	struct timeval tv = { 0, 100000 };
 	uint64_t n;
 
 	if (p == NULL || in->credit_pending == 0)
@@ -794,8 +781,8 @@ instream_grant(struct instream *in)
 			in->starved = 1;
 		}
 		/* Also retried on a timer: the memory may free elsewhere. */
-		if (starved_ev != NULL && !evtimer_pending(starved_ev, NULL))
-			evtimer_add(starved_ev, &tv);
+		if (starved_ev != NULL && !clock_timer_pending(starved_ev))
+			clock_timer_arm(starved_ev, PEER_STARVED_RETRY);
 	}
 }
 
@@ -812,15 +799,12 @@ peer_starved_retry(void)
 }
 
 static void
-peer_starved_cb(evutil_socket_t fd, short ev, void *arg)
+peer_starved_cb(void *arg)
 {
-	(void)fd;
-	(void)ev;
 	(void)arg;
 	peer_starved_retry();
 	if (!TAILQ_EMPTY(&starved)) {
-		struct timeval tv = { 0, 100000 };
-		evtimer_add(starved_ev, &tv);
+		clock_timer_arm(starved_ev, PEER_STARVED_RETRY);
 	}
 }
 
@@ -1181,7 +1165,7 @@ peer_on_hello(struct peer *p, const struct wire_frame *f)
 		control_event("peer-up", json_pack("{s:s,s:s,s:s}", "peer",
 		    p->name, "address", p->addr, "direction",
 		    p->outbound ? "out" : "in"));
-	peer_arm(p, env->conf->idle_timeout);
+	clock_timer_arm(p->timer, env->conf->idle_timeout);
 	while ((pp = TAILQ_FIRST(&p->link_wait)) != NULL) {
 		peer_dequeue(p, pp);
 		TAILQ_INSERT_TAIL(&p->ready, pp, ready_entry);
@@ -1313,21 +1297,16 @@ peer_output_full(const struct peer *p)
 static void
 peer_output_watch(struct peer *p)
 {
-	struct timeval tv;
-
-	if (p->xp == NULL || evtimer_pending(p->out_ev, NULL) ||
+	if (p->xp == NULL || clock_timer_pending(p->out_ev) ||
 	    evbuffer_get_length(xport_output(p->xp)) == 0)
 		return;
 	p->out_mark = xport_out_drained(p->xp);
-	clock_tv(env->conf->output_timeout, &tv);
-	evtimer_add(p->out_ev, &tv);
+	clock_timer_arm(p->out_ev, env->conf->output_timeout);
 }
 
 static void
 peer_output_pause(struct peer *p)
 {
-	struct timeval tv;
-
 	if (p->out_paused)
 		return;
 	p->out_paused = 1;
@@ -1339,8 +1318,7 @@ peer_output_pause(struct peer *p)
 	    p->name, p->addr, evbuffer_get_length(xport_output(p->xp)),
 	    (unsigned long long)env->conf->max_output_buffer,
 	    env->conf->output_timeout);
-	clock_tv(env->conf->output_timeout, &tv);
-	evtimer_add(p->out_ev, &tv);
+	clock_timer_arm(p->out_ev, env->conf->output_timeout);
 }
 
 static void
@@ -1349,7 +1327,7 @@ peer_output_resume(struct peer *p)
 	if (!p->out_paused || p->xp == NULL)
 		return;
 	p->out_paused = 0;
-	evtimer_del(p->out_ev);
+	clock_timer_disarm(p->out_ev);
 	log_info("peer=%s addr=%s output drained: queued=%zu; reading again",
 	    p->name, p->addr, evbuffer_get_length(xport_output(p->xp)));
 	xport_read_enable(p->xp, 1);
@@ -1357,13 +1335,11 @@ peer_output_resume(struct peer *p)
 }
 
 static void
-peer_out_cb(evutil_socket_t fd, short ev, void *arg)
+peer_out_cb(void *arg)
 {
 	struct peer *p = arg;
 	char why[160];
 
-	(void)fd;
-	(void)ev;
 	if (p->xp == NULL ||
 	    (p->state != PEER_UP && p->state != PEER_HANDSHAKE))
 		return;
@@ -1542,8 +1518,8 @@ peer_close_final(struct peer *p)
 	}
 	peer_acct_release(p);
 	event_del(p->flush_ev);
-	evtimer_del(p->timer);
-	evtimer_del(p->out_ev);
+	clock_timer_disarm(p->timer);
+	clock_timer_disarm(p->out_ev);
 	p->out_paused = 0;
 	p->state = PEER_DOWN;
 	p->state_since = clock_mono();
@@ -1552,7 +1528,7 @@ peer_close_final(struct peer *p)
 		return;
 	}
 	/* Outbound links come back, with exponential backoff. */
-	peer_arm(p, p->backoff_ms / 1000.0);
+	clock_timer_arm(p->timer, p->backoff_ms / 1000.0);
 	p->backoff_ms *= 2;
 	if (p->backoff_ms > PEER_BACKOFF_MAX)
 		p->backoff_ms = PEER_BACKOFF_MAX;
@@ -1598,7 +1574,7 @@ peer_linger_close(struct peer *p, const char *why)
 	}
 	xport_read_enable(p->xp, 0);
 	xport_set_lowat(p->xp, 0);
-	peer_arm(p, 1.0);
+	clock_timer_arm(p->timer, 1.0);
 }
 
 static void
@@ -1626,7 +1602,7 @@ peer_send_hello(struct peer *p)
 	p->state_since = p->last_rx = clock_mono();
 	if ((n = wire_enc_hello(frame, sizeof(frame), &h)) > 0)
 		peer_send(p, frame, n);
-	peer_arm(p, env->conf->handshake_timeout);
+	clock_timer_arm(p->timer, env->conf->handshake_timeout);
 }
 
 static void
@@ -1744,7 +1720,7 @@ peer_connect(struct peer *p)
 		goto fail;
 	}
 	freeaddrinfo(res);
-	peer_arm(p, env->conf->connect_timeout +
+	clock_timer_arm(p->timer, env->conf->connect_timeout +
 	    (p->ctx != NULL ? env->conf->handshake_timeout : 0));
 	return;
  fail:
@@ -1754,14 +1730,12 @@ peer_connect(struct peer *p)
 }
 
 static void
-peer_timer_cb(evutil_socket_t fd, short ev, void *arg)
+peer_timer_cb(void *arg)
 {
 	struct peer *p = arg;
 	uint8_t frame[WIRE_HDR_LEN + 8];
 	double idle;
 
-	(void)fd;
-	(void)ev;
 	switch (p->state) {
 	case PEER_DOWN:
 		if (p->outbound)
@@ -1783,7 +1757,7 @@ peer_timer_cb(evutil_socket_t fd, short ev, void *arg)
 	case PEER_UP:
 		idle = clock_mono() - p->last_rx;
 		if (idle < env->conf->idle_timeout) {
-			peer_arm(p, env->conf->idle_timeout - idle);
+			clock_timer_arm(p->timer, env->conf->idle_timeout - idle);
 			break;
 		}
 		if (p->ping_out) {
@@ -1794,7 +1768,7 @@ peer_timer_cb(evutil_socket_t fd, short ev, void *arg)
 		if (wire_enc_ping(frame, sizeof(frame), 0,
 		    (uint64_t)clock_wall_us()) > 0)
 			peer_send(p, frame, sizeof(frame));
-		peer_arm(p, env->conf->idle_timeout);
+		clock_timer_arm(p->timer, env->conf->idle_timeout);
 		break;
 	}
 }
@@ -1905,7 +1879,7 @@ peer_accept_cb(struct evconnlistener *l, evutil_socket_t fd,
 	if (p->tls_pending) {
 		p->state = PEER_CONNECTING;
 		p->state_since = clock_mono();
-		peer_arm(p, env->conf->handshake_timeout);
+		clock_timer_arm(p->timer, env->conf->handshake_timeout);
 		return;
 	}
 	peer_send_hello(p);
@@ -1974,7 +1948,7 @@ peer_start_outbound(void)
 	char err[512];
 
 	if (starved_ev == NULL &&
-	    (starved_ev = evtimer_new(env->base, peer_starved_cb, NULL)) == NULL)
+	    (starved_ev = clock_timer_new(peer_starved_cb, NULL)) == NULL)
 		fatalx("out of memory");
 	for (i = 0; i < c->npeers; i++) {
 		if (peer_find_outbound(c->peers[i].name) != NULL)
@@ -1987,7 +1961,7 @@ peer_start_outbound(void)
 			fatalx("out of memory");
 		snprintf(p->addr, sizeof(p->addr), "%s:%s", p->host, p->port);
 		p->rate_limit = c->peers[i].rate_limit;
-		if (p->rate_limit > 0 && (p->rl_ev = evtimer_new(env->base,
+		if (p->rate_limit > 0 && (p->rl_ev = clock_timer_new(
 		    peer_rl_cb, p)) == NULL)
 			fatalx("out of memory");
 		p->rl_last = clock_mono();
@@ -2052,7 +2026,7 @@ peer_free_all(void)
 	struct peer *p;
 
 	if (starved_ev != NULL) {
-		event_free(starved_ev);
+		clock_timer_free(starved_ev);
 		starved_ev = NULL;
 	}
 	while ((p = TAILQ_FIRST(&env->peers)) != NULL) {

@@ -96,14 +96,14 @@ struct session {
 	double			 created;
 	double			 last_progress;	/* data from upstream */
 	double			 last_drain;	/* credit moved on */
-	struct event		*timer;
+	struct clock_timer	*timer;
 	struct event		*reap_ev;
 	int			 replay;	/* answered from an outcome */
 	int			 pinned;	/* holds its id in env->seen */
 	uint64_t		 credited;	/* consumption told upstream */
 };
 
-static void	session_timer_cb(evutil_socket_t, short, void *);
+static void	session_timer_cb(void *);
 static void	session_reap_cb(evutil_socket_t, short, void *);
 static void	session_check_done(struct session *);
 static void	session_fail(struct session *, uint16_t, const char *);
@@ -295,15 +295,6 @@ session_seen_again(struct session *s, uint16_t *code, char *err,
 	s->nentries = s->entries_cap = o->n;
 	s->replay = 1;
 	return 0;
-}
-
-static void
-session_arm(struct session *s, double secs)
-{
-	struct timeval tv;
-
-	clock_tv(secs, &tv);
-	evtimer_add(s->timer, &tv);
 }
 
 static struct session_entry *
@@ -610,7 +601,7 @@ session_new(const struct session_params *sp, uint16_t *code, char *err,
 	snprintf(err, errlen, "out of memory");
 	if (!s->replay && session_add_entry(s) == NULL)
 		goto fail;
-	s->timer = evtimer_new(env->base, session_timer_cb, s);
+	s->timer = clock_timer_new(session_timer_cb, s);
 	s->reap_ev = event_new(env->base, -1, 0, session_reap_cb, s);
 	if (s->timer == NULL || s->reap_ev == NULL)
 		goto fail;
@@ -623,7 +614,7 @@ session_new(const struct session_params *sp, uint16_t *code, char *err,
 		goto fail;
 	}
 	env->puts_received++;
-	session_arm(s, s->conf->stream_inactivity_timeout);
+	clock_timer_arm(s->timer, s->conf->stream_inactivity_timeout);
 	log_info("stream=%llu put=%s key=%s size=%llu from=%s store=%s "
 	    "forks=%u budget=%u%s", (unsigned long long)s->id, s->put_hex,
 	    s->key_log, (unsigned long long)s->size, s->upstream_name,
@@ -738,7 +729,7 @@ session_end(struct session *s)
 		s->last_us = clock_wall_us();
 	s->state = SESS_COMPLETE;
 	/* From here the wait for store and forks is bounded by result_timeout. */
-	session_arm(s, s->conf->result_timeout);
+	clock_timer_arm(s->timer, s->conf->result_timeout);
 	session_check_done(s);
 	return 0;
 }
@@ -769,7 +760,7 @@ session_fail(struct session *s, uint16_t code, const char *why)
 		ops->abort(s->up, s, code, why);
 	stream_fail(s->buf, why);
 	/* Forks abort at once; this only bounds a fork stuck on its link. */
-	session_arm(s, s->conf->stream_inactivity_timeout);
+	clock_timer_arm(s->timer, s->conf->stream_inactivity_timeout);
 	session_check_done(s);
 }
 
@@ -874,7 +865,7 @@ session_close(struct session *s)
 {
 	session_unpin(s);
 	s->state = SESS_DONE;
-	evtimer_del(s->timer);
+	clock_timer_disarm(s->timer);
 	event_active(s->reap_ev, 0, 0);
 }
 
@@ -946,7 +937,7 @@ session_receiving_timeout(struct session *s)
 	if (session_backlog(s) >= s->conf->stream_window / 2) {
 		stuck = now - s->last_drain;
 		if (stuck < 2 * t - 0.001) {
-			session_arm(s, 2 * t - stuck);
+			clock_timer_arm(s->timer, 2 * t - stuck);
 			return;
 		}
 		snprintf(why, sizeof(why), "nothing drained on %s for %.1fs "
@@ -957,7 +948,7 @@ session_receiving_timeout(struct session *s)
 		idle = now - (s->last_progress > s->last_drain ?
 		    s->last_progress : s->last_drain);
 		if (idle < t - 0.001) {
-			session_arm(s, t - idle);
+			clock_timer_arm(s->timer, t - idle);
 			return;
 		}
 		snprintf(why, sizeof(why), "no data from %s for %.1fs "
@@ -967,14 +958,12 @@ session_receiving_timeout(struct session *s)
 }
 
 static void
-session_timer_cb(evutil_socket_t fd, short ev, void *arg)
+session_timer_cb(void *arg)
 {
 	struct session *s = arg;
 	struct pipe *p;
 	char why[160];
 
-	(void)fd;
-	(void)ev;
 	if (s->state == SESS_RECEIVING) {
 		session_receiving_timeout(s);
 		return;
@@ -1018,8 +1007,7 @@ session_free(struct session *s)
 		store_job_cancel(s->store_job);
 	if (s->buf != NULL)
 		stream_buf_unref(s->buf);
-	if (s->timer != NULL)
-		event_free(s->timer);
+	clock_timer_free(s->timer);
 	if (s->reap_ev != NULL)
 		event_free(s->reap_ev);
 	config_unref(s->conf);
