@@ -339,7 +339,7 @@ ctl_cmd_put(struct ctl_client *c, const struct ctl_put_req *req)
 		ctl_fail(c, "%s", err);
 		return;
 	}
-	hex_encode(put.put_id, sizeof(put.put_id), c->put_hex);
+	util_hex_encode(put.put_id, sizeof(put.put_id), c->put_hex);
 	memset(&sp, 0, sizeof(sp));
 	sp.put = &put;
 	sp.upstream_name = "control";

@@ -11,6 +11,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include <event2/listener.h>
 #include <jansson.h>
 
 #include "clock.h"
@@ -308,4 +309,71 @@ listener_json(void)
 	return json_pack("{s:i,s:i,s:o,s:o,s:o}", "fd_limit",
 	    (int)listener_nofile, "fd_reserve", (int)listener_fd_reserve(),
 	    "caps", caps, "open", open, "refused", refused);
+}
+
+#define LISTENER_GUARDS	4	/* peer, control, metrics listeners */
+#define LISTENER_RETRY	1.0	/* s an erring listener stays paused */
+
+static struct listener_guard {
+	struct evconnlistener	*l;
+	struct clock_timer	*retry;
+	const char		*what;
+} listener_guards[LISTENER_GUARDS];
+
+static struct listener_guard *
+listener_guard_find(struct evconnlistener *l)
+{
+	int i;
+
+	for (i = 0; i < LISTENER_GUARDS; i++)
+		if (listener_guards[i].l == l)
+			return &listener_guards[i];
+	return NULL;
+}
+
+static void
+listener_retry_cb(void *arg)
+{
+	struct listener_guard *g = arg;
+
+	if (g->l != NULL)
+		evconnlistener_enable(g->l);
+}
+
+static void
+listener_error_cb(struct evconnlistener *l, void *arg)
+{
+	struct listener_guard *g = listener_guard_find(l);
+
+	(void)arg;
+	log_warn("%s: accept", g != NULL ? g->what : "listener");
+	evconnlistener_disable(l);
+	if (g != NULL)
+		clock_timer_arm(g->retry, LISTENER_RETRY);
+}
+
+int
+listener_guard(struct evconnlistener *l, const char *what)
+{
+	struct listener_guard *g;
+
+	if ((g = listener_guard_find(NULL)) == NULL)
+		return -1;
+	if ((g->retry = clock_timer_new(listener_retry_cb, g)) == NULL)
+		return -1;
+	g->l = l;
+	g->what = what;
+	evconnlistener_set_error_cb(l, listener_error_cb);
+	return 0;
+}
+
+void
+listener_unguard(struct evconnlistener *l)
+{
+	struct listener_guard *g;
+
+	if (l == NULL || (g = listener_guard_find(l)) == NULL)
+		return;
+	clock_timer_free(g->retry);
+	memset(g, 0, sizeof(*g));
 }

@@ -83,4 +83,13 @@ const char	*listener_slot_name(enum listener_slot);
 /* {"fd_limit", "fd_reserve", "caps": {}, "open": {}, "refused": {}} */
 struct json_t	*listener_json(void);
 
+/*
+ * When accept() fails on l (out of descriptors, most likely), log it as
+ * "what: accept" and pause l for a second: re-polling at once would spin
+ * the loop on a socket that stays readable.  Unguard before freeing l.
+ */
+struct evconnlistener;
+int		 listener_guard(struct evconnlistener *l, const char *what);
+void		 listener_unguard(struct evconnlistener *l);
+
 #endif

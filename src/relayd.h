@@ -88,15 +88,4 @@ int		 relayd_reload(const char *by, char *err, size_t errlen);
 /* Start a graceful drain; returns the streams still in flight. */
 unsigned int	 relayd_drain(const char *by);
 
-/* Hex encode n bytes into out (2n+1 bytes). */
-void		 hex_encode(const uint8_t *, size_t n, char *out);
-/*
- * When accept() fails on l (out of descriptors, most likely), log it as
- * "what: accept" and pause l for a second: re-polling at once would spin
- * the loop on a socket that stays readable.  Unguard before freeing l.
- */
-struct evconnlistener;
-int		 listener_guard(struct evconnlistener *l, const char *what);
-void		 listener_unguard(struct evconnlistener *l);
-
 #endif

@@ -569,7 +569,7 @@ session_new(const struct session_params *sp, uint16_t *code, char *err,
 	s->conf = env->conf;
 	config_ref(s->conf);
 	memcpy(s->put_id, put->put_id, sizeof(s->put_id));
-	hex_encode(s->put_id, sizeof(s->put_id), s->put_hex);
+	util_hex_encode(s->put_id, sizeof(s->put_id), s->put_hex);
 	s->size = put->size;
 	memcpy(s->sha256, put->sha256, sizeof(s->sha256));
 	s->key_len = put->key_len;
@@ -1134,7 +1134,7 @@ session_outcome_json(const uint8_t *put_id)
 	char hex[2 * WIRE_PUT_ID_LEN + 1];
 	struct outcome *o;
 
-	hex_encode(put_id, WIRE_PUT_ID_LEN, hex);
+	util_hex_encode(put_id, WIRE_PUT_ID_LEN, hex);
 	if (session_find_live(put_id) != NULL)
 		return json_pack("{s:b,s:s,s:s,s:b,s:[]}", "ok", 1, "put_id",
 		    hex, "state", "in-flight", "stored", 0, "results");
