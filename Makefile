@@ -39,12 +39,12 @@ PKG_LIBS	 = $(shell pkg-config --libs $(PKGS) 2>/dev/null)
 CMOCKA_LIBS	 = $(shell pkg-config --libs cmocka 2>/dev/null)
 
 # Daemon modules (everything but main).
-MODS	 = clock util log wire stream store config route tls session pipe xport peer control \
+MODS	 = clock events util log wire stream store config route tls session pipe xport peer control \
 	   ctlproto metrics listener
 MOD_OBJS = $(MODS:%=$(BUILD)/%.o)
 
 UNIT_TESTS = test_wire test_stream test_store test_config test_route test_ctlproto \
-	     test_util test_listener test_clock
+	     test_util test_listener test_clock test_events
 UNIT_BINS  = $(UNIT_TESTS:%=$(BUILD)/%)
 
 # Which modules each unit test links (kept small: a module is tested alone).
@@ -57,6 +57,7 @@ test_ctlproto_MODS = ctlproto
 test_util_MODS   = util
 test_listener_MODS = listener clock log util
 test_clock_MODS  = clock
+test_events_MODS = events
 
 all: $(BUILD)/relayd $(BUILD)/relayctl
 

@@ -20,6 +20,7 @@
 #include "control.h"
 #include "ctl.h"
 #include "ctlproto.h"
+#include "events.h"
 #include "listener.h"
 #include "log.h"
 #include "peer.h"
@@ -614,6 +615,21 @@ ctl_tick_cb(evutil_socket_t fd, short ev, void *arg)
 	json_decref(streams);
 }
 
+static int
+ctl_events_active(void *arg)
+{
+	(void)arg;
+	return control_monitoring();
+}
+
+/* Session and peer events: control_event() changes what it sends. */
+static void
+ctl_events_cb(const struct relayd_event *ev, void *arg)
+{
+	(void)arg;
+	control_event(ev->name, json_copy(ev->fields));
+}
+
 static void
 ctl_cmd_monitor(struct ctl_client *c)
 {
@@ -897,6 +913,8 @@ control_open(const char *path, char *err, size_t errlen)
 		return -1;
 	}
 	listener_guard(ctl_listener, "control");
+	events_unsubscribe(ctl_events_cb, NULL);
+	events_subscribe(ctl_events_cb, ctl_events_active, NULL);
 	snprintf(ctl_path, sizeof(ctl_path), "%s", path);
 	if (ctl_tick_ev == NULL &&
 	    (ctl_tick_ev = event_new(env->base, -1, EV_PERSIST, ctl_tick_cb,
@@ -912,6 +930,7 @@ control_close(void)
 {
 	struct ctl_client *c;
 
+	events_unsubscribe(ctl_events_cb, NULL);
 	if (ctl_listener != NULL) {
 		listener_unguard(ctl_listener);
 		evconnlistener_free(ctl_listener);

@@ -21,7 +21,7 @@
 
 #include "clock.h"
 #include "config.h"
-#include "control.h"
+#include "events.h"
 #include "listener.h"
 #include "log.h"
 #include "peer.h"
@@ -1161,8 +1161,8 @@ peer_on_hello(struct peer *p, const struct wire_frame *f)
 	p->last_error[0] = '\0';
 	log_info("peer=%s addr=%s up direction=%s", p->name, p->addr,
 	    p->outbound ? "out" : "in");
-	if (control_monitoring())
-		control_event("peer-up", json_pack("{s:s,s:s,s:s}", "peer",
+	if (events_wanted())
+		events_publish("peer-up", json_pack("{s:s,s:s,s:s}", "peer",
 		    p->name, "address", p->addr, "direction",
 		    p->outbound ? "out" : "in"));
 	clock_timer_arm(p->timer, env->conf->idle_timeout);
@@ -1549,8 +1549,8 @@ peer_drop(struct peer *p, const char *why)
 	    "bytes_out=%llu", p->name, p->addr, why,
 	    (unsigned long long)p->bytes_in,
 	    (unsigned long long)p->bytes_out);
-	if (control_monitoring() && p->state == PEER_UP)
-		control_event("peer-down", json_pack("{s:s,s:s,s:s,s:s}",
+	if (events_wanted() && p->state == PEER_UP)
+		events_publish("peer-down", json_pack("{s:s,s:s,s:s,s:s}",
 		    "peer", p->name, "address", p->addr, "direction",
 		    p->outbound ? "out" : "in", "reason", why));
 	/* Mark first, so nothing is sent on the link while streams fail. */

@@ -11,7 +11,7 @@
 
 #include "clock.h"
 #include "config.h"
-#include "control.h"
+#include "events.h"
 #include "log.h"
 #include "peer.h"
 #include "pipe.h"
@@ -427,8 +427,8 @@ session_store_done(struct store_job *job, int ok, const char *reason,
 	    (unsigned long long)s->id, s->put_hex, s->key_log,
 	    ok ? "stored" : "failed", ok ? "" : " reason=",
 	    ok ? "" : util_esc(s->store_reason));
-	if (control_monitoring())
-		control_event("stream-stored", json_pack("{s:I,s:s,s:s,s:b,"
+	if (events_wanted())
+		events_publish("stream-stored", json_pack("{s:I,s:s,s:s,s:b,"
 		    "s:s}", "stream", (json_int_t)s->id, "put_id", s->put_hex,
 		    "key", s->key_esc, "ok", ok, "reason", ok ? "" :
 		    util_esc(s->store_reason)));
@@ -622,8 +622,8 @@ session_new(const struct session_params *sp, uint16_t *code, char *err,
 	    put->hops, s->replay ? " replay=stored-before" : "");
 	if (s->size == 0)
 		s->first_us = clock_wall_us();
-	if (control_monitoring())
-		control_event("stream-opened", json_pack("{s:I,s:s,s:s,s:I,"
+	if (events_wanted())
+		events_publish("stream-opened", json_pack("{s:I,s:s,s:s,s:I,"
 		    "s:s,s:b,s:i}", "stream", (json_int_t)s->id, "put_id",
 		    s->put_hex, "key", s->key_esc, "size", (json_int_t)s->size,
 		    "from", s->upstream_name, "store", s->plan.store,
@@ -882,8 +882,8 @@ session_check_done(struct session *s)
 	if (s->state == SESS_FAILED) {
 		env->puts_failed++;
 		stats_duration(clock_mono() - s->created);
-		if (control_monitoring())
-			control_event("stream-aborted", json_pack("{s:I,s:s,"
+		if (events_wanted())
+			events_publish("stream-aborted", json_pack("{s:I,s:s,"
 			    "s:s,s:b,s:s}", "stream", (json_int_t)s->id,
 			    "put_id", s->put_hex, "key", s->key_esc, "ok", 0,
 			    "reason", util_esc(s->fail_reason)));
@@ -900,8 +900,8 @@ session_check_done(struct session *s)
 	if (ok && !s->replay)
 		outcome_add(s);
 	stats_duration(clock_mono() - s->created);
-	if (control_monitoring())
-		control_event("stream-done", json_pack("{s:I,s:s,s:s,s:b,s:i,"
+	if (events_wanted())
+		events_publish("stream-done", json_pack("{s:I,s:s,s:s,s:b,s:i,"
 		    "s:s}", "stream", (json_int_t)s->id, "put_id", s->put_hex,
 		    "key", s->key_esc, "ok", ok, "hops", (int)s->nentries,
 		    "reason", ok ? "" : "a hop failed"));
