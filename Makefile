@@ -119,6 +119,11 @@ fuzz: $(FUZZ_TARGETS:%=$(FUZZ_BUILD)/fuzz_%)
 deps:
 	sh scripts/deps
 
+# The include graph of src/ against DESIGN.md's layers: no lower module
+# includes a higher one's header, no cycle (known debt: its allow-list).
+deps-graph:
+	/usr/bin/python3 scripts/deps-graph
+
 # System tests run in TEST_JOBS pytest-xdist workers, one test file per
 # worker at a time: most of their time is spent waiting on relays, not on
 # the CPU.  Each worker has its own slice of ports (conftest.free_port).
@@ -243,7 +248,8 @@ uninstall:
 	-rmdir $(DESTDIR)$(DOCDIR)/examples $(DESTDIR)$(DOCDIR) \
 	    $(DESTDIR)$(DATADIR) 2>/dev/null
 
-# Static checks.  Every man page under mandoc's lint.  The units,
+# Static checks.  The include graph (deps-graph).  Every man page under
+# mandoc's lint.  The units,
 # installed into a scratch directory, under systemd-analyze verify: the
 # scratch directory is the PREFIX, not a DESTDIR, so that the binaries the
 # units name exist; any warning about the units fails; where man(1) is
@@ -252,7 +258,7 @@ uninstall:
 # `systemd-analyze security` must be at most LINT_MAX_EXPOSURE.
 LINT_MAX_EXPOSURE = 2.0
 
-lint: all
+lint: all deps-graph
 	@set -e; for m in $(MANPAGES); do echo "mandoc -Tlint $$m"; \
 	    mandoc -Tlint -Wwarning $$m; done
 	@set -e; tmp=$$(mktemp -d /tmp/relayd-lint.XXXXXX); \
@@ -283,4 +289,4 @@ clean:
 	rm -rf build build-san build-test build-tsan $(FUZZ_BUILD)
 
 .PHONY: all unit valgrind valgrind-system fuzz deps system integrity tsan check demo bench bench-scale soak clean \
-	install uninstall lint
+	install uninstall lint deps-graph
