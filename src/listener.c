@@ -18,7 +18,6 @@
 #include "config.h"
 #include "listener.h"
 #include "log.h"
-#include "relayd.h"
 
 #define LISTENER_RESERVE_MIN	64
 #define LISTENER_RESERVE_PCT	5
@@ -34,6 +33,9 @@ struct listener_src {
 	unsigned int		 n;
 };
 LIST_HEAD(listener_src_head, listener_src);
+
+/* The current generation, borrowed: relayd sets it at start and reload. */
+static const struct config	*listener_conf;
 
 static unsigned int		 listener_nofile = 1024;
 static unsigned int		 listener_used_n[LSLOT_MAX];
@@ -143,7 +145,7 @@ listener_cap(const struct config *cf, enum listener_slot s)
 int
 listener_take(enum listener_slot s)
 {
-	if (listener_used_n[s] >= listener_cap(env->conf, s))
+	if (listener_used_n[s] >= listener_cap(listener_conf, s))
 		return -1;
 	listener_used_n[s]++;
 	return 0;
@@ -216,7 +218,7 @@ listener_source_take(const struct sockaddr *sa)
 		listener_src_key(sa, e->addr);
 		LIST_INSERT_HEAD(b, e, entry);
 	}
-	if (e->n >= env->conf->max_connections_per_source)
+	if (e->n >= listener_conf->max_connections_per_source)
 		return -1;
 	e->n++;
 	return 0;
@@ -248,8 +250,8 @@ listener_refusal_cap(enum listener_refusal r)
 	};
 
 	if (r == LREF_PER_SOURCE)
-		return env->conf->max_connections_per_source;
-	return slot[r] < 0 ? 0 : listener_cap(env->conf, slot[r]);
+		return listener_conf->max_connections_per_source;
+	return slot[r] < 0 ? 0 : listener_cap(listener_conf, slot[r]);
 }
 
 void
@@ -299,7 +301,7 @@ listener_json(void)
 
 	for (i = 0; i < LSLOT_MAX; i++) {
 		json_object_set_new(caps, listener_slot_names[i],
-		    json_integer(listener_cap(env->conf, i)));
+		    json_integer(listener_cap(listener_conf, i)));
 		json_object_set_new(open, listener_slot_names[i],
 		    json_integer(listener_used_n[i]));
 	}
@@ -376,4 +378,10 @@ listener_unguard(struct evconnlistener *l)
 		return;
 	clock_timer_free(g->retry);
 	memset(g, 0, sizeof(*g));
+}
+
+void
+listener_config(const struct config *cf)
+{
+	listener_conf = cf;
 }

@@ -62,7 +62,13 @@ unsigned int	 listener_fd_reserve(void);
 /* The cap of a slot under cf (derived where cf says 0). */
 unsigned int	 listener_cap(const struct config *cf, enum listener_slot);
 
-/* Take a slot under env->conf's cap: 0, or -1 at the cap. */
+/*
+ * The config the caps below follow: the current generation, borrowed
+ * (relayd sets it at start and on every reload, before the old one goes).
+ */
+void		 listener_config(const struct config *cf);
+
+/* Take a slot under the current config's cap: 0, or -1 at the cap. */
 int		 listener_take(enum listener_slot);
 void		 listener_put(enum listener_slot);
 unsigned int	 listener_used(enum listener_slot);

@@ -177,8 +177,10 @@ relayd_reload(const char *by, char *err, size_t errlen)
 		log_warnx("reload: listen, metrics, control_socket and "
 		    "store_dir changes need a restart; the running ones stay");
 	env->conf = nc;
+	listener_config(nc);
 	if (peer_reconfigure(old, err, errlen) == -1) {
 		env->conf = old;
+		listener_config(old);
 		config_unref(nc);
 		log_warnx("reload by %s refused: %s", by, err);
 		sd_notify(0, "READY=1");
@@ -391,6 +393,7 @@ main(int argc, char *argv[])
 	clock_init(env->base);
 	env->start_time = clock_mono();
 	listener_fd_init();
+	listener_config(env->conf);
 	relayd_setup();
 	sigterm = evsignal_new(env->base, SIGTERM, relayd_signal_cb, NULL);
 	sigint = evsignal_new(env->base, SIGINT, relayd_signal_cb, NULL);
