@@ -46,7 +46,7 @@ struct ctl_client {
 	struct event		*progress_ev;
 	struct event		*reap_ev;
 	struct event		*feed_ev;	/* credit came: feed from the loop */
-	struct event		*request_ev;	/* control_request_timeout */
+	struct clock_timer	*request_ev;	/* control_request_timeout */
 	int			 slot;		/* holds a max_control_clients slot */
 	int			 monitor;	/* gets events */
 	TAILQ_ENTRY(ctl_client)	 mon_entry;
@@ -75,7 +75,7 @@ ctl_client_free(struct ctl_client *c)
 	event_free(c->progress_ev);
 	event_free(c->reap_ev);
 	event_free(c->feed_ev);
-	event_free(c->request_ev);
+	clock_timer_free(c->request_ev);
 	if (c->slot)
 		listener_put(LSLOT_CONTROL);
 	free(c);
@@ -102,7 +102,7 @@ ctl_client_close(struct ctl_client *c, const char *why)
 	}
 	evtimer_del(c->progress_ev);
 	event_del(c->feed_ev);
-	evtimer_del(c->request_ev);
+	clock_timer_disarm(c->request_ev);
 	if (c->xp != NULL)
 		xport_read_enable(c->xp, 0);
 	event_active(c->reap_ev, 0, 0);
@@ -131,8 +131,6 @@ ctl_send(struct ctl_client *c, json_t *o)
 static void
 ctl_finish(struct ctl_client *c, json_t *o)
 {
-	struct timeval tv;
-
 	ctl_send(c, o);
 	c->closing = 1;
 	evtimer_del(c->progress_ev);
@@ -142,8 +140,7 @@ ctl_finish(struct ctl_client *c, json_t *o)
 		return;
 	}
 	/* A client that never reads its answer does not keep its slot. */
-	clock_tv(env->conf->control_request_timeout, &tv);
-	evtimer_add(c->request_ev, &tv);
+	clock_timer_arm(c->request_ev, env->conf->control_request_timeout);
 }
 
 static void
@@ -740,7 +737,7 @@ ctl_read_cb(struct xport *xp, void *arg)
 		return;
 	}
 	/* Only the request phase is timed: monitors and PUTs live on. */
-	evtimer_del(c->request_ev);
+	clock_timer_disarm(c->request_ev);
 	ctl_request(c, line, len);
 	free(line);
 }
@@ -766,12 +763,10 @@ ctl_event_cb(struct xport *xp, short what, void *arg)
 
 /* A client that has not sent its request line in time goes. */
 static void
-ctl_request_timeout_cb(evutil_socket_t fd, short ev, void *arg)
+ctl_request_timeout_cb(void *arg)
 {
 	struct ctl_client *c = arg;
 
-	(void)fd;
-	(void)ev;
 	if (c->closing) {
 		ctl_client_close(c, "answer not read in time");
 		return;
@@ -816,7 +811,6 @@ ctl_accept_cb(struct evconnlistener *l, evutil_socket_t fd,
     struct sockaddr *sa, int salen, void *arg)
 {
 	struct ctl_client *c;
-	struct timeval tv;
 
 	(void)l;
 	(void)sa;
@@ -844,7 +838,7 @@ ctl_accept_cb(struct evconnlistener *l, evutil_socket_t fd,
 	    c);
 	c->reap_ev = event_new(env->base, -1, 0, ctl_reap_cb, c);
 	c->feed_ev = event_new(env->base, -1, 0, ctl_feed_cb, c);
-	c->request_ev = evtimer_new(env->base, ctl_request_timeout_cb, c);
+	c->request_ev = clock_timer_new(ctl_request_timeout_cb, c);
 	if (c->xp == NULL || c->progress_ev == NULL || c->reap_ev == NULL ||
 	    c->feed_ev == NULL || c->request_ev == NULL) {
 		if (c->xp)
@@ -858,15 +852,14 @@ ctl_accept_cb(struct evconnlistener *l, evutil_socket_t fd,
 		if (c->feed_ev)
 			event_free(c->feed_ev);
 		if (c->request_ev)
-			event_free(c->request_ev);
+			clock_timer_free(c->request_ev);
 		listener_put(LSLOT_CONTROL);
 		free(c);
 		return;
 	}
 	TAILQ_INSERT_TAIL(&ctl_clients, c, entry);
 	xport_setcb(c->xp, ctl_read_cb, ctl_write_cb, ctl_event_cb, c);
-	clock_tv(env->conf->control_request_timeout, &tv);
-	evtimer_add(c->request_ev, &tv);
+	clock_timer_arm(c->request_ev, env->conf->control_request_timeout);
 }
 
 int
