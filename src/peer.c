@@ -41,7 +41,7 @@
 #define PEER_MAX_WINDOW	0x7fffffffLL	/* a window never exceeds this */
 #define PEER_BACKOFF_MIN 100		/* ms */
 #define PEER_BACKOFF_MAX 5000
-#define PEER_STARVED_RETRY 0.1		/* s: credit retry, memory freed elsewhere */
+#define PEER_STARVED_RETRY 0.1	/* s: retry starved credit */
 
 enum peer_state {
 	PEER_DOWN = 0,
@@ -1757,7 +1757,8 @@ peer_timer_cb(void *arg)
 	case PEER_UP:
 		idle = clock_mono() - p->last_rx;
 		if (idle < env->conf->idle_timeout) {
-			clock_timer_arm(p->timer, env->conf->idle_timeout - idle);
+			clock_timer_arm(p->timer,
+			    env->conf->idle_timeout - idle);
 			break;
 		}
 		if (p->ping_out) {
