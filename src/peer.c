@@ -495,9 +495,8 @@ peer_rate_ok(struct peer *p)
 	if (p->rl_tokens > 0)
 		return 1;
 	wait = -p->rl_tokens / p->rate_limit + 0.001;
-	if (p->rl_ev != NULL && !clock_timer_pending(p->rl_ev)) {
+	if (p->rl_ev != NULL && !clock_timer_pending(p->rl_ev))
 		clock_timer_arm(p->rl_ev, wait);
-	}
 	return 0;
 }
 
@@ -803,9 +802,8 @@ peer_starved_cb(void *arg)
 {
 	(void)arg;
 	peer_starved_retry();
-	if (!TAILQ_EMPTY(&starved)) {
+	if (!TAILQ_EMPTY(&starved))
 		clock_timer_arm(starved_ev, PEER_STARVED_RETRY);
-	}
 }
 
 static void
