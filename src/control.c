@@ -907,7 +907,9 @@ control_open(const char *path, char *err, size_t errlen)
 	}
 	listener_guard(ctl_listener, "control");
 	events_unsubscribe(ctl_events_cb, NULL);
-	events_subscribe(ctl_events_cb, ctl_events_active, NULL);
+	if (events_subscribe(ctl_events_cb, ctl_events_active, NULL) == -1)
+		log_warnx("control: no room to subscribe to events; monitor "
+		    "shows stream progress only");
 	snprintf(ctl_path, sizeof(ctl_path), "%s", path);
 	if (ctl_tick_ev == NULL &&
 	    (ctl_tick_ev = event_new(env->base, -1, EV_PERSIST, ctl_tick_cb,
