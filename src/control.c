@@ -16,9 +16,11 @@
 #include <jansson.h>
 #include <openssl/rand.h>
 
+#include "clock.h"
 #include "control.h"
 #include "ctl.h"
 #include "ctlproto.h"
+#include "events.h"
 #include "listener.h"
 #include "log.h"
 #include "peer.h"
@@ -44,7 +46,7 @@ struct ctl_client {
 	struct event		*progress_ev;
 	struct event		*reap_ev;
 	struct event		*feed_ev;	/* credit came: feed from the loop */
-	struct event		*request_ev;	/* control_request_timeout */
+	struct clock_timer	*request_ev;	/* control_request_timeout */
 	int			 slot;		/* holds a max_control_clients slot */
 	int			 monitor;	/* gets events */
 	TAILQ_ENTRY(ctl_client)	 mon_entry;
@@ -73,7 +75,7 @@ ctl_client_free(struct ctl_client *c)
 	event_free(c->progress_ev);
 	event_free(c->reap_ev);
 	event_free(c->feed_ev);
-	event_free(c->request_ev);
+	clock_timer_free(c->request_ev);
 	if (c->slot)
 		listener_put(LSLOT_CONTROL);
 	free(c);
@@ -100,7 +102,7 @@ ctl_client_close(struct ctl_client *c, const char *why)
 	}
 	evtimer_del(c->progress_ev);
 	event_del(c->feed_ev);
-	evtimer_del(c->request_ev);
+	clock_timer_disarm(c->request_ev);
 	if (c->xp != NULL)
 		xport_read_enable(c->xp, 0);
 	event_active(c->reap_ev, 0, 0);
@@ -129,8 +131,6 @@ ctl_send(struct ctl_client *c, json_t *o)
 static void
 ctl_finish(struct ctl_client *c, json_t *o)
 {
-	struct timeval tv;
-
 	ctl_send(c, o);
 	c->closing = 1;
 	evtimer_del(c->progress_ev);
@@ -140,8 +140,7 @@ ctl_finish(struct ctl_client *c, json_t *o)
 		return;
 	}
 	/* A client that never reads its answer does not keep its slot. */
-	secs_to_tv(env->conf->control_request_timeout, &tv);
-	evtimer_add(c->request_ev, &tv);
+	clock_timer_arm(c->request_ev, env->conf->control_request_timeout);
 }
 
 static void
@@ -338,7 +337,7 @@ ctl_cmd_put(struct ctl_client *c, const struct ctl_put_req *req)
 		ctl_fail(c, "%s", err);
 		return;
 	}
-	hex_encode(put.put_id, sizeof(put.put_id), c->put_hex);
+	util_hex_encode(put.put_id, sizeof(put.put_id), c->put_hex);
 	memset(&sp, 0, sizeof(sp));
 	sp.put = &put;
 	sp.upstream_name = "control";
@@ -356,7 +355,7 @@ ctl_cmd_put(struct ctl_client *c, const struct ctl_put_req *req)
 	{
 		struct timeval tv;
 
-		secs_to_tv(CTL_PROGRESS_INTERVAL, &tv);
+		clock_tv(CTL_PROGRESS_INTERVAL, &tv);
 		event_add(c->progress_ev, &tv);
 	}
 	ctl_feed(c);
@@ -372,7 +371,7 @@ ctl_cmd_status(struct ctl_client *c)
 	o = json_pack("{s:b,s:s,s:i,s:f,s:I,s:I,s:I,s:I,s:o,s:o}",
 	    "ok", 1, "node", env->conf->node_id,
 	    "generation", (int)env->conf->generation,
-	    "uptime_s", now_mono() - env->start_time,
+	    "uptime_s", clock_mono() - env->start_time,
 	    "buffered", (json_int_t)stream_total_held(),
 	    "puts_received", (json_int_t)env->puts_received,
 	    "puts_stored", (json_int_t)env->puts_stored,
@@ -430,7 +429,7 @@ ctl_stats_json(void)
 	    "buffered", (json_int_t)stream_total_held(),
 	    "peers_up", (int)t.up, "links", (int)t.links,
 	    "stream_durations", (json_int_t)env->dur_count,
-	    "uptime_s", now_mono() - env->start_time);
+	    "uptime_s", clock_mono() - env->start_time);
 	json_decref(tls);	/* "O" took its own references */
 	json_object_set_new(o, "descriptors", listener_json());
 	json_object_set_new(o, "memory", peer_memory_json());
@@ -565,7 +564,7 @@ control_event(const char *name, json_t *fields)
 	if (fields == NULL)
 		fields = json_object();
 	json_object_set_new(fields, "event", json_string(name));
-	json_object_set_new(fields, "time_us", json_integer(now_wall_us()));
+	json_object_set_new(fields, "time_us", json_integer(clock_wall_us()));
 	for (c = TAILQ_FIRST(&ctl_monitors); c != NULL; c = next) {
 		next = TAILQ_NEXT(c, mon_entry);
 		if (evbuffer_get_length(xport_output(c->xp)) >
@@ -611,6 +610,21 @@ ctl_tick_cb(evutil_socket_t fd, short ev, void *arg)
 		    "bytes_in", json_object_get(s, "bytes_in"),
 		    "size", json_object_get(s, "size")));
 	json_decref(streams);
+}
+
+static int
+ctl_events_active(void *arg)
+{
+	(void)arg;
+	return control_monitoring();
+}
+
+/* Session and peer events: control_event() changes what it sends. */
+static void
+ctl_events_cb(const struct relayd_event *ev, void *arg)
+{
+	(void)arg;
+	control_event(ev->name, json_copy(ev->fields));
 }
 
 static void
@@ -723,7 +737,7 @@ ctl_read_cb(struct xport *xp, void *arg)
 		return;
 	}
 	/* Only the request phase is timed: monitors and PUTs live on. */
-	evtimer_del(c->request_ev);
+	clock_timer_disarm(c->request_ev);
 	ctl_request(c, line, len);
 	free(line);
 }
@@ -749,12 +763,10 @@ ctl_event_cb(struct xport *xp, short what, void *arg)
 
 /* A client that has not sent its request line in time goes. */
 static void
-ctl_request_timeout_cb(evutil_socket_t fd, short ev, void *arg)
+ctl_request_timeout_cb(void *arg)
 {
 	struct ctl_client *c = arg;
 
-	(void)fd;
-	(void)ev;
 	if (c->closing) {
 		ctl_client_close(c, "answer not read in time");
 		return;
@@ -799,7 +811,6 @@ ctl_accept_cb(struct evconnlistener *l, evutil_socket_t fd,
     struct sockaddr *sa, int salen, void *arg)
 {
 	struct ctl_client *c;
-	struct timeval tv;
 
 	(void)l;
 	(void)sa;
@@ -827,7 +838,7 @@ ctl_accept_cb(struct evconnlistener *l, evutil_socket_t fd,
 	    c);
 	c->reap_ev = event_new(env->base, -1, 0, ctl_reap_cb, c);
 	c->feed_ev = event_new(env->base, -1, 0, ctl_feed_cb, c);
-	c->request_ev = evtimer_new(env->base, ctl_request_timeout_cb, c);
+	c->request_ev = clock_timer_new(ctl_request_timeout_cb, c);
 	if (c->xp == NULL || c->progress_ev == NULL || c->reap_ev == NULL ||
 	    c->feed_ev == NULL || c->request_ev == NULL) {
 		if (c->xp)
@@ -841,15 +852,14 @@ ctl_accept_cb(struct evconnlistener *l, evutil_socket_t fd,
 		if (c->feed_ev)
 			event_free(c->feed_ev);
 		if (c->request_ev)
-			event_free(c->request_ev);
+			clock_timer_free(c->request_ev);
 		listener_put(LSLOT_CONTROL);
 		free(c);
 		return;
 	}
 	TAILQ_INSERT_TAIL(&ctl_clients, c, entry);
 	xport_setcb(c->xp, ctl_read_cb, ctl_write_cb, ctl_event_cb, c);
-	secs_to_tv(env->conf->control_request_timeout, &tv);
-	evtimer_add(c->request_ev, &tv);
+	clock_timer_arm(c->request_ev, env->conf->control_request_timeout);
 }
 
 int
@@ -896,6 +906,10 @@ control_open(const char *path, char *err, size_t errlen)
 		return -1;
 	}
 	listener_guard(ctl_listener, "control");
+	events_unsubscribe(ctl_events_cb, NULL);
+	if (events_subscribe(ctl_events_cb, ctl_events_active, NULL) == -1)
+		log_warnx("control: no room to subscribe to events; monitor "
+		    "shows stream progress only");
 	snprintf(ctl_path, sizeof(ctl_path), "%s", path);
 	if (ctl_tick_ev == NULL &&
 	    (ctl_tick_ev = event_new(env->base, -1, EV_PERSIST, ctl_tick_cb,
@@ -911,6 +925,7 @@ control_close(void)
 {
 	struct ctl_client *c;
 
+	events_unsubscribe(ctl_events_cb, NULL);
 	if (ctl_listener != NULL) {
 		listener_unguard(ctl_listener);
 		evconnlistener_free(ctl_listener);

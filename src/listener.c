@@ -11,12 +11,13 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include <event2/listener.h>
 #include <jansson.h>
 
+#include "clock.h"
 #include "config.h"
 #include "listener.h"
 #include "log.h"
-#include "relayd.h"
 
 #define LISTENER_RESERVE_MIN	64
 #define LISTENER_RESERVE_PCT	5
@@ -32,6 +33,9 @@ struct listener_src {
 	unsigned int		 n;
 };
 LIST_HEAD(listener_src_head, listener_src);
+
+/* The current generation, borrowed: relayd sets it at start and reload. */
+static const struct config	*listener_conf;
 
 static unsigned int		 listener_nofile = 1024;
 static unsigned int		 listener_used_n[LSLOT_MAX];
@@ -141,7 +145,7 @@ listener_cap(const struct config *cf, enum listener_slot s)
 int
 listener_take(enum listener_slot s)
 {
-	if (listener_used_n[s] >= listener_cap(env->conf, s))
+	if (listener_used_n[s] >= listener_cap(listener_conf, s))
 		return -1;
 	listener_used_n[s]++;
 	return 0;
@@ -214,7 +218,7 @@ listener_source_take(const struct sockaddr *sa)
 		listener_src_key(sa, e->addr);
 		LIST_INSERT_HEAD(b, e, entry);
 	}
-	if (e->n >= env->conf->max_connections_per_source)
+	if (e->n >= listener_conf->max_connections_per_source)
 		return -1;
 	e->n++;
 	return 0;
@@ -246,14 +250,14 @@ listener_refusal_cap(enum listener_refusal r)
 	};
 
 	if (r == LREF_PER_SOURCE)
-		return env->conf->max_connections_per_source;
-	return slot[r] < 0 ? 0 : listener_cap(env->conf, slot[r]);
+		return listener_conf->max_connections_per_source;
+	return slot[r] < 0 ? 0 : listener_cap(listener_conf, slot[r]);
 }
 
 void
 listener_refused(enum listener_refusal r, const char *who)
 {
-	double now = now_mono();
+	double now = clock_mono();
 
 	listener_refused_n[r]++;
 	if (listener_logged_at[r] != 0 &&
@@ -297,7 +301,7 @@ listener_json(void)
 
 	for (i = 0; i < LSLOT_MAX; i++) {
 		json_object_set_new(caps, listener_slot_names[i],
-		    json_integer(listener_cap(env->conf, i)));
+		    json_integer(listener_cap(listener_conf, i)));
 		json_object_set_new(open, listener_slot_names[i],
 		    json_integer(listener_used_n[i]));
 	}
@@ -307,4 +311,77 @@ listener_json(void)
 	return json_pack("{s:i,s:i,s:o,s:o,s:o}", "fd_limit",
 	    (int)listener_nofile, "fd_reserve", (int)listener_fd_reserve(),
 	    "caps", caps, "open", open, "refused", refused);
+}
+
+#define LISTENER_GUARDS	4	/* peer, control, metrics listeners */
+#define LISTENER_RETRY	1.0	/* s an erring listener stays paused */
+
+static struct listener_guard {
+	struct evconnlistener	*l;
+	struct clock_timer	*retry;
+	const char		*what;
+} listener_guards[LISTENER_GUARDS];
+
+static struct listener_guard *
+listener_guard_find(struct evconnlistener *l)
+{
+	int i;
+
+	for (i = 0; i < LISTENER_GUARDS; i++)
+		if (listener_guards[i].l == l)
+			return &listener_guards[i];
+	return NULL;
+}
+
+static void
+listener_retry_cb(void *arg)
+{
+	struct listener_guard *g = arg;
+
+	if (g->l != NULL)
+		evconnlistener_enable(g->l);
+}
+
+static void
+listener_error_cb(struct evconnlistener *l, void *arg)
+{
+	struct listener_guard *g = listener_guard_find(l);
+
+	(void)arg;
+	log_warn("%s: accept", g != NULL ? g->what : "listener");
+	evconnlistener_disable(l);
+	if (g != NULL)
+		clock_timer_arm(g->retry, LISTENER_RETRY);
+}
+
+int
+listener_guard(struct evconnlistener *l, const char *what)
+{
+	struct listener_guard *g;
+
+	if ((g = listener_guard_find(NULL)) == NULL)
+		return -1;
+	if ((g->retry = clock_timer_new(listener_retry_cb, g)) == NULL)
+		return -1;
+	g->l = l;
+	g->what = what;
+	evconnlistener_set_error_cb(l, listener_error_cb);
+	return 0;
+}
+
+void
+listener_unguard(struct evconnlistener *l)
+{
+	struct listener_guard *g;
+
+	if (l == NULL || (g = listener_guard_find(l)) == NULL)
+		return;
+	clock_timer_free(g->retry);
+	memset(g, 0, sizeof(*g));
+}
+
+void
+listener_config(const struct config *cf)
+{
+	listener_conf = cf;
 }

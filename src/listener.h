@@ -62,7 +62,13 @@ unsigned int	 listener_fd_reserve(void);
 /* The cap of a slot under cf (derived where cf says 0). */
 unsigned int	 listener_cap(const struct config *cf, enum listener_slot);
 
-/* Take a slot under env->conf's cap: 0, or -1 at the cap. */
+/*
+ * The config the caps below follow: the current generation, borrowed
+ * (relayd sets it at start and on every reload, before the old one goes).
+ */
+void		 listener_config(const struct config *cf);
+
+/* Take a slot under the current config's cap: 0, or -1 at the cap. */
 int		 listener_take(enum listener_slot);
 void		 listener_put(enum listener_slot);
 unsigned int	 listener_used(enum listener_slot);
@@ -82,5 +88,14 @@ const char	*listener_slot_name(enum listener_slot);
 
 /* {"fd_limit", "fd_reserve", "caps": {}, "open": {}, "refused": {}} */
 struct json_t	*listener_json(void);
+
+/*
+ * When accept() fails on l (out of descriptors, most likely), log it as
+ * "what: accept" and pause l for a second: re-polling at once would spin
+ * the loop on a socket that stays readable.  Unguard before freeing l.
+ */
+struct evconnlistener;
+int		 listener_guard(struct evconnlistener *l, const char *what);
+void		 listener_unguard(struct evconnlistener *l);
 
 #endif

@@ -20,6 +20,7 @@
 #include <event2/event.h>
 #include <event2/listener.h>
 
+#include "clock.h"
 #include "config.h"
 #include "listener.h"
 #include "log.h"
@@ -285,7 +286,7 @@ metrics_render(struct evbuffer *buf)
 	metrics_family(&o, "relayd_uptime_seconds", "gauge",
 	    "Seconds since relayd started.");
 	metrics_printf(&o, "relayd_uptime_seconds %.3f\n",
-	    now_mono() - env->start_time);
+	    clock_mono() - env->start_time);
 	metrics_one(&o, "relayd_config_generation", "gauge",
 	    "Generation of the configuration in use (one more per accepted "
 	    "load or reload).", env->conf != NULL ? env->conf->generation : 0);
@@ -545,7 +546,7 @@ metrics_accept_cb(struct evconnlistener *l, evutil_socket_t fd,
 	TAILQ_INSERT_TAIL(&metrics_clients, c, entry);
 	xport_setcb(c->xp, metrics_read_cb, metrics_write_cb,
 	    metrics_event_cb, c);
-	secs_to_tv(env->conf->metrics_header_timeout, &tv);
+	clock_tv(env->conf->metrics_header_timeout, &tv);
 	evtimer_add(c->timer, &tv);
 }
 

@@ -19,8 +19,9 @@
 #include <openssl/err.h>
 #include <openssl/ssl.h>
 
+#include "clock.h"
 #include "config.h"
-#include "control.h"
+#include "events.h"
 #include "listener.h"
 #include "log.h"
 #include "peer.h"
@@ -40,6 +41,7 @@
 #define PEER_MAX_WINDOW	0x7fffffffLL	/* a window never exceeds this */
 #define PEER_BACKOFF_MIN 100		/* ms */
 #define PEER_BACKOFF_MAX 5000
+#define PEER_STARVED_RETRY 0.1	/* s: retry starved credit */
 
 enum peer_state {
 	PEER_DOWN = 0,
@@ -75,7 +77,7 @@ struct instream {
  * bytes: at the limit relayd stops granting credit instead of growing.
  */
 static TAILQ_HEAD(, instream)	starved = TAILQ_HEAD_INITIALIZER(starved);
-static struct event		*starved_ev;
+static struct clock_timer	*starved_ev;
 
 /*
  * Stream credit granted to peers and not yet used: the sum of every
@@ -123,7 +125,7 @@ struct peer {
 	struct pipe_queue	 conn_wait;
 	struct pipe_queue	 link_wait;
 	struct event		*flush_ev;
-	struct event		*timer;
+	struct clock_timer	*timer;
 	struct event		*reap_ev;
 	double			 last_rx;
 	double			 state_since;
@@ -134,7 +136,7 @@ struct peer {
 	uint64_t		 rate_limit;	/* bytes/s out, 0 = none */
 	double			 rl_tokens;	/* may go negative: a debt */
 	double			 rl_last;
-	struct event		*rl_ev;
+	struct clock_timer	*rl_ev;
 	struct config		*conf;		/* generation of tls/ctx */
 	SSL_CTX			*ctx;		/* NULL: plaintext link */
 	const struct tls_conf	*tlsc;
@@ -147,7 +149,7 @@ struct peer {
 	uint32_t		 closed_ids[PEER_CLOSED_IDS];
 	unsigned int		 closed_pos;
 	uint32_t		 max_in_id;	/* highest id a PUT named */
-	struct event		*out_ev;	/* output stuck: close then */
+	struct clock_timer	*out_ev;	/* output stuck: close then */
 	int			 out_paused;	/* reading stopped for it */
 	uint64_t		 out_mark;	/* xport_out_drained() then */
 	uint64_t		 pong_end;	/* xport_out_drained() once our
@@ -173,10 +175,10 @@ static void	peer_write_cb(struct xport *, void *);
 static void	peer_event_cb(struct xport *, short, void *);
 static void	*peer_sink(struct xport *, size_t *, void *);
 static void	peer_sunk(struct xport *, size_t, void *);
-static void	peer_timer_cb(evutil_socket_t, short, void *);
+static void	peer_timer_cb(void *);
 static void	peer_flush_cb(evutil_socket_t, short, void *);
 static void	peer_reap_cb(evutil_socket_t, short, void *);
-static void	peer_out_cb(evutil_socket_t, short, void *);
+static void	peer_out_cb(void *);
 static void	peer_output_watch(struct peer *);
 static void	peer_drop(struct peer *, const char *);
 static void	peer_linger_close(struct peer *, const char *);
@@ -226,15 +228,6 @@ peer_remote_stream_window(const struct peer *p)
 	return p->remote_stream_window;
 }
 
-static void
-peer_arm(struct peer *p, double secs)
-{
-	struct timeval tv;
-
-	secs_to_tv(secs, &tv);
-	evtimer_add(p->timer, &tv);
-}
-
 /* HELLO done: the link no longer counts as a handshake. */
 static void
 peer_acct_authenticated(struct peer *p)
@@ -273,19 +266,19 @@ peer_new(int outbound)
 	TAILQ_INIT(&p->conn_wait);
 	TAILQ_INIT(&p->link_wait);
 	p->flush_ev = event_new(env->base, -1, 0, peer_flush_cb, p);
-	p->timer = evtimer_new(env->base, peer_timer_cb, p);
+	p->timer = clock_timer_new(peer_timer_cb, p);
 	p->reap_ev = event_new(env->base, -1, 0, peer_reap_cb, p);
-	p->out_ev = evtimer_new(env->base, peer_out_cb, p);
+	p->out_ev = clock_timer_new(peer_out_cb, p);
 	if (p->flush_ev == NULL || p->timer == NULL || p->reap_ev == NULL ||
 	    p->out_ev == NULL) {
 		if (p->flush_ev)
 			event_free(p->flush_ev);
 		if (p->timer)
-			event_free(p->timer);
+			clock_timer_free(p->timer);
 		if (p->reap_ev)
 			event_free(p->reap_ev);
 		if (p->out_ev)
-			event_free(p->out_ev);
+			clock_timer_free(p->out_ev);
 		free(p);
 		return NULL;
 	}
@@ -304,11 +297,11 @@ peer_free(struct peer *p)
 	if (p->conf != NULL)
 		config_unref(p->conf);
 	if (p->rl_ev != NULL)
-		event_free(p->rl_ev);
+		clock_timer_free(p->rl_ev);
 	event_free(p->flush_ev);
-	event_free(p->timer);
+	clock_timer_free(p->timer);
 	event_free(p->reap_ev);
-	event_free(p->out_ev);
+	clock_timer_free(p->out_ev);
 	free(p->host);
 	free(p->port);
 	free(p);
@@ -490,11 +483,10 @@ static int
 peer_rate_ok(struct peer *p)
 {
 	double now, burst, wait;
-	struct timeval tv;
 
 	if (p->rate_limit == 0)
 		return 1;
-	now = now_mono();
+	now = clock_mono();
 	burst = p->rate_limit / 10.0;
 	p->rl_tokens += (now - p->rl_last) * p->rate_limit;
 	if (p->rl_tokens > burst)
@@ -503,18 +495,14 @@ peer_rate_ok(struct peer *p)
 	if (p->rl_tokens > 0)
 		return 1;
 	wait = -p->rl_tokens / p->rate_limit + 0.001;
-	if (p->rl_ev != NULL && !evtimer_pending(p->rl_ev, NULL)) {
-		secs_to_tv(wait, &tv);
-		evtimer_add(p->rl_ev, &tv);
-	}
+	if (p->rl_ev != NULL && !clock_timer_pending(p->rl_ev))
+		clock_timer_arm(p->rl_ev, wait);
 	return 0;
 }
 
 static void
-peer_rl_cb(evutil_socket_t fd, short ev, void *arg)
+peer_rl_cb(void *arg)
 {
-	(void)fd;
-	(void)ev;
 	peer_schedule(arg);
 }
 
@@ -553,7 +541,7 @@ peer_flush_cb(evutil_socket_t fd, short ev, void *arg)
 	 * the budget resumes. */
 	if (!TAILQ_EMPTY(&p->ready) && evbuffer_get_length(out) <
 	    PEER_OUT_HIGH && (p->rl_ev == NULL ||
-	    !evtimer_pending(p->rl_ev, NULL)))
+	    !clock_timer_pending(p->rl_ev)))
 		event_active(p->flush_ev, 0, 0);
 }
 
@@ -570,7 +558,7 @@ peer_attach_pipe(struct peer *p, struct pipe *pp)
 	TAILQ_INSERT_TAIL(&p->link_wait, pp, ready_entry);
 	pp->queued = PQ_LINK_WAIT;
 	if (p->state == PEER_DOWN) {
-		evtimer_del(p->timer);
+		clock_timer_disarm(p->timer);
 		p->backoff_ms = PEER_BACKOFF_MIN;
 		peer_connect(p);
 	}
@@ -772,7 +760,6 @@ static void
 instream_grant(struct instream *in)
 {
 	struct peer *p = in->peer;
-	struct timeval tv = { 0, 100000 };
 	uint64_t n;
 
 	if (p == NULL || in->credit_pending == 0)
@@ -793,8 +780,8 @@ instream_grant(struct instream *in)
 			in->starved = 1;
 		}
 		/* Also retried on a timer: the memory may free elsewhere. */
-		if (starved_ev != NULL && !evtimer_pending(starved_ev, NULL))
-			evtimer_add(starved_ev, &tv);
+		if (starved_ev != NULL && !clock_timer_pending(starved_ev))
+			clock_timer_arm(starved_ev, PEER_STARVED_RETRY);
 	}
 }
 
@@ -811,16 +798,12 @@ peer_starved_retry(void)
 }
 
 static void
-peer_starved_cb(evutil_socket_t fd, short ev, void *arg)
+peer_starved_cb(void *arg)
 {
-	(void)fd;
-	(void)ev;
 	(void)arg;
 	peer_starved_retry();
-	if (!TAILQ_EMPTY(&starved)) {
-		struct timeval tv = { 0, 100000 };
-		evtimer_add(starved_ev, &tv);
-	}
+	if (!TAILQ_EMPTY(&starved))
+		clock_timer_arm(starved_ev, PEER_STARVED_RETRY);
 }
 
 static void
@@ -1012,7 +995,7 @@ peer_sunk(struct xport *xp, size_t n, void *arg)
 
 	(void)xp;
 	p->rx_left -= n;
-	p->last_rx = now_mono();
+	p->last_rx = clock_mono();
 	if (p->rx_drop || (in = peer_find_in(p, p->rx_id)) == NULL) {
 		env->hostile.data_discarded += n;
 		return;
@@ -1170,17 +1153,17 @@ peer_on_hello(struct peer *p, const struct wire_frame *f)
 	p->conn_credit = f->u.hello.conn_window;
 	p->remote_stream_window = f->u.hello.stream_window;
 	p->state = PEER_UP;
-	p->state_since = now_mono();
+	p->state_since = clock_mono();
 	peer_acct_authenticated(p);
 	p->backoff_ms = PEER_BACKOFF_MIN;
 	p->last_error[0] = '\0';
 	log_info("peer=%s addr=%s up direction=%s", p->name, p->addr,
 	    p->outbound ? "out" : "in");
-	if (control_monitoring())
-		control_event("peer-up", json_pack("{s:s,s:s,s:s}", "peer",
+	if (events_wanted())
+		events_publish("peer-up", json_pack("{s:s,s:s,s:s}", "peer",
 		    p->name, "address", p->addr, "direction",
 		    p->outbound ? "out" : "in"));
-	peer_arm(p, env->conf->idle_timeout);
+	clock_timer_arm(p->timer, env->conf->idle_timeout);
 	while ((pp = TAILQ_FIRST(&p->link_wait)) != NULL) {
 		peer_dequeue(p, pp);
 		TAILQ_INSERT_TAIL(&p->ready, pp, ready_entry);
@@ -1312,21 +1295,16 @@ peer_output_full(const struct peer *p)
 static void
 peer_output_watch(struct peer *p)
 {
-	struct timeval tv;
-
-	if (p->xp == NULL || evtimer_pending(p->out_ev, NULL) ||
+	if (p->xp == NULL || clock_timer_pending(p->out_ev) ||
 	    evbuffer_get_length(xport_output(p->xp)) == 0)
 		return;
 	p->out_mark = xport_out_drained(p->xp);
-	secs_to_tv(env->conf->output_timeout, &tv);
-	evtimer_add(p->out_ev, &tv);
+	clock_timer_arm(p->out_ev, env->conf->output_timeout);
 }
 
 static void
 peer_output_pause(struct peer *p)
 {
-	struct timeval tv;
-
 	if (p->out_paused)
 		return;
 	p->out_paused = 1;
@@ -1338,8 +1316,7 @@ peer_output_pause(struct peer *p)
 	    p->name, p->addr, evbuffer_get_length(xport_output(p->xp)),
 	    (unsigned long long)env->conf->max_output_buffer,
 	    env->conf->output_timeout);
-	secs_to_tv(env->conf->output_timeout, &tv);
-	evtimer_add(p->out_ev, &tv);
+	clock_timer_arm(p->out_ev, env->conf->output_timeout);
 }
 
 static void
@@ -1348,7 +1325,7 @@ peer_output_resume(struct peer *p)
 	if (!p->out_paused || p->xp == NULL)
 		return;
 	p->out_paused = 0;
-	evtimer_del(p->out_ev);
+	clock_timer_disarm(p->out_ev);
 	log_info("peer=%s addr=%s output drained: queued=%zu; reading again",
 	    p->name, p->addr, evbuffer_get_length(xport_output(p->xp)));
 	xport_read_enable(p->xp, 1);
@@ -1356,13 +1333,11 @@ peer_output_resume(struct peer *p)
 }
 
 static void
-peer_out_cb(evutil_socket_t fd, short ev, void *arg)
+peer_out_cb(void *arg)
 {
 	struct peer *p = arg;
 	char why[160];
 
-	(void)fd;
-	(void)ev;
 	if (p->xp == NULL ||
 	    (p->state != PEER_UP && p->state != PEER_HANDSHAKE))
 		return;
@@ -1433,7 +1408,7 @@ peer_read_cb(struct xport *xp, void *arg)
 				peer_fail(p, "DATA beyond connection credit");
 				return;
 			}
-			p->last_rx = now_mono();
+			p->last_rx = clock_mono();
 			p->bytes_in += WIRE_HDR_LEN + h.len;
 			evbuffer_drain(input, WIRE_HDR_LEN);
 			p->rx_id = h.stream;
@@ -1447,7 +1422,7 @@ peer_read_cb(struct xport *xp, void *arg)
 		}
 		if (have < WIRE_HDR_LEN + (size_t)h.len)
 			break;
-		p->last_rx = now_mono();
+		p->last_rx = clock_mono();
 		p->bytes_in += WIRE_HDR_LEN + h.len;
 		buf = evbuffer_pullup(input, WIRE_HDR_LEN + h.len);
 		if ((r = wire_decode(buf, WIRE_HDR_LEN + h.len, &f)) < 0) {
@@ -1541,17 +1516,17 @@ peer_close_final(struct peer *p)
 	}
 	peer_acct_release(p);
 	event_del(p->flush_ev);
-	evtimer_del(p->timer);
-	evtimer_del(p->out_ev);
+	clock_timer_disarm(p->timer);
+	clock_timer_disarm(p->out_ev);
 	p->out_paused = 0;
 	p->state = PEER_DOWN;
-	p->state_since = now_mono();
+	p->state_since = clock_mono();
 	if (!p->outbound || p->retired) {
 		event_active(p->reap_ev, 0, 0);
 		return;
 	}
 	/* Outbound links come back, with exponential backoff. */
-	peer_arm(p, p->backoff_ms / 1000.0);
+	clock_timer_arm(p->timer, p->backoff_ms / 1000.0);
 	p->backoff_ms *= 2;
 	if (p->backoff_ms > PEER_BACKOFF_MAX)
 		p->backoff_ms = PEER_BACKOFF_MAX;
@@ -1572,8 +1547,8 @@ peer_drop(struct peer *p, const char *why)
 	    "bytes_out=%llu", p->name, p->addr, why,
 	    (unsigned long long)p->bytes_in,
 	    (unsigned long long)p->bytes_out);
-	if (control_monitoring() && p->state == PEER_UP)
-		control_event("peer-down", json_pack("{s:s,s:s,s:s,s:s}",
+	if (events_wanted() && p->state == PEER_UP)
+		events_publish("peer-down", json_pack("{s:s,s:s,s:s,s:s}",
 		    "peer", p->name, "address", p->addr, "direction",
 		    p->outbound ? "out" : "in", "reason", why));
 	/* Mark first, so nothing is sent on the link while streams fail. */
@@ -1597,7 +1572,7 @@ peer_linger_close(struct peer *p, const char *why)
 	}
 	xport_read_enable(p->xp, 0);
 	xport_set_lowat(p->xp, 0);
-	peer_arm(p, 1.0);
+	clock_timer_arm(p->timer, 1.0);
 }
 
 static void
@@ -1622,10 +1597,10 @@ peer_send_hello(struct peer *p)
 	h.node = env->conf->node_id;
 	h.node_len = strlen(env->conf->node_id);
 	p->state = PEER_HANDSHAKE;
-	p->state_since = p->last_rx = now_mono();
+	p->state_since = p->last_rx = clock_mono();
 	if ((n = wire_enc_hello(frame, sizeof(frame), &h)) > 0)
 		peer_send(p, frame, n);
-	peer_arm(p, env->conf->handshake_timeout);
+	clock_timer_arm(p->timer, env->conf->handshake_timeout);
 }
 
 static void
@@ -1725,7 +1700,7 @@ peer_connect(struct peer *p)
 	hints.ai_socktype = SOCK_STREAM;
 	hints.ai_flags = AI_NUMERICSERV;
 	p->state = PEER_CONNECTING;
-	p->state_since = now_mono();
+	p->state_since = clock_mono();
 	if ((r = getaddrinfo(p->host, p->port, &hints, &res)) != 0) {
 		snprintf(p->last_error, sizeof(p->last_error), "resolve "
 		    "%s: %s", p->host, gai_strerror(r));
@@ -1743,7 +1718,7 @@ peer_connect(struct peer *p)
 		goto fail;
 	}
 	freeaddrinfo(res);
-	peer_arm(p, env->conf->connect_timeout +
+	clock_timer_arm(p->timer, env->conf->connect_timeout +
 	    (p->ctx != NULL ? env->conf->handshake_timeout : 0));
 	return;
  fail:
@@ -1753,14 +1728,12 @@ peer_connect(struct peer *p)
 }
 
 static void
-peer_timer_cb(evutil_socket_t fd, short ev, void *arg)
+peer_timer_cb(void *arg)
 {
 	struct peer *p = arg;
 	uint8_t frame[WIRE_HDR_LEN + 8];
 	double idle;
 
-	(void)fd;
-	(void)ev;
 	switch (p->state) {
 	case PEER_DOWN:
 		if (p->outbound)
@@ -1780,9 +1753,10 @@ peer_timer_cb(evutil_socket_t fd, short ev, void *arg)
 		peer_close_final(p);
 		break;
 	case PEER_UP:
-		idle = now_mono() - p->last_rx;
+		idle = clock_mono() - p->last_rx;
 		if (idle < env->conf->idle_timeout) {
-			peer_arm(p, env->conf->idle_timeout - idle);
+			clock_timer_arm(p->timer,
+			    env->conf->idle_timeout - idle);
 			break;
 		}
 		if (p->ping_out) {
@@ -1791,9 +1765,9 @@ peer_timer_cb(evutil_socket_t fd, short ev, void *arg)
 		}
 		p->ping_out = 1;
 		if (wire_enc_ping(frame, sizeof(frame), 0,
-		    (uint64_t)now_wall_us()) > 0)
+		    (uint64_t)clock_wall_us()) > 0)
 			peer_send(p, frame, sizeof(frame));
-		peer_arm(p, env->conf->idle_timeout);
+		clock_timer_arm(p->timer, env->conf->idle_timeout);
 		break;
 	}
 }
@@ -1903,8 +1877,8 @@ peer_accept_cb(struct evconnlistener *l, evutil_socket_t fd,
 	log_debug("peer=%s accepted", p->addr);
 	if (p->tls_pending) {
 		p->state = PEER_CONNECTING;
-		p->state_since = now_mono();
-		peer_arm(p, env->conf->handshake_timeout);
+		p->state_since = clock_mono();
+		clock_timer_arm(p->timer, env->conf->handshake_timeout);
 		return;
 	}
 	peer_send_hello(p);
@@ -1973,7 +1947,7 @@ peer_start_outbound(void)
 	char err[512];
 
 	if (starved_ev == NULL &&
-	    (starved_ev = evtimer_new(env->base, peer_starved_cb, NULL)) == NULL)
+	    (starved_ev = clock_timer_new(peer_starved_cb, NULL)) == NULL)
 		fatalx("out of memory");
 	for (i = 0; i < c->npeers; i++) {
 		if (peer_find_outbound(c->peers[i].name) != NULL)
@@ -1986,10 +1960,10 @@ peer_start_outbound(void)
 			fatalx("out of memory");
 		snprintf(p->addr, sizeof(p->addr), "%s:%s", p->host, p->port);
 		p->rate_limit = c->peers[i].rate_limit;
-		if (p->rate_limit > 0 && (p->rl_ev = evtimer_new(env->base,
+		if (p->rate_limit > 0 && (p->rl_ev = clock_timer_new(
 		    peer_rl_cb, p)) == NULL)
 			fatalx("out of memory");
-		p->rl_last = now_mono();
+		p->rl_last = clock_mono();
 		p->conf = env->conf;
 		config_ref(p->conf);
 		p->tlsc = &p->conf->peers[i].tls;
@@ -2041,7 +2015,7 @@ peer_json(const struct peer *p)
 	    "bytes_in", (json_int_t)p->bytes_in,
 	    "bytes_out", (json_int_t)p->bytes_out,
 	    "send_credit", (json_int_t)p->conn_credit,
-	    "state_s", now_mono() - p->state_since,
+	    "state_s", clock_mono() - p->state_since,
 	    "last_error", p->last_error, "tls", tls);
 }
 
@@ -2051,7 +2025,7 @@ peer_free_all(void)
 	struct peer *p;
 
 	if (starved_ev != NULL) {
-		event_free(starved_ev);
+		clock_timer_free(starved_ev);
 		starved_ev = NULL;
 	}
 	while ((p = TAILQ_FIRST(&env->peers)) != NULL) {

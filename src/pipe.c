@@ -7,6 +7,7 @@
 
 #include <event2/event.h>
 
+#include "clock.h"
 #include "log.h"
 #include "peer.h"
 #include "pipe.h"
@@ -16,7 +17,7 @@
 #include "util.h"
 #include "wire.h"
 
-static void	pipe_timer_cb(evutil_socket_t, short, void *);
+static void	pipe_timer_cb(void *);
 static void	pipe_wake(struct stream_reader *, void *);
 
 const char *
@@ -35,15 +36,6 @@ pipe_state_name(enum pipe_state st)
 	return "?";
 }
 
-static void
-pipe_arm(struct pipe *p, double secs)
-{
-	struct timeval tv;
-
-	secs_to_tv(secs, &tv);
-	evtimer_add(p->timer, &tv);
-}
-
 struct pipe *
 pipe_new(struct session *s, struct peer *peer, struct stream_reader *r)
 {
@@ -51,7 +43,7 @@ pipe_new(struct session *s, struct peer *peer, struct stream_reader *r)
 
 	if ((p = calloc(1, sizeof(*p))) == NULL)
 		return NULL;
-	if ((p->timer = evtimer_new(env->base, pipe_timer_cb, p)) == NULL) {
+	if ((p->timer = clock_timer_new(pipe_timer_cb, p)) == NULL) {
 		free(p);
 		return NULL;
 	}
@@ -60,10 +52,10 @@ pipe_new(struct session *s, struct peer *peer, struct stream_reader *r)
 	p->reader = r;
 	snprintf(p->peer_name, sizeof(p->peer_name), "%s", peer_name(peer));
 	p->state = PIPE_PENDING;
-	p->started = p->last_progress = now_mono();
+	p->started = p->last_progress = clock_mono();
 	/* Subscribed from birth, so a failure before the link is up is seen. */
 	stream_wait(r, pipe_wake, p);
-	pipe_arm(p, session_inactivity(s));
+	clock_timer_arm(p->timer, session_inactivity(s));
 	return p;
 }
 
@@ -74,7 +66,7 @@ pipe_free(struct pipe *p)
 		peer_detach_pipe(p->peer, p);
 	if (p->reader != NULL)
 		stream_reader_free(p->reader);
-	event_free(p->timer);
+	clock_timer_free(p->timer);
 	free(p);
 }
 
@@ -100,7 +92,7 @@ pipe_finish(struct pipe *p, const struct wire_frame *res, const char *why)
 	if (p->state == PIPE_DONE)
 		return;
 	p->state = PIPE_DONE;
-	evtimer_del(p->timer);
+	clock_timer_disarm(p->timer);
 	snprintf(p->outcome, sizeof(p->outcome), "%s",
 	    res != NULL ? "result" : why);
 	stream_cancel(p->reader);
@@ -151,7 +143,7 @@ pipe_send_put(struct pipe *p)
 		return -1;
 	p->state = PIPE_SENDING;
 	p->credit = peer_remote_stream_window(p->peer);
-	p->last_progress = now_mono();
+	p->last_progress = clock_mono();
 	return 0;
 }
 
@@ -197,7 +189,7 @@ pipe_send_one(struct pipe *p)
 			p->credit -= len;
 			p->bytes_out += len;
 			env->payload_out += len;
-			p->last_progress = now_mono();
+			p->last_progress = clock_mono();
 			session_progress(p->sess);
 			return p->state == PIPE_SENDING ? 1 : -1;
 		case STREAM_WAIT:
@@ -210,7 +202,8 @@ pipe_send_one(struct pipe *p)
 			    p->stream_id) > 0)
 				peer_send(p->peer, frame, WIRE_HDR_LEN);
 			p->state = PIPE_ENDED;
-			pipe_arm(p, session_result_timeout(p->sess));
+			clock_timer_arm(p->timer,
+			    session_result_timeout(p->sess));
 			return -1;
 		case STREAM_FAILED:
 			pipe_send_abort(p, WIRE_ABORT_UPSTREAM_LOST,
@@ -342,16 +335,14 @@ pipe_abort(struct pipe *p, uint16_t code, const char *why)
 }
 
 static void
-pipe_timer_cb(evutil_socket_t fd, short ev, void *arg)
+pipe_timer_cb(void *arg)
 {
 	struct pipe *p = arg;
 	double idle, limit, age;
 	char why[200];
 
-	(void)fd;
-	(void)ev;
-	idle = now_mono() - p->last_progress;
-	age = now_mono() - p->started;
+	idle = clock_mono() - p->last_progress;
+	age = clock_mono() - p->started;
 	if (p->state == PIPE_ENDED) {
 		snprintf(why, sizeof(why), "no result from %s within %.1fs",
 		    p->peer_name, session_result_timeout(p->sess));
@@ -362,7 +353,7 @@ pipe_timer_cb(evutil_socket_t fd, short ev, void *arg)
 		limit = session_inactivity(p->sess);
 	}
 	if (p->state != PIPE_ENDED && idle < limit - 0.001) {
-		pipe_arm(p, limit - idle);
+		clock_timer_arm(p->timer, limit - idle);
 		return;
 	}
 	log_warnx("stream=%llu peer=%s pipe %s bytes_out=%llu buffered=%llu "

@@ -44,7 +44,7 @@ struct pipe {
 	uint64_t		 bytes_out;
 	double			 started;
 	double			 last_progress;
-	struct event		*timer;
+	struct clock_timer	*timer;
 	char			 outcome[128];
 };
 

@@ -18,6 +18,7 @@
 #include <event2/listener.h>
 #include <systemd/sd-daemon.h>
 
+#include "clock.h"
 #include "config.h"
 #include "control.h"
 #include "listener.h"
@@ -50,115 +51,6 @@ stats_duration(double secs)
 	for (i = 0; i < STATS_DUR_BUCKETS; i++)
 		if (secs <= stats_dur_bounds[i])
 			env->dur_buckets[i]++;
-}
-
-double
-now_mono(void)
-{
-	struct timespec ts;
-
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return ts.tv_sec + ts.tv_nsec / 1e9;
-}
-
-uint64_t
-now_wall_us(void)
-{
-	struct timespec ts;
-
-	clock_gettime(CLOCK_REALTIME, &ts);
-	return (uint64_t)ts.tv_sec * 1000000 + ts.tv_nsec / 1000;
-}
-
-void
-secs_to_tv(double secs, struct timeval *tv)
-{
-	if (secs < 0)
-		secs = 0;
-	tv->tv_sec = (time_t)secs;
-	tv->tv_usec = (suseconds_t)((secs - tv->tv_sec) * 1e6);
-}
-
-void
-hex_encode(const uint8_t *in, size_t n, char *out)
-{
-	static const char digits[] = "0123456789abcdef";
-	size_t i;
-
-	for (i = 0; i < n; i++) {
-		out[2 * i] = digits[in[i] >> 4];
-		out[2 * i + 1] = digits[in[i] & 15];
-	}
-	out[2 * n] = '\0';
-}
-
-#define LISTENER_GUARDS	4	/* peer, control, metrics listeners */
-
-static struct listener_guard {
-	struct evconnlistener	*l;
-	struct event		*retry;
-	const char		*what;
-} listener_guards[LISTENER_GUARDS];
-
-static struct listener_guard *
-listener_guard_find(struct evconnlistener *l)
-{
-	int i;
-
-	for (i = 0; i < LISTENER_GUARDS; i++)
-		if (listener_guards[i].l == l)
-			return &listener_guards[i];
-	return NULL;
-}
-
-static void
-listener_retry_cb(evutil_socket_t fd, short ev, void *arg)
-{
-	struct listener_guard *g = arg;
-
-	(void)fd;
-	(void)ev;
-	if (g->l != NULL)
-		evconnlistener_enable(g->l);
-}
-
-static void
-listener_error_cb(struct evconnlistener *l, void *arg)
-{
-	struct listener_guard *g = listener_guard_find(l);
-	struct timeval tv = { 1, 0 };
-
-	(void)arg;
-	log_warn("%s: accept", g != NULL ? g->what : "listener");
-	evconnlistener_disable(l);
-	if (g != NULL)
-		evtimer_add(g->retry, &tv);
-}
-
-int
-listener_guard(struct evconnlistener *l, const char *what)
-{
-	struct listener_guard *g;
-
-	if ((g = listener_guard_find(NULL)) == NULL)
-		return -1;
-	if ((g->retry = evtimer_new(env->base, listener_retry_cb, g)) == NULL)
-		return -1;
-	g->l = l;
-	g->what = what;
-	evconnlistener_set_error_cb(l, listener_error_cb);
-	return 0;
-}
-
-void
-listener_unguard(struct evconnlistener *l)
-{
-	struct listener_guard *g;
-
-	if (l == NULL || (g = listener_guard_find(l)) == NULL)
-		return;
-	event_free(g->retry);
-	memset(g, 0, sizeof(*g));
 }
 
 static void
@@ -215,7 +107,7 @@ relayd_drain_cb(evutil_socket_t fd, short ev, void *arg)
 		relayd_stop("drained: no stream left");
 		return;
 	}
-	if (now_mono() - relayd_drain_start >= env->conf->drain_timeout) {
+	if (clock_mono() - relayd_drain_start >= env->conf->drain_timeout) {
 		log_warnx("drain: %u stream(s) still in flight after "
 		    "drain_timeout %.1fs; stopping anyway", n,
 		    env->conf->drain_timeout);
@@ -232,7 +124,7 @@ relayd_drain(const char *by)
 	if (env->draining)
 		return n;
 	env->draining = 1;
-	relayd_drain_start = now_mono();
+	relayd_drain_start = clock_mono();
 	log_info("drain requested by %s: refusing new PUTs, %u stream(s) "
 	    "in flight, drain_timeout %.1fs", by, n,
 	    env->conf->drain_timeout);
@@ -285,8 +177,10 @@ relayd_reload(const char *by, char *err, size_t errlen)
 		log_warnx("reload: listen, metrics, control_socket and "
 		    "store_dir changes need a restart; the running ones stay");
 	env->conf = nc;
+	listener_config(nc);
 	if (peer_reconfigure(old, err, errlen) == -1) {
 		env->conf = old;
+		listener_config(old);
 		config_unref(nc);
 		log_warnx("reload by %s refused: %s", by, err);
 		sd_notify(0, "READY=1");
@@ -353,7 +247,7 @@ relayd_tick_cb(evutil_socket_t fd, short ev, void *arg)
 	(void)fd;
 	(void)ev;
 	(void)arg;
-	route_seen_expire(env->seen, now_mono());
+	route_seen_expire(env->seen, clock_mono());
 	relayd_notify_status();
 	relayd_trim_heap();
 }
@@ -381,6 +275,8 @@ relayd_setup(void)
 	char err[1024];
 	int fd;
 
+	clock_init(env->base);
+	listener_config(env->conf);
 	if ((env->store = store_open(env->base, env->conf->store_dir, err,
 	    sizeof(err))) == NULL)
 		fatalx("store: %s", err);
@@ -496,7 +392,7 @@ main(int argc, char *argv[])
 	signal(SIGPIPE, SIG_IGN);
 	if ((env->base = event_base_new()) == NULL)
 		fatalx("event_base_new failed");
-	env->start_time = now_mono();
+	env->start_time = clock_mono();
 	listener_fd_init();
 	relayd_setup();
 	sigterm = evsignal_new(env->base, SIGTERM, relayd_signal_cb, NULL);
@@ -510,7 +406,7 @@ main(int argc, char *argv[])
 	if (sd_watchdog_enabled(0, &wd_usec) > 0 && wd_usec > 0) {
 		struct timeval wtv;
 
-		secs_to_tv(wd_usec / 2e6, &wtv);
+		clock_tv(wd_usec / 2e6, &wtv);
 		relayd_watchdog_ev = event_new(env->base, -1, EV_PERSIST,
 		    relayd_watchdog_cb, NULL);
 		if (relayd_watchdog_ev != NULL)

@@ -88,21 +88,4 @@ int		 relayd_reload(const char *by, char *err, size_t errlen);
 /* Start a graceful drain; returns the streams still in flight. */
 unsigned int	 relayd_drain(const char *by);
 
-/* Monotonic seconds and wall-clock microseconds (util in relayd.c). */
-double		 now_mono(void);
-uint64_t	 now_wall_us(void);
-/* A timeval for a duration in seconds. */
-struct timeval;
-void		 secs_to_tv(double, struct timeval *);
-/* Hex encode n bytes into out (2n+1 bytes). */
-void		 hex_encode(const uint8_t *, size_t n, char *out);
-/*
- * When accept() fails on l (out of descriptors, most likely), log it as
- * "what: accept" and pause l for a second: re-polling at once would spin
- * the loop on a socket that stays readable.  Unguard before freeing l.
- */
-struct evconnlistener;
-int		 listener_guard(struct evconnlistener *l, const char *what);
-void		 listener_unguard(struct evconnlistener *l);
-
 #endif

@@ -9,8 +9,9 @@
 #include <event2/event.h>
 #include <jansson.h>
 
+#include "clock.h"
 #include "config.h"
-#include "control.h"
+#include "events.h"
 #include "log.h"
 #include "peer.h"
 #include "pipe.h"
@@ -95,14 +96,14 @@ struct session {
 	double			 created;
 	double			 last_progress;	/* data from upstream */
 	double			 last_drain;	/* credit moved on */
-	struct event		*timer;
+	struct clock_timer	*timer;
 	struct event		*reap_ev;
 	int			 replay;	/* answered from an outcome */
 	int			 pinned;	/* holds its id in env->seen */
 	uint64_t		 credited;	/* consumption told upstream */
 };
 
-static void	session_timer_cb(evutil_socket_t, short, void *);
+static void	session_timer_cb(void *);
 static void	session_reap_cb(evutil_socket_t, short, void *);
 static void	session_check_done(struct session *);
 static void	session_fail(struct session *, uint16_t, const char *);
@@ -193,7 +194,7 @@ outcome_find(const uint8_t *id)
 {
 	struct outcome *o;
 
-	outcome_expire(now_mono());
+	outcome_expire(clock_mono());
 	LIST_FOREACH(o, &outcome_hash[outcome_bucket(id)], hash)
 		if (memcmp(o->put_id, id, WIRE_PUT_ID_LEN) == 0)
 			return o;
@@ -216,7 +217,7 @@ outcome_add(const struct session *s)
 	memcpy(o->put_id, s->put_id, sizeof(o->put_id));
 	memcpy(o->sha256, s->sha256, sizeof(o->sha256));
 	o->size = s->size;
-	o->at = now_mono();
+	o->at = clock_mono();
 	o->n = s->nentries;
 	memcpy(o->entries, s->entries, s->nentries * sizeof(*o->entries));
 	TAILQ_INSERT_TAIL(&outcome_fifo, o, fifo);
@@ -294,15 +295,6 @@ session_seen_again(struct session *s, uint16_t *code, char *err,
 	s->nentries = s->entries_cap = o->n;
 	s->replay = 1;
 	return 0;
-}
-
-static void
-session_arm(struct session *s, double secs)
-{
-	struct timeval tv;
-
-	secs_to_tv(secs, &tv);
-	evtimer_add(s->timer, &tv);
 }
 
 static struct session_entry *
@@ -396,7 +388,7 @@ session_progress(struct session *s)
 		return;
 	pos = eff - s->credited;
 	s->credited = eff;
-	s->last_drain = now_mono();
+	s->last_drain = clock_mono();
 	if (s->ops != NULL && s->ops->credit != NULL)
 		s->ops->credit(s->up, s, pos);
 }
@@ -435,8 +427,8 @@ session_store_done(struct store_job *job, int ok, const char *reason,
 	    (unsigned long long)s->id, s->put_hex, s->key_log,
 	    ok ? "stored" : "failed", ok ? "" : " reason=",
 	    ok ? "" : util_esc(s->store_reason));
-	if (control_monitoring())
-		control_event("stream-stored", json_pack("{s:I,s:s,s:s,s:b,"
+	if (events_wanted())
+		events_publish("stream-stored", json_pack("{s:I,s:s,s:s,s:b,"
 		    "s:s}", "stream", (json_int_t)s->id, "put_id", s->put_hex,
 		    "key", s->key_esc, "ok", ok, "reason", ok ? "" :
 		    util_esc(s->store_reason)));
@@ -469,7 +461,7 @@ session_admit(struct session *s, uint8_t budget, uint16_t *code,
 		    s->conf->node_id);
 		return -1;
 	}
-	switch (route_seen_add(env->seen, s->put_id, now_mono())) {
+	switch (route_seen_add(env->seen, s->put_id, clock_mono())) {
 	case 1:
 		if (session_seen_again(s, code, err, errlen) == -1)
 			return -1;
@@ -490,7 +482,7 @@ session_unpin(struct session *s)
 	if (!s->pinned)
 		return;
 	s->pinned = 0;
-	route_seen_unpin(env->seen, s->put_id, now_mono());
+	route_seen_unpin(env->seen, s->put_id, clock_mono());
 }
 
 /* Pick the next hops of the plan; failover takes the first link up. */
@@ -577,7 +569,7 @@ session_new(const struct session_params *sp, uint16_t *code, char *err,
 	s->conf = env->conf;
 	config_ref(s->conf);
 	memcpy(s->put_id, put->put_id, sizeof(s->put_id));
-	hex_encode(s->put_id, sizeof(s->put_id), s->put_hex);
+	util_hex_encode(s->put_id, sizeof(s->put_id), s->put_hex);
 	s->size = put->size;
 	memcpy(s->sha256, put->sha256, sizeof(s->sha256));
 	s->key_len = put->key_len;
@@ -600,7 +592,7 @@ session_new(const struct session_params *sp, uint16_t *code, char *err,
 	snprintf(s->upstream_name, sizeof(s->upstream_name), "%s",
 	    sp->upstream_name);
 	s->id = ++env->next_session_id;
-	s->created = s->last_progress = s->last_drain = now_mono();
+	s->created = s->last_progress = s->last_drain = clock_mono();
 	if (session_admit(s, put->hops, code, err, errlen) == -1) {
 		env->puts_refused[*code < STATS_CODES ? *code : 0]++;
 		goto fail;
@@ -609,7 +601,7 @@ session_new(const struct session_params *sp, uint16_t *code, char *err,
 	snprintf(err, errlen, "out of memory");
 	if (!s->replay && session_add_entry(s) == NULL)
 		goto fail;
-	s->timer = evtimer_new(env->base, session_timer_cb, s);
+	s->timer = clock_timer_new(session_timer_cb, s);
 	s->reap_ev = event_new(env->base, -1, 0, session_reap_cb, s);
 	if (s->timer == NULL || s->reap_ev == NULL)
 		goto fail;
@@ -622,16 +614,16 @@ session_new(const struct session_params *sp, uint16_t *code, char *err,
 		goto fail;
 	}
 	env->puts_received++;
-	session_arm(s, s->conf->stream_inactivity_timeout);
+	clock_timer_arm(s->timer, s->conf->stream_inactivity_timeout);
 	log_info("stream=%llu put=%s key=%s size=%llu from=%s store=%s "
 	    "forks=%u budget=%u%s", (unsigned long long)s->id, s->put_hex,
 	    s->key_log, (unsigned long long)s->size, s->upstream_name,
 	    s->plan.store && !s->replay ? "yes" : "no", s->forks_pending,
 	    put->hops, s->replay ? " replay=stored-before" : "");
 	if (s->size == 0)
-		s->first_us = now_wall_us();
-	if (control_monitoring())
-		control_event("stream-opened", json_pack("{s:I,s:s,s:s,s:I,"
+		s->first_us = clock_wall_us();
+	if (events_wanted())
+		events_publish("stream-opened", json_pack("{s:I,s:s,s:s,s:I,"
 		    "s:s,s:b,s:i}", "stream", (json_int_t)s->id, "put_id",
 		    s->put_hex, "key", s->key_esc, "size", (json_int_t)s->size,
 		    "from", s->upstream_name, "store", s->plan.store,
@@ -648,13 +640,13 @@ session_new(const struct session_params *sp, uint16_t *code, char *err,
 static void
 session_appended(struct session *s, size_t n)
 {
-	uint64_t now = now_wall_us();
+	uint64_t now = clock_wall_us();
 
 	env->payload_in += n;
 	if (s->first_us == 0)
 		s->first_us = now;
 	s->last_us = now;
-	s->last_progress = now_mono();
+	s->last_progress = clock_mono();
 }
 
 int
@@ -734,10 +726,10 @@ session_end(struct session *s)
 		return -1;
 	}
 	if (s->last_us == 0)
-		s->last_us = now_wall_us();
+		s->last_us = clock_wall_us();
 	s->state = SESS_COMPLETE;
 	/* From here the wait for store and forks is bounded by result_timeout. */
-	session_arm(s, s->conf->result_timeout);
+	clock_timer_arm(s->timer, s->conf->result_timeout);
 	session_check_done(s);
 	return 0;
 }
@@ -762,13 +754,13 @@ session_fail(struct session *s, uint16_t code, const char *why)
 	    (unsigned long long)s->id, s->put_hex, s->key_log, util_esc(why),
 	    (unsigned long long)stream_buf_appended(s->buf),
 	    (unsigned long long)stream_buf_held(s->buf),
-	    now_mono() - s->created);
+	    clock_mono() - s->created);
 	s->ops = NULL;
 	if (ops != NULL && ops->abort != NULL)
 		ops->abort(s->up, s, code, why);
 	stream_fail(s->buf, why);
 	/* Forks abort at once; this only bounds a fork stuck on its link. */
-	session_arm(s, s->conf->stream_inactivity_timeout);
+	clock_timer_arm(s->timer, s->conf->stream_inactivity_timeout);
 	session_check_done(s);
 }
 
@@ -873,7 +865,7 @@ session_close(struct session *s)
 {
 	session_unpin(s);
 	s->state = SESS_DONE;
-	evtimer_del(s->timer);
+	clock_timer_disarm(s->timer);
 	event_active(s->reap_ev, 0, 0);
 }
 
@@ -889,9 +881,9 @@ session_check_done(struct session *s)
 		return;
 	if (s->state == SESS_FAILED) {
 		env->puts_failed++;
-		stats_duration(now_mono() - s->created);
-		if (control_monitoring())
-			control_event("stream-aborted", json_pack("{s:I,s:s,"
+		stats_duration(clock_mono() - s->created);
+		if (events_wanted())
+			events_publish("stream-aborted", json_pack("{s:I,s:s,"
 			    "s:s,s:b,s:s}", "stream", (json_int_t)s->id,
 			    "put_id", s->put_hex, "key", s->key_esc, "ok", 0,
 			    "reason", util_esc(s->fail_reason)));
@@ -907,16 +899,16 @@ session_check_done(struct session *s)
 		env->puts_failed++;
 	if (ok && !s->replay)
 		outcome_add(s);
-	stats_duration(now_mono() - s->created);
-	if (control_monitoring())
-		control_event("stream-done", json_pack("{s:I,s:s,s:s,s:b,s:i,"
+	stats_duration(clock_mono() - s->created);
+	if (events_wanted())
+		events_publish("stream-done", json_pack("{s:I,s:s,s:s,s:b,s:i,"
 		    "s:s}", "stream", (json_int_t)s->id, "put_id", s->put_hex,
 		    "key", s->key_esc, "ok", ok, "hops", (int)s->nentries,
 		    "reason", ok ? "" : "a hop failed"));
 	log_info("stream=%llu put=%s key=%s done ok=%d hops=%u bytes=%llu "
 	    "age=%.3fs", (unsigned long long)s->id, s->put_hex, s->key_log, ok,
 	    s->nentries, (unsigned long long)s->entries[0].bytes,
-	    now_mono() - s->created);
+	    clock_mono() - s->created);
 	ops = s->ops;
 	s->ops = NULL;
 	if (ops != NULL && ops->result != NULL)
@@ -938,14 +930,14 @@ session_check_done(struct session *s)
 static void
 session_receiving_timeout(struct session *s)
 {
-	double t = s->conf->stream_inactivity_timeout, now = now_mono();
+	double t = s->conf->stream_inactivity_timeout, now = clock_mono();
 	double idle, stuck;
 	char why[200];
 
 	if (session_backlog(s) >= s->conf->stream_window / 2) {
 		stuck = now - s->last_drain;
 		if (stuck < 2 * t - 0.001) {
-			session_arm(s, 2 * t - stuck);
+			clock_timer_arm(s->timer, 2 * t - stuck);
 			return;
 		}
 		snprintf(why, sizeof(why), "nothing drained on %s for %.1fs "
@@ -956,7 +948,7 @@ session_receiving_timeout(struct session *s)
 		idle = now - (s->last_progress > s->last_drain ?
 		    s->last_progress : s->last_drain);
 		if (idle < t - 0.001) {
-			session_arm(s, t - idle);
+			clock_timer_arm(s->timer, t - idle);
 			return;
 		}
 		snprintf(why, sizeof(why), "no data from %s for %.1fs "
@@ -966,14 +958,12 @@ session_receiving_timeout(struct session *s)
 }
 
 static void
-session_timer_cb(evutil_socket_t fd, short ev, void *arg)
+session_timer_cb(void *arg)
 {
 	struct session *s = arg;
 	struct pipe *p;
 	char why[160];
 
-	(void)fd;
-	(void)ev;
 	if (s->state == SESS_RECEIVING) {
 		session_receiving_timeout(s);
 		return;
@@ -1017,8 +1007,7 @@ session_free(struct session *s)
 		store_job_cancel(s->store_job);
 	if (s->buf != NULL)
 		stream_buf_unref(s->buf);
-	if (s->timer != NULL)
-		event_free(s->timer);
+	clock_timer_free(s->timer);
 	if (s->reap_ev != NULL)
 		event_free(s->reap_ev);
 	config_unref(s->conf);
@@ -1091,7 +1080,7 @@ session_json(const struct session *s)
 	    "forks", forks, "store", session_store_name(s->store),
 	    "first_us", (json_int_t)s->first_us,
 	    "last_us", (json_int_t)s->last_us,
-	    "age_s", now_mono() - s->created);
+	    "age_s", clock_mono() - s->created);
 	return o;
 }
 
@@ -1145,7 +1134,7 @@ session_outcome_json(const uint8_t *put_id)
 	char hex[2 * WIRE_PUT_ID_LEN + 1];
 	struct outcome *o;
 
-	hex_encode(put_id, WIRE_PUT_ID_LEN, hex);
+	util_hex_encode(put_id, WIRE_PUT_ID_LEN, hex);
 	if (session_find_live(put_id) != NULL)
 		return json_pack("{s:b,s:s,s:s,s:b,s:[]}", "ok", 1, "put_id",
 		    hex, "state", "in-flight", "stored", 0, "results");

@@ -15,6 +15,7 @@
 #define RELAYD_UTIL_H
 
 #include <stddef.h>
+#include <stdint.h>
 
 /* Room util_escape() needs for len bytes, with the NUL. */
 #define UTIL_ESCAPED_LEN(len)	(4 * (len) + 1)
@@ -50,5 +51,8 @@ size_t		 util_escape_field(const void *in, size_t len, char *out,
  * log module's last line of defence for a field a caller did not escape.
  */
 void		 util_escape_line(char *line, size_t cap);
+
+/* Lower-case hex of n bytes into out (2n+1 bytes, NUL-terminated). */
+void		 util_hex_encode(const uint8_t *, size_t n, char *out);
 
 #endif

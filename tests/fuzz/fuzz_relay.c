@@ -18,7 +18,7 @@
  * well formed, fields and stream ids chosen by the input), raw bytes, run
  * the loop N times, close or reopen a peer, stop or resume reading, and
  * warp time.  Time: clock_gettime(CLOCK_MONOTONIC) is wrapped too, so a
- * warp moves relayd's now_mono() forward and fires, by hand, each libevent
+ * warp moves relayd's clock_mono() forward and fires, by hand, each libevent
  * timer that would have expired by then; timeouts are never waited for.
  * The fake next hop learns the PUTs relayd sends it, so its CREDIT, END
  * and RESULT frames can name real streams and true byte counts.  DATA
@@ -780,7 +780,7 @@ fz_warp_time(double secs)
 
 	fz_warp += secs;
 	gettimeofday(&now, NULL);
-	secs_to_tv(secs, &add);
+	clock_tv(secs, &add);
 	evutil_timeradd(&now, &add, &deadline);
 	fz_ntimers = 0;
 	event_base_foreach_event(env->base, fz_collect_timer, &deadline);
@@ -800,7 +800,7 @@ fz_check_timers(void)
 	TAILQ_FOREACH(s, &env->sessions, entry) {
 		if (s->state == SESS_DONE)
 			continue;
-		if (!evtimer_pending(s->timer, NULL))
+		if (!clock_timer_pending(s->timer))
 			fz_fail("session %llu (state %d) is alive with no "
 			    "timer armed", (unsigned long long)s->id,
 			    (int)s->state);
@@ -851,7 +851,7 @@ fz_setup(void)
 	env->conf = fz_conf;
 	if ((env->base = event_base_new()) == NULL)
 		fz_fail("event_base_new");
-	env->start_time = now_mono();
+	env->start_time = clock_mono();
 	fz_refuse = 0;
 	fz_hop_fd = -1;
 	fz_nput = 0;
@@ -990,6 +990,8 @@ LLVMFuzzerInitialize(int *argc, char ***argv)
 	if ((fz_conf = config_load(path, err, sizeof(err))) == NULL)
 		fz_fail("config: %s", err);
 	relayd_conffile = fz_conf->path;
+	/* The descriptor caps derive from the limit, as in relayd's main. */
+	listener_fd_init();
 	for (i = 0; i < FZ_PEERS; i++) {
 		if ((fz_peers[i].rx = malloc(FZ_RX_MAX)) == NULL)
 			fz_fail("out of memory");

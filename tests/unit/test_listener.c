@@ -14,41 +14,24 @@
 #include <stddef.h>
 #include <stdint.h>
 #include <string.h>
-#include <time.h>
 
 #include <cmocka.h>
 #include <jansson.h>
 
 #include "config.h"
 #include "listener.h"
-#include "relayd.h"
 
-/* What relayd.c provides to the modules. */
-struct relayd	*env;
-
-double
-now_mono(void)
-{
-	struct timespec ts;
-
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return ts.tv_sec + ts.tv_nsec / 1e9;
-}
-
-static struct relayd	test_env;
 static struct config	test_conf;
 
 static int
 setup(void **state)
 {
 	(void)state;
-	memset(&test_env, 0, sizeof(test_env));
 	memset(&test_conf, 0, sizeof(test_conf));
 	test_conf.max_connections_per_source = 64;
 	test_conf.max_control_clients = 64;
 	test_conf.max_metrics_clients = 16;
-	test_env.conf = &test_conf;
-	env = &test_env;
+	listener_config(&test_conf);
 	return 0;
 }
 

@@ -98,6 +98,20 @@ test_escape_line(void **state)
 	assert_string_equal(line, "\\x1b\\x1b\\x1b");
 }
 
+static void
+test_hex_encode(void **state)
+{
+	const uint8_t in[] = { 0x00, 0x0f, 0xa5, 0xff };
+	char out[2 * sizeof(in) + 1];
+
+	(void)state;
+	memset(out, 'x', sizeof(out));
+	util_hex_encode(in, sizeof(in), out);
+	assert_string_equal(out, "000fa5ff");
+	util_hex_encode(in, 0, out);
+	assert_string_equal(out, "");
+}
+
 int
 main(void)
 {
@@ -106,6 +120,7 @@ main(void)
 		cmocka_unit_test(test_escape_cut),
 		cmocka_unit_test(test_esc_slots),
 		cmocka_unit_test(test_escape_line),
+		cmocka_unit_test(test_hex_encode),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);
