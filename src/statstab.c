@@ -27,49 +27,44 @@ tab_active_streams(void)
 	return session_count();
 }
 
-static uint64_t
-tab_peers_up(void)
+/* Totals over every link; a walk of the peer list per value read. */
+static struct peer_totals
+tab_totals(void)
 {
 	struct peer_totals t;
 
 	peer_totals(&t);
-	return t.up;
+	return t;
+}
+
+static uint64_t
+tab_peers_up(void)
+{
+	return tab_totals().up;
 }
 
 static uint64_t
 tab_links(void)
 {
-	struct peer_totals t;
-
-	peer_totals(&t);
-	return t.links;
+	return tab_totals().links;
 }
 
 static uint64_t
 tab_link_bytes_in(void)
 {
-	struct peer_totals t;
-
-	peer_totals(&t);
-	return t.bytes_in;
+	return tab_totals().bytes_in;
 }
 
 static uint64_t
 tab_link_bytes_out(void)
 {
-	struct peer_totals t;
-
-	peer_totals(&t);
-	return t.bytes_out;
+	return tab_totals().bytes_out;
 }
 
 static uint64_t
 tab_tls_handshakes(void)
 {
-	struct peer_totals t;
-
-	peer_totals(&t);
-	return t.tls_handshakes;
+	return tab_totals().tls_handshakes;
 }
 
 static const char *
@@ -82,10 +77,9 @@ tab_tls_name(const struct stats_entry *e, unsigned int i)
 static uint64_t
 tab_tls_at(const struct stats_entry *e, unsigned int i)
 {
-	struct peer_totals t;
+	struct peer_totals t = tab_totals();
 
 	(void)e;
-	peer_totals(&t);
 	return i < nitems(t.tls_refused) ? t.tls_refused[i] : 0;
 }
 

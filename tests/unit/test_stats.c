@@ -358,6 +358,9 @@ test_stats_families(void **state)
 			assert_non_null(e->label);
 			assert_non_null(e->lvalue);
 		}
+		/* The unit is in the series name, as Prometheus wants. */
+		if (*e->unit != '\0')
+			assert_non_null(strstr(e->prom, e->unit));
 		if (e->type == STATS_COUNTER)
 			assert_true(strlen(e->prom) > 6 && strcmp(e->prom +
 			    strlen(e->prom) - 6, "_total") == 0);
