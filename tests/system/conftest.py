@@ -288,6 +288,17 @@ def rss(pid):
     raise AssertionError("no VmRSS for pid %d" % pid)
 
 
+def recv_all(sock):
+    """Every byte sock receives until the peer closes (the socket's own
+    timeout bounds each wait)."""
+    out = b""
+    while True:
+        chunk = sock.recv(65536)
+        if not chunk:
+            return out
+        out += chunk
+
+
 def bytes_in(relay, key):
     """Payload bytes relay's stream of key has received, or None when it
     has no such stream in flight."""

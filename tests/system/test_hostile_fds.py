@@ -28,8 +28,8 @@ import time
 
 import pytest
 
-from conftest import (HOST, assert_stored, free_port, nfds, put, relayctl,
-                      wait_for)
+from conftest import (HOST, assert_stored, free_port, nfds, put, recv_all,
+                      relayctl, wait_for)
 from relaywire import ABORT, PeerConn, enc_hello
 
 LEGIT_MAX = 2.0         # seconds for a legitimate put or status
@@ -307,13 +307,7 @@ def test_idle_control_clients(make_relay):
 def fetch_metrics(port):
     with socket.create_connection((HOST, port), timeout=10) as s:
         s.sendall(b"GET /metrics HTTP/1.1\r\nHost: x\r\n\r\n")
-        out = b""
-        while True:
-            chunk = s.recv(65536)
-            if not chunk:
-                break
-            out += chunk
-    return out.decode()
+        return recv_all(s).decode()
 
 
 def test_metrics_slowloris(make_relay):

@@ -29,7 +29,7 @@ import urllib.request
 
 import pytest
 
-from conftest import (HOST, RELAYD, assert_stored, free_port, put,
+from conftest import (HOST, RELAYD, assert_stored, free_port, put, recv_all,
                       require_binaries)
 
 # wire.h's abort codes by wire_abort_name(), and "unknown" for the rest.
@@ -393,12 +393,7 @@ def test_metrics_http_errors(make_relay):
     with socket.create_connection((HOST, mport), timeout=10) as g:
         g.sendall(b"\x00\xff garbage \r\n\r\n")
         g.shutdown(socket.SHUT_WR)
-        reply = b""
-        while True:
-            chunk = g.recv(4096)
-            if not chunk:
-                break
-            reply += chunk
+        reply = recv_all(g)
     assert reply.startswith(b"HTTP/1.1 400"), reply[:80]
     assert fetch(mport)[0] == 200
     assert r.alive()
