@@ -40,11 +40,11 @@ CMOCKA_LIBS	 = $(shell pkg-config --libs cmocka 2>/dev/null)
 
 # Daemon modules (everything but main).
 MODS	 = clock events util log wire stream store config route tls session pipe \
-	   xport peer control ctlproto metrics listener
+	   xport peer control ctlproto metrics listener stats statstab
 MOD_OBJS = $(MODS:%=$(BUILD)/%.o)
 
 UNIT_TESTS = test_wire test_stream test_store test_config test_route test_ctlproto \
-	     test_util test_listener test_clock test_events
+	     test_util test_listener test_clock test_events test_stats
 UNIT_BINS  = $(UNIT_TESTS:%=$(BUILD)/%)
 
 # Which modules each unit test links (kept small: a module is tested alone).
@@ -58,6 +58,7 @@ test_util_MODS   = util
 test_listener_MODS = listener clock log util
 test_clock_MODS  = clock
 test_events_MODS = events
+test_stats_MODS  = stats statstab wire
 
 all: $(BUILD)/relayd $(BUILD)/relayctl
 

@@ -26,6 +26,7 @@
 #include "peer.h"
 #include "relayd.h"
 #include "session.h"
+#include "stats.h"
 #include "util.h"
 #include "stream.h"
 #include "wire.h"
@@ -373,9 +374,9 @@ ctl_cmd_status(struct ctl_client *c)
 	    "generation", (int)env->conf->generation,
 	    "uptime_s", clock_mono() - env->start_time,
 	    "buffered", (json_int_t)stream_total_held(),
-	    "puts_received", (json_int_t)env->puts_received,
-	    "puts_stored", (json_int_t)env->puts_stored,
-	    "puts_failed", (json_int_t)env->puts_failed,
+	    "puts_received", (json_int_t)stats.puts_received,
+	    "puts_stored", (json_int_t)stats.puts_stored,
+	    "puts_failed", (json_int_t)stats.puts_failed,
 	    "peers", peers, "streams", streams);
 	tls = peer_tls_json();
 	json_object_update(o, tls);
@@ -384,57 +385,6 @@ ctl_cmd_status(struct ctl_client *c)
 }
 
 /* --- show, monitor, outcome, reload, drain, log --- */
-
-static json_t *
-ctl_stats_json(void)
-{
-	struct peer_totals t;
-	json_t *refused, *aborted, *forks, *tls, *o;
-	int i;
-
-	peer_totals(&t);
-	refused = json_object();
-	aborted = json_object();
-	forks = json_object();
-	for (i = 1; i < STATS_CODES; i++) {
-		const char *n = wire_abort_name(i);
-
-		if (strcmp(n, "unknown") == 0)
-			continue;
-		json_object_set_new(refused, n,
-		    json_integer(env->puts_refused[i]));
-		json_object_set_new(aborted, n,
-		    json_integer(env->streams_aborted[i]));
-		json_object_set_new(forks, n,
-		    json_integer(env->forks_aborted[i]));
-	}
-	tls = peer_tls_json();
-	o = json_pack("{s:I,s:I,s:I,s:I,s:I,s:I,s:I,s:I,s:I,s:I,s:o,s:o,s:o,"
-	    "s:O,s:O,s:i,s:I,s:i,s:i,s:I,s:f}",
-	    "puts_received", (json_int_t)env->puts_received,
-	    "puts_stored", (json_int_t)env->puts_stored,
-	    "puts_failed", (json_int_t)env->puts_failed,
-	    "puts_forwarded", (json_int_t)env->puts_forwarded,
-	    "stores_ok", (json_int_t)env->stores_ok,
-	    "stores_failed", (json_int_t)env->stores_failed,
-	    "payload_in", (json_int_t)env->payload_in,
-	    "payload_out", (json_int_t)env->payload_out,
-	    "results_refused", (json_int_t)env->results_refused,
-	    "identity_refused", (json_int_t)env->identity_refused,
-	    "puts_refused", refused, "streams_aborted", aborted,
-	    "forks_aborted", forks,
-	    "tls_handshakes", json_object_get(tls, "tls_handshakes"),
-	    "tls_refused", json_object_get(tls, "tls_refused"),
-	    "active_streams", (int)session_count(),
-	    "buffered", (json_int_t)stream_total_held(),
-	    "peers_up", (int)t.up, "links", (int)t.links,
-	    "stream_durations", (json_int_t)env->dur_count,
-	    "uptime_s", clock_mono() - env->start_time);
-	json_decref(tls);	/* "O" took its own references */
-	json_object_set_new(o, "descriptors", listener_json());
-	json_object_set_new(o, "memory", peer_memory_json());
-	return o;
-}
 
 static json_t *
 ctl_tls_conf_json(const struct tls_conf *t)
@@ -544,8 +494,9 @@ ctl_cmd_show(struct ctl_client *c, enum ctl_show what)
 		    "config", ctl_config_json(cf)));
 		break;
 	case CTL_SHOW_STATS:
+		/* The same table /metrics renders (statstab.c). */
 		ctl_finish(c, json_pack("{s:b,s:o}", "ok", 1, "stats",
-		    ctl_stats_json()));
+		    stats_json(stats_table, stats_ntable)));
 		break;
 	}
 }

@@ -12,7 +12,6 @@
 #include <string.h>
 
 #include <event2/listener.h>
-#include <jansson.h>
 
 #include "clock.h"
 #include "config.h"
@@ -290,27 +289,6 @@ const char *
 listener_slot_name(enum listener_slot s)
 {
 	return s < LSLOT_MAX ? listener_slot_names[s] : "unknown";
-}
-
-json_t *
-listener_json(void)
-{
-	json_t	*caps = json_object(), *open = json_object();
-	json_t	*refused = json_object();
-	int	 i;
-
-	for (i = 0; i < LSLOT_MAX; i++) {
-		json_object_set_new(caps, listener_slot_names[i],
-		    json_integer(listener_cap(listener_conf, i)));
-		json_object_set_new(open, listener_slot_names[i],
-		    json_integer(listener_used_n[i]));
-	}
-	for (i = 0; i < LREF_MAX; i++)
-		json_object_set_new(refused, listener_refusal_names[i],
-		    json_integer((json_int_t)listener_refused_n[i]));
-	return json_pack("{s:i,s:i,s:o,s:o,s:o}", "fd_limit",
-	    (int)listener_nofile, "fd_reserve", (int)listener_fd_reserve(),
-	    "caps", caps, "open", open, "refused", refused);
 }
 
 #define LISTENER_GUARDS	4	/* peer, control, metrics listeners */

@@ -29,7 +29,6 @@
 
 struct config;
 struct sockaddr;
-struct json_t;
 
 /* What is counted against a cap. */
 enum listener_slot {
@@ -85,9 +84,6 @@ void		 listener_refused(enum listener_refusal, const char *who);
 uint64_t	 listener_refused_count(enum listener_refusal);
 const char	*listener_refusal_name(enum listener_refusal);
 const char	*listener_slot_name(enum listener_slot);
-
-/* {"fd_limit", "fd_reserve", "caps": {}, "open": {}, "refused": {}} */
-struct json_t	*listener_json(void);
 
 /*
  * When accept() fails on l (out of descriptors, most likely), log it as

@@ -1,6 +1,7 @@
 /*
  * metrics: the Prometheus text exposition of relayd's counters over
- * plain HTTP (libevent's evhttp).  Every series is named relayd_*.
+ * plain HTTP (libevent's evhttp).  Every series is named relayd_* and
+ * comes from the stats table (statstab.c).
  */
 #include <sys/types.h>
 #include <sys/queue.h>
@@ -28,6 +29,7 @@
 #include "peer.h"
 #include "relayd.h"
 #include "session.h"
+#include "stats.h"
 #include "stream.h"
 #include "tls.h"
 #include "wire.h"
@@ -39,12 +41,6 @@
 #define METRICS_MAX_HEADERS	8192
 
 #define nitems(a)	(sizeof(a) / sizeof((a)[0]))
-
-/* A response being built; failed is set once any append fails. */
-struct metrics_out {
-	struct evbuffer	*buf;
-	int		 failed;
-};
 
 /*
  * One HTTP client: one request, one answer, then the connection closes
@@ -66,231 +62,11 @@ static struct evconnlistener	*metrics_listener;
 static struct metrics_client_list metrics_clients =
     TAILQ_HEAD_INITIALIZER(metrics_clients);
 
-static void __attribute__((format(printf, 2, 3)))
-metrics_printf(struct metrics_out *o, const char *fmt, ...)
-{
-	va_list	 ap;
-
-	va_start(ap, fmt);
-	if (evbuffer_add_vprintf(o->buf, fmt, ap) == -1)
-		o->failed = 1;
-	va_end(ap);
-}
-
-static void
-metrics_family(struct metrics_out *o, const char *name, const char *type,
-    const char *help)
-{
-	metrics_printf(o, "# HELP %s %s\n# TYPE %s %s\n", name, help, name,
-	    type);
-}
-
-static void
-metrics_one(struct metrics_out *o, const char *name, const char *type,
-    const char *help, uint64_t v)
-{
-	metrics_family(o, name, type, help);
-	metrics_printf(o, "%s %" PRIu64 "\n", name, v);
-}
-
-/* Two series of one family, labelled key="a" and key="b". */
-static void
-metrics_pair(struct metrics_out *o, const char *name, const char *type,
-    const char *help, const char *key, const char *a, uint64_t va,
-    const char *b, uint64_t vb)
-{
-	metrics_family(o, name, type, help);
-	metrics_printf(o, "%s{%s=\"%s\"} %" PRIu64 "\n", name, key, a, va);
-	metrics_printf(o, "%s{%s=\"%s\"} %" PRIu64 "\n", name, key, b, vb);
-}
-
-/*
- * A counter by wire abort code: one series per known code, zeros
- * included, so that every series exists from the start.  Slot 0 holds
- * codes beyond the table (see the callers of puts_refused[] and
- * friends); it and any code without a name are reported as "unknown".
- */
-static void
-metrics_by_code(struct metrics_out *o, const char *name, const char *help,
-    const uint64_t counts[STATS_CODES])
-{
-	const char	*reason;
-	uint64_t	 unknown = counts[0];
-	unsigned int	 i;
-
-	metrics_family(o, name, "counter", help);
-	for (i = 1; i < STATS_CODES; i++) {
-		reason = wire_abort_name(i);
-		if (strcmp(reason, "unknown") == 0) {
-			unknown += counts[i];
-			continue;
-		}
-		metrics_printf(o, "%s{reason=\"%s\"} %" PRIu64 "\n", name,
-		    reason, counts[i]);
-	}
-	metrics_printf(o, "%s{reason=\"unknown\"} %" PRIu64 "\n", name,
-	    unknown);
-}
-
-/* env->dur_buckets[i] already counts every duration <= bound i. */
-static void
-metrics_durations(struct metrics_out *o)
-{
-	const char	*name = "relayd_stream_duration_seconds";
-	unsigned int	 i;
-
-	metrics_family(o, name, "histogram", "Time from admission to the "
-	    "end (done or failed) of each PUT stream on this relay.");
-	for (i = 0; i < STATS_DUR_BUCKETS; i++)
-		metrics_printf(o, "%s_bucket{le=\"%g\"} %" PRIu64 "\n", name,
-		    stats_dur_bounds[i], env->dur_buckets[i]);
-	metrics_printf(o, "%s_bucket{le=\"+Inf\"} %" PRIu64 "\n", name,
-	    env->dur_count);
-	metrics_printf(o, "%s_sum %.9f\n", name, env->dur_sum);
-	metrics_printf(o, "%s_count %" PRIu64 "\n", name, env->dur_count);
-}
-
-static void
-metrics_puts(struct metrics_out *o)
-{
-	metrics_one(o, "relayd_puts_received_total", "counter",
-	    "PUT streams admitted on this relay.", env->puts_received);
-	metrics_one(o, "relayd_puts_stored_total", "counter",
-	    "PUT streams that ended with outcome ok.", env->puts_stored);
-	metrics_one(o, "relayd_puts_failed_total", "counter",
-	    "PUT streams that ended failed or aborted.", env->puts_failed);
-	metrics_one(o, "relayd_puts_forwarded_total", "counter",
-	    "Forks to a next hop that got a RESULT.", env->puts_forwarded);
-	metrics_pair(o, "relayd_stores_total", "counter",
-	    "Payloads stored on this relay, by result.", "result",
-	    "ok", env->stores_ok, "failed", env->stores_failed);
-	metrics_one(o, "relayd_results_refused_total", "counter",
-	    "RESULTs from a next hop refused as contradicting what was sent.",
-	    env->results_refused);
-	metrics_one(o, "relayd_identity_refused_total", "counter",
-	    "Links closed: certificate or HELLO node id not the expected "
-	    "identity.", env->identity_refused);
-	metrics_by_code(o, "relayd_puts_refused_total",
-	    "PUTs refused at admission, by abort reason.", env->puts_refused);
-	metrics_by_code(o, "relayd_streams_aborted_total",
-	    "PUT streams aborted, by abort reason.", env->streams_aborted);
-	metrics_by_code(o, "relayd_forks_aborted_total",
-	    "Forks to a next hop aborted, by abort reason.",
-	    env->forks_aborted);
-	metrics_pair(o, "relayd_payload_bytes_total", "counter",
-	    "Payload bytes received (in) and sent to next hops (out).",
-	    "direction", "in", env->payload_in, "out", env->payload_out);
-	metrics_one(o, "relayd_active_streams", "gauge",
-	    "PUT streams in flight on this relay.", session_count());
-	metrics_one(o, "relayd_buffered_bytes", "gauge",
-	    "Payload bytes held in stream buffers.", stream_total_held());
-}
-
-static void
-metrics_links(struct metrics_out *o)
-{
-	struct peer_totals	 t;
-	const char		*name = "relayd_tls_handshake_failures_total";
-	unsigned int		 i;
-
-	memset(&t, 0, sizeof(t));
-	peer_totals(&t);
-	metrics_one(o, "relayd_peers_up", "gauge",
-	    "Peer links up (handshake done).", t.up);
-	metrics_one(o, "relayd_peer_links", "gauge",
-	    "Peer links in any state, inbound and outbound.", t.links);
-	/* Not a counter: the bytes of a link go when the link closes. */
-	metrics_pair(o, "relayd_link_bytes", "gauge",
-	    "Wire bytes received (in) and sent (out) on the peer links open "
-	    "now; drops when a link closes.", "direction", "in", t.bytes_in,
-	    "out", t.bytes_out);
-	metrics_one(o, "relayd_tls_handshakes_total", "counter",
-	    "TLS handshakes completed on peer links.", t.tls_handshakes);
-	metrics_family(o, name, "counter",
-	    "TLS handshakes refused on peer links, by reason.");
-	for (i = 0; i < TLS_REF_MAX && i < nitems(t.tls_refused); i++)
-		metrics_printf(o, "%s{reason=\"%s\"} %" PRIu64 "\n", name,
-		    tls_refusal_name(i), t.tls_refused[i]);
-}
-
-/* Descriptor caps: limit, what is open against each cap, refusals. */
-static void
-metrics_descriptors(struct metrics_out *o)
-{
-	const char	*name;
-	unsigned int	 i;
-
-	metrics_one(o, "relayd_fd_limit", "gauge", "Descriptor limit "
-	    "(RLIMIT_NOFILE) the caps are derived from.",
-	    listener_fd_limit());
-	metrics_one(o, "relayd_fd_reserve", "gauge", "Descriptors kept out "
-	    "of every cap for the store, control and outbound links.",
-	    listener_fd_reserve());
-	name = "relayd_listener_open";
-	metrics_family(o, name, "gauge", "Connections and streams counted "
-	    "against each cap now, by cap.");
-	for (i = 0; i < LSLOT_MAX; i++)
-		metrics_printf(o, "%s{slot=\"%s\"} %u\n", name,
-		    listener_slot_name(i), listener_used(i));
-	name = "relayd_listener_cap";
-	metrics_family(o, name, "gauge", "The cap of each slot (derived "
-	    "from the descriptor limit where relayd.conf says 0).");
-	for (i = 0; i < LSLOT_MAX; i++)
-		metrics_printf(o, "%s{slot=\"%s\"} %u\n", name,
-		    listener_slot_name(i), listener_cap(env->conf, i));
-	name = "relayd_listener_refused_total";
-	metrics_family(o, name, "counter", "Connections closed and streams "
-	    "refused by a cap or a client timeout, by the limit that fired.");
-	for (i = 0; i < LREF_MAX; i++)
-		metrics_printf(o, "%s{reason=\"%s\"} %" PRIu64 "\n", name,
-		    listener_refusal_name(i), listener_refused_count(i));
-}
-
-/* The memory bounds against hostile peers (env->hostile). */
-static void
-metrics_memory(struct metrics_out *o)
-{
-	const struct stats_hostile *h = &env->hostile;
-
-	metrics_one(o, "relayd_reserved_bytes", "gauge",
-	    "Stream credit granted to peers and not yet used, reserved "
-	    "against max_buffered.", peer_reserved_bytes());
-	metrics_pair(o, "relayd_output_bound_total", "counter",
-	    "Links whose unsent output went above max_output_buffer: reading "
-	    "paused, or closed after output_timeout.", "action", "paused",
-	    h->output_paused, "closed", h->output_closed);
-	metrics_one(o, "relayd_pongs_folded_total", "counter",
-	    "PINGs answered by a PONG already queued.", h->pongs_folded);
-	metrics_one(o, "relayd_reserve_refused_total", "counter",
-	    "PUTs refused: max_buffered had no room for a stream window.",
-	    h->reserve_refused);
-	metrics_pair(o, "relayd_link_protocol_closed_total", "counter",
-	    "Links closed for CREDIT beyond 2^31-1 or DATA for a stream "
-	    "never opened.", "reason", "credit_overflow",
-	    h->credit_overflow, "data_never_opened", h->data_never_opened);
-	metrics_one(o, "relayd_data_discarded_bytes_total", "counter",
-	    "DATA bytes of ended or unknown streams read and dropped.",
-	    h->data_discarded);
-}
-
+/* Every series comes from the stats table, as show stats does. */
 static int
 metrics_render(struct evbuffer *buf)
 {
-	struct metrics_out	 o = { buf, 0 };
-
-	metrics_puts(&o);
-	metrics_links(&o);
-	metrics_descriptors(&o);
-	metrics_memory(&o);
-	metrics_durations(&o);
-	metrics_family(&o, "relayd_uptime_seconds", "gauge",
-	    "Seconds since relayd started.");
-	metrics_printf(&o, "relayd_uptime_seconds %.3f\n",
-	    clock_mono() - env->start_time);
-	metrics_one(&o, "relayd_config_generation", "gauge",
-	    "Generation of the configuration in use (one more per accepted "
-	    "load or reload).", env->conf != NULL ? env->conf->generation : 0);
-	return o.failed ? -1 : 0;
+	return stats_prom(buf, stats_table, stats_ntable);
 }
 
 static void

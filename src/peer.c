@@ -28,6 +28,7 @@
 #include "pipe.h"
 #include "relayd.h"
 #include "session.h"
+#include "stats.h"
 #include "stream.h"
 #include "tls.h"
 #include "util.h"
@@ -852,8 +853,8 @@ peer_on_put(struct peer *p, const struct wire_frame *f)
 	/* The first window is credit too: reserve it or refuse. */
 	if (peer_mem_room() < (f->u.put.size < p->stream_window ?
 	    f->u.put.size : p->stream_window)) {
-		env->hostile.reserve_refused++;
-		env->puts_refused[WIRE_ABORT_LIMIT]++;
+		STATS_INC(reserve_refused);
+		STATS_CODE(puts_refused, WIRE_ABORT_LIMIT);
 		log_warnx("peer=%s addr=%s stream=%u put refused: max_buffered "
 		    "reached buffered=%llu reserved=%llu max_buffered=%llu",
 		    p->name, p->addr, id,
@@ -867,7 +868,7 @@ peer_on_put(struct peer *p, const struct wire_frame *f)
 	}
 	if (listener_take(LSLOT_STREAM) == -1) {
 		listener_refused(LREF_STREAMS, p->addr);
-		env->puts_refused[WIRE_ABORT_LIMIT]++;
+		STATS_CODE(puts_refused, WIRE_ABORT_LIMIT);
 		peer_send_abort(p, id, WIRE_ABORT_LIMIT,
 		    "too many streams on this relay (max_streams)");
 		peer_remember_closed(p, id);
@@ -959,7 +960,7 @@ peer_on_data_bytes(struct peer *p, struct evbuffer *input, size_t n)
 
 	p->rx_left -= n;
 	if (p->rx_drop || (in = peer_find_in(p, p->rx_id)) == NULL) {
-		env->hostile.data_discarded += n;
+		STATS_ADD(data_discarded, n);
 		evbuffer_drain(input, n);
 		return;
 	}
@@ -997,7 +998,7 @@ peer_sunk(struct xport *xp, size_t n, void *arg)
 	p->rx_left -= n;
 	p->last_rx = clock_mono();
 	if (p->rx_drop || (in = peer_find_in(p, p->rx_id)) == NULL) {
-		env->hostile.data_discarded += n;
+		STATS_ADD(data_discarded, n);
 		return;
 	}
 	if (session_data_commit(in->sess, n) == -1)
@@ -1038,7 +1039,7 @@ peer_credit_overflow(struct peer *p, uint32_t id, int64_t window,
 {
 	char why[160];
 
-	env->hostile.credit_overflow++;
+	STATS_INC(credit_overflow);
 	snprintf(why, sizeof(why), "CREDIT of %u on stream %u raises its "
 	    "window from %lld above 2147483647", inc, id, (long long)window);
 	peer_fail(p, why);
@@ -1101,7 +1102,7 @@ peer_identity(const char *name)
 static void
 peer_identity_refuse(struct peer *p, const char *why)
 {
-	env->identity_refused++;
+	STATS_INC(identity_refused);
 	log_warnx("peer=%s addr=%s identity refused reason=\"%s\"",
 	    util_esc(p->name), p->addr, why);
 }
@@ -1202,7 +1203,7 @@ static void
 peer_on_ping(struct peer *p, uint64_t value)
 {
 	if (peer_pong_queued(p)) {
-		env->hostile.pongs_folded++;
+		STATS_INC(pongs_folded);
 		p->pong_owed = 1;
 		p->pong_value = value;
 		peer_output_watch(p);
@@ -1268,7 +1269,7 @@ peer_data_never_opened(struct peer *p, uint32_t id)
 {
 	char why[96];
 
-	env->hostile.data_never_opened++;
+	STATS_INC(data_never_opened);
 	snprintf(why, sizeof(why), "DATA for stream %u, which was never "
 	    "opened", id);
 	peer_fail(p, why);
@@ -1309,7 +1310,7 @@ peer_output_pause(struct peer *p)
 		return;
 	p->out_paused = 1;
 	p->out_mark = xport_out_drained(p->xp);
-	env->hostile.output_paused++;
+	STATS_INC(output_paused);
 	xport_read_enable(p->xp, 0);
 	log_warnx("peer=%s addr=%s output not read: queued=%zu "
 	    "max_output_buffer=%llu; reading paused for up to %.1fs",
@@ -1348,7 +1349,7 @@ peer_out_cb(void *arg)
 	}
 	if (!p->out_paused && evbuffer_get_length(xport_output(p->xp)) == 0)
 		return;
-	env->hostile.output_closed++;
+	STATS_INC(output_closed);
 	snprintf(why, sizeof(why), "output not drained within "
 	    "output_timeout (%.1fs): queued=%zu %s max_output_buffer=%llu",
 	    env->conf->output_timeout,
@@ -2148,20 +2149,3 @@ peer_reconfigure(struct config *old, char *err, size_t errlen)
 	return 0;
 }
 
-json_t *
-peer_memory_json(void)
-{
-	const struct stats_hostile *h = &env->hostile;
-
-	return json_pack("{s:I,s:I,s:I,s:I,s:I,s:I,s:I,s:I,s:I,s:I}",
-	    "reserved", (json_int_t)peer_reserved,
-	    "max_buffered", (json_int_t)env->conf->max_buffered,
-	    "max_output_buffer", (json_int_t)env->conf->max_output_buffer,
-	    "output_paused", (json_int_t)h->output_paused,
-	    "output_closed", (json_int_t)h->output_closed,
-	    "pongs_folded", (json_int_t)h->pongs_folded,
-	    "reserve_refused", (json_int_t)h->reserve_refused,
-	    "credit_overflow", (json_int_t)h->credit_overflow,
-	    "data_never_opened", (json_int_t)h->data_never_opened,
-	    "data_discarded", (json_int_t)h->data_discarded);
-}

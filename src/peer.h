@@ -52,8 +52,6 @@ uint32_t	 peer_remote_stream_window(const struct peer *);
 
 /* Stream credit granted to peers and unused, reserved in max_buffered. */
 uint64_t	 peer_reserved_bytes(void);
-/* The memory bounds: counters of env->hostile, reserved, the limits. */
-struct json_t	*peer_memory_json(void);
 struct json_t	*peer_json(const struct peer *);
 /* Totals over every link now (metrics). */
 struct peer_totals {

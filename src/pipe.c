@@ -13,6 +13,7 @@
 #include "pipe.h"
 #include "relayd.h"
 #include "session.h"
+#include "stats.h"
 #include "stream.h"
 #include "util.h"
 #include "wire.h"
@@ -79,7 +80,7 @@ pipe_send_abort(struct pipe *p, uint16_t code, const char *why)
 	if (p->peer == NULL || p->stream_id == 0 ||
 	    (p->state != PIPE_SENDING && p->state != PIPE_ENDED))
 		return;
-	env->forks_aborted[code < STATS_CODES ? code : 0]++;
+	STATS_CODE(forks_aborted, code);
 	n = wire_enc_abort(frame, sizeof(frame), p->stream_id, code, why);
 	if (n > 0)
 		peer_send(p->peer, frame, n);
@@ -188,7 +189,7 @@ pipe_send_one(struct pipe *p)
 			stream_consume(p->reader, len);
 			p->credit -= len;
 			p->bytes_out += len;
-			env->payload_out += len;
+			STATS_ADD(payload_out, len);
 			p->last_progress = clock_mono();
 			session_progress(p->sess);
 			return p->state == PIPE_SENDING ? 1 : -1;
@@ -289,7 +290,7 @@ pipe_on_result(struct pipe *p, const struct wire_frame *f)
 	    (unsigned long long)session_id(p->sess), p->peer_name,
 	    f->u.result.count, (unsigned long long)p->bytes_out);
 	if (pipe_result_check(p, f, why, sizeof(why)) == -1) {
-		env->results_refused++;
+		STATS_INC(results_refused);
 		log_warnx("stream=%llu put=%s peer=%s result refused: %s",
 		    (unsigned long long)session_id(p->sess),
 		    session_put_hex(p->sess), p->peer_name, why);

@@ -28,6 +28,7 @@
 #include "relayd.h"
 #include "route.h"
 #include "session.h"
+#include "stats.h"
 #include "store.h"
 #include "tls.h"
 
@@ -36,22 +37,6 @@
 #define SEEN_TTL	600.0
 
 struct relayd	*env;
-
-const double	 stats_dur_bounds[STATS_DUR_BUCKETS] = {
-	0.001, 0.005, 0.01, 0.05, 0.1, 0.5, 1, 5, 10, 30, 60, 300
-};
-
-void
-stats_duration(double secs)
-{
-	int i;
-
-	env->dur_count++;
-	env->dur_sum += secs;
-	for (i = 0; i < STATS_DUR_BUCKETS; i++)
-		if (secs <= stats_dur_bounds[i])
-			env->dur_buckets[i]++;
-}
 
 static void
 usage(void)
@@ -75,8 +60,8 @@ relayd_notify_status(void)
 	sd_notifyf(0, "STATUS=%s: %u/%u links up, %u streams, %.1f MB in, "
 	    "%.1f MB out, %llu PUTs stored, generation %u",
 	    env->draining ? "draining" : "serving", t.up, t.links,
-	    session_count(), env->payload_in / 1e6, env->payload_out / 1e6,
-	    (unsigned long long)env->puts_stored, env->conf->generation);
+	    session_count(), stats.payload_in / 1e6, stats.payload_out / 1e6,
+	    (unsigned long long)stats.puts_stored, env->conf->generation);
 }
 
 static void
@@ -235,9 +220,9 @@ relayd_trim_heap(void)
 {
 	static uint64_t trimmed_at;
 
-	if (session_count() > 0 || env->payload_in == trimmed_at)
+	if (session_count() > 0 || stats.payload_in == trimmed_at)
 		return;
-	trimmed_at = env->payload_in;
+	trimmed_at = stats.payload_in;
 	malloc_trim(0);
 }
 

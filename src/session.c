@@ -18,6 +18,7 @@
 #include "relayd.h"
 #include "route.h"
 #include "session.h"
+#include "stats.h"
 #include "store.h"
 #include "stream.h"
 #include "util.h"
@@ -417,9 +418,9 @@ session_store_done(struct store_job *job, int ok, const char *reason,
 	s->store_job = NULL;
 	s->store = ok ? ST_STORED : ST_FAILED;
 	if (ok)
-		env->stores_ok++;
+		STATS_INC(stores_ok);
 	else
-		env->stores_failed++;
+		STATS_INC(stores_failed);
 	if (!ok)
 		snprintf(s->store_reason, sizeof(s->store_reason), "%s",
 		    reason ? reason : "store failed");
@@ -594,7 +595,7 @@ session_new(const struct session_params *sp, uint16_t *code, char *err,
 	s->id = ++env->next_session_id;
 	s->created = s->last_progress = s->last_drain = clock_mono();
 	if (session_admit(s, put->hops, code, err, errlen) == -1) {
-		env->puts_refused[*code < STATS_CODES ? *code : 0]++;
+		STATS_CODE(puts_refused, *code);
 		goto fail;
 	}
 	*code = WIRE_ABORT_INTERNAL;
@@ -613,7 +614,7 @@ session_new(const struct session_params *sp, uint16_t *code, char *err,
 		s->ops = NULL;
 		goto fail;
 	}
-	env->puts_received++;
+	STATS_INC(puts_received);
 	clock_timer_arm(s->timer, s->conf->stream_inactivity_timeout);
 	log_info("stream=%llu put=%s key=%s size=%llu from=%s store=%s "
 	    "forks=%u budget=%u%s", (unsigned long long)s->id, s->put_hex,
@@ -642,7 +643,7 @@ session_appended(struct session *s, size_t n)
 {
 	uint64_t now = clock_wall_us();
 
-	env->payload_in += n;
+	STATS_ADD(payload_in, n);
 	if (s->first_us == 0)
 		s->first_us = now;
 	s->last_us = now;
@@ -747,7 +748,7 @@ session_fail(struct session *s, uint16_t code, const char *why)
 	if (s->state != SESS_RECEIVING)
 		return;
 	s->state = SESS_FAILED;
-	env->streams_aborted[code < STATS_CODES ? code : 0]++;
+	STATS_CODE(streams_aborted, code);
 	snprintf(s->fail_reason, sizeof(s->fail_reason), "%s", why);
 	log_warnx("stream=%llu put=%s key=%s failed reason=\"%s\" "
 	    "bytes_in=%llu buffered=%llu age=%.3fs",
@@ -788,7 +789,7 @@ session_fork_done(struct session *s, struct pipe *p,
 	if (s->forks_pending > 0)
 		s->forks_pending--;
 	if (res != NULL)
-		env->puts_forwarded++;
+		STATS_INC(puts_forwarded);
 	if (res != NULL) {
 		for (i = 0; i < res->u.result.count; i++) {
 			if (wire_result_entry(res, i, &we) != 0 ||
@@ -880,7 +881,7 @@ session_check_done(struct session *s)
 	if (s->forks_pending > 0 || s->store == ST_WRITING)
 		return;
 	if (s->state == SESS_FAILED) {
-		env->puts_failed++;
+		STATS_INC(puts_failed);
 		stats_duration(clock_mono() - s->created);
 		if (events_wanted())
 			events_publish("stream-aborted", json_pack("{s:I,s:s,"
@@ -894,9 +895,9 @@ session_check_done(struct session *s)
 		session_own_entry(s);
 	ok = session_ok(s);
 	if (ok)
-		env->puts_stored++;
+		STATS_INC(puts_stored);
 	else
-		env->puts_failed++;
+		STATS_INC(puts_failed);
 	if (ok && !s->replay)
 		outcome_add(s);
 	stats_duration(clock_mono() - s->created);

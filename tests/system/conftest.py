@@ -262,6 +262,50 @@ def relayctl(args, timeout=60, socket_path=None, stdin=None):
     return r
 
 
+def ctl_json(relay, *args, rc=0, timeout=15):
+    """relayctl -j ARGS on relay's control socket: asserts the exit code,
+    returns the parsed JSON object."""
+    r = relayctl(["-j"] + list(args), timeout=timeout,
+                 socket_path=relay.socket)
+    assert r.returncode == rc, "%s: relayctl -j %s: exit %d\n%s%s" % (
+        relay.name, " ".join(args), r.returncode, r.stdout, r.stderr)
+    v = json.loads(r.stdout)
+    assert isinstance(v, dict), r.stdout
+    return v
+
+
+def nfds(pid):
+    """Descriptors pid has open (/proc/PID/fd)."""
+    return len(os.listdir("/proc/%d/fd" % pid))
+
+
+def rss(pid):
+    """VmRSS of pid in bytes (/proc/PID/status)."""
+    with open("/proc/%d/status" % pid) as f:
+        for ln in f:
+            if ln.startswith("VmRSS:"):
+                return int(ln.split()[1]) * 1024
+    raise AssertionError("no VmRSS for pid %d" % pid)
+
+
+def recv_all(sock):
+    """Every byte sock receives until the peer closes (the socket's own
+    timeout bounds each wait)."""
+    out = b""
+    while True:
+        chunk = sock.recv(65536)
+        if not chunk:
+            return out
+        out += chunk
+
+
+def bytes_in(relay, key):
+    """Payload bytes relay's stream of key has received, or None when it
+    has no such stream in flight."""
+    s = relay.stream_for(key)
+    return None if s is None else s.get("bytes_in")
+
+
 # -------------------------------------------------------------------- relay
 
 class Relay:
@@ -449,6 +493,10 @@ class Relay:
         assert v is not None, "%s: status is not JSON: %r" % (self.name,
                                                                r.stdout)
         return v
+
+    def stats(self):
+        """The "stats" object of `relayctl -j show stats`."""
+        return ctl_json(self, "show", "stats")["stats"]
 
     def streams(self):
         return self.status().get("streams") or []

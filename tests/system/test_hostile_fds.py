@@ -28,8 +28,8 @@ import time
 
 import pytest
 
-from conftest import (HOST, assert_stored, free_port, put, relayctl,
-                      wait_for)
+from conftest import (HOST, assert_stored, free_port, nfds, put, recv_all,
+                      relayctl, wait_for)
 from relaywire import ABORT, PeerConn, enc_hello
 
 LEGIT_MAX = 2.0         # seconds for a legitimate put or status
@@ -51,10 +51,6 @@ def raise_own_nofile():
     return soft, hard
 
 
-def nfds(pid):
-    return len(os.listdir("/proc/%d/fd" % pid))
-
-
 def soft_nofile(pid):
     with open("/proc/%d/limits" % pid) as f:
         for line in f:
@@ -72,13 +68,6 @@ def start(make_relay, name, extra=""):
         % (SYSTEMD_SOFT, hard))
     assert "descriptors: soft limit %d" % SYSTEMD_SOFT in r.log_text()
     return r
-
-
-def stats(r):
-    res = relayctl(["-j", "-s", r.socket, "show", "stats"], timeout=10)
-    assert res.returncode == 0, res.stderr
-    import json
-    return json.loads(res.stdout)["stats"]
 
 
 def legit_put(r, key, size=200000):
@@ -130,7 +119,7 @@ def test_half_open_connections(make_relay):
     r = start(make_relay, "a")
     pid = r.proc.pid
     base = nfds(pid)
-    caps = stats(r)["descriptors"]["caps"]
+    caps = r.stats()["descriptors"]["caps"]
     n = min(ATTACK_MAX, hard - nfds(os.getpid()) - 200)
     socks = []
     try:
@@ -142,7 +131,7 @@ def test_half_open_connections(make_relay):
         put_s = legit_put(r, "legit-a")
         status_s = legit_status(r)
         peak = max(peak, nfds(pid))
-        st = stats(r)["descriptors"]
+        st = r.stats()["descriptors"]
         peak = max(peak, nfds(pid))
         refused = (st["refused"]["max_handshakes"] +
                    st["refused"]["max_connections_per_source"] +
@@ -160,7 +149,7 @@ def test_half_open_connections(make_relay):
     finally:
         for s in socks:
             s.close()
-    wait_for(lambda: stats(r)["descriptors"]["open"]["connections"] == 0,
+    wait_for(lambda: r.stats()["descriptors"]["open"]["connections"] == 0,
              15, "the half-open connections to be gone")
 
 
@@ -183,9 +172,9 @@ def test_authenticated_flood(make_relay):
             pc.sock.connect((HOST, r.port))
             pc.send_raw(enc_hello(pc.node, 1 << 20, 1 << 20))
             conns.append(pc)
-        wait_for(lambda: stats(r)["descriptors"]["refused"]
+        wait_for(lambda: r.stats()["descriptors"]["refused"]
                  ["max_connections"] >= 300, 10, "300 refusals")
-        st = stats(r)["descriptors"]
+        st = r.stats()["descriptors"]
         fds = nfds(pid)
         put_s = legit_put(r, "legit-h")
         status_s = legit_status(r)
@@ -214,7 +203,7 @@ def test_idle_storing_streams(make_relay):
             conns.append(pc)
             for i in range(500):
                 pc.put("idle-%d-%d" % (c, i), b"x")
-        wait_for(lambda: stats(r)["active_streams"] >= 1500, 20,
+        wait_for(lambda: r.stats()["active_streams"] >= 1500, 20,
                  "1,500 streams admitted")
         fds = nfds(pid)
         tmp = len(r.temp_files())
@@ -246,12 +235,12 @@ def test_max_streams(make_relay):
             assert f.code == 7, f    # WIRE_ABORT_LIMIT
             aborted.add(f.stream)
         assert aborted == set(sids[100:])
-        st = stats(r)
+        st = r.stats()
         assert st["active_streams"] == 100
         assert st["descriptors"]["refused"]["max_streams"] == 50
         assert st["descriptors"]["open"]["streams"] == 100
         assert legit_put(r, "legit-s") < LEGIT_MAX
-    wait_for(lambda: stats(r)["descriptors"]["open"]["streams"] == 0, 10,
+    wait_for(lambda: r.stats()["descriptors"]["open"]["streams"] == 0, 10,
              "the streams to be released")
 
 
@@ -287,14 +276,14 @@ def test_idle_control_clients(make_relay):
             clients.append(s)
         assert len(clients) == 1100, "relay stopped accepting"
         t_attack = time.monotonic()
-        wait_for(lambda: stats(r)["descriptors"]["refused"]
+        wait_for(lambda: r.stats()["descriptors"]["refused"]
                  ["max_control_clients"] >= 1000, 10,
                  "the flood to reach the control listener")
         peak = nfds(pid)
         status_s = legit_status(r)
         put_s = legit_put(r, "legit-c")
         peak = max(peak, nfds(pid))
-        cap = stats(r)["descriptors"]["caps"]["control_clients"]
+        cap = r.stats()["descriptors"]["caps"]["control_clients"]
         print("idle control clients: %d; relay fds base %d peak %d (cap "
               "%d); status %.3fs, put %.3fs" % (len(clients), base, peak,
                                                 cap, status_s, put_s))
@@ -305,7 +294,7 @@ def test_idle_control_clients(make_relay):
         wait_for(lambda: nfds(pid) <= base + 2, 2.0 + 3.0,
                  "idle control clients closed after the timeout")
         closed_after = time.monotonic() - t_attack
-        st = stats(r)["descriptors"]
+        st = r.stats()["descriptors"]
         assert st["refused"]["control_request_timeout"] >= 1
         print("idle control clients closed %.1fs after the flood"
               % closed_after)
@@ -318,13 +307,7 @@ def test_idle_control_clients(make_relay):
 def fetch_metrics(port):
     with socket.create_connection((HOST, port), timeout=10) as s:
         s.sendall(b"GET /metrics HTTP/1.1\r\nHost: x\r\n\r\n")
-        out = b""
-        while True:
-            chunk = s.recv(65536)
-            if not chunk:
-                break
-            out += chunk
-    return out.decode()
+        return recv_all(s).decode()
 
 
 def test_metrics_slowloris(make_relay):
@@ -334,7 +317,7 @@ def test_metrics_slowloris(make_relay):
               'metrics_header_timeout = 1.5;' % (HOST, mport))
     pid = r.proc.pid
     base = nfds(pid)
-    cap = stats(r)["descriptors"]["caps"]["metrics_clients"]
+    cap = r.stats()["descriptors"]["caps"]["metrics_clients"]
     slow = []
     try:
         for _ in range(200):

@@ -13,7 +13,6 @@ Behaviour proved:
   saying "hop0" gets a HELLO back and its link is up.
 """
 
-import json
 import os
 import socket
 import ssl
@@ -23,14 +22,8 @@ import urllib.request
 import pytest
 
 import relaywire as W
-from conftest import HOST, free_port, put, relayctl, wait_for
+from conftest import HOST, free_port, put, wait_for
 from tlsutil import certs_fixture  # noqa: F401  (the certs fixture)
-
-
-def stats(relay):
-    r = relayctl(["-j", "-s", relay.socket, "show", "stats"])
-    assert r.returncode == 0, r.stderr
-    return json.loads(r.stdout)["stats"]
 
 
 def out_link(relay, name):
@@ -54,7 +47,7 @@ def test_dialled_peer_with_another_peers_certificate_is_refused(
                         extra='metrics = "%s:%d";' % (HOST, mport))
     off = origin.log_size()
     origin.start()
-    wait_for(lambda: stats(origin).get("identity_refused", 0) >= 1, 15,
+    wait_for(lambda: origin.stats().get("identity_refused", 0) >= 1, 15,
              "hop0 to refuse the impostor's certificate")
     log = origin.log_since(off)
     assert ("identity refused reason=\"dialled peer hop2: certificate is "
@@ -84,7 +77,7 @@ def test_configured_identity_is_accepted(make_relay, certs):
     data = os.urandom(4096)
     rc, js = put(origin, "id/configured", data, timeout=30)
     assert rc == 0, js
-    assert stats(origin)["identity_refused"] == 0
+    assert origin.stats()["identity_refused"] == 0
 
 
 def tls_peer(relay, certs, cert_name, node):
@@ -122,7 +115,7 @@ def test_inbound_hello_must_match_the_certificate(make_relay, certs):
     assert closed, "relayd kept a link whose HELLO lies: %r" % got
     goaway = [f for f in got if f.type == W.GOAWAY]
     assert goaway and goaway[0].code == W.ABORT_PROTOCOL, got
-    assert stats(relay)["identity_refused"] == 1
+    assert relay.stats()["identity_refused"] == 1
     wait_for(lambda: "HELLO node id hop5 is not the certificate's "
              "identity: certificate is not hop5: it names CN=hop0 DNS:hop0"
              in relay.log_since(off), 10, "the refusal in hop1's log")
@@ -140,4 +133,4 @@ def test_inbound_hello_must_match_the_certificate(make_relay, certs):
                  "hop1 to list hop0 up")
     finally:
         c.close()
-    assert stats(relay)["identity_refused"] == 1
+    assert relay.stats()["identity_refused"] == 1

@@ -27,7 +27,6 @@ legitimate `relayctl put` from another client that must store byte-exact:
   link afterwards is stored.
 """
 
-import json
 import os
 import re
 import select
@@ -37,21 +36,12 @@ import time
 
 import pytest
 
-from conftest import (HOST, assert_stored, free_port, put, put_bg,
-                      relayctl, sanitized, wait_for)
+from conftest import (HOST, assert_stored, free_port, put, put_bg, rss,
+                      sanitized, wait_for)
 import relaywire as W
 
 K = 1 << 10
 M = 1 << 20
-
-
-def rss(pid):
-    """VmRSS of pid in bytes."""
-    with open("/proc/%d/status" % pid) as f:
-        for ln in f:
-            if ln.startswith("VmRSS:"):
-                return int(ln.split()[1]) * 1024
-    raise AssertionError("no VmRSS for pid %d" % pid)
 
 
 def read_calls(pid):
@@ -63,15 +53,8 @@ def read_calls(pid):
     raise AssertionError("no syscr for pid %d" % pid)
 
 
-def stats(relay):
-    r = relayctl(["-j", "-s", relay.socket, "show", "stats"])
-    assert r.returncode == 0, r.stderr
-    js = json.loads(r.stdout)
-    return js.get("stats", js)
-
-
 def memory(relay):
-    return stats(relay)["memory"]
+    return relay.stats()["memory"]
 
 
 def legit_put(relay, key, size=1 * M):
@@ -309,9 +292,9 @@ def test_first_windows_reserved(make_relay):
                     assert f.code == W.ABORT_LIMIT, f
                     refused += 1
         admitted = len(sids) - refused
-        wait_for(lambda: stats(relay)["buffered"] >= admitted * WINDOW,
+        wait_for(lambda: relay.stats()["buffered"] >= admitted * WINDOW,
                  15, "the admitted streams' first windows to arrive")
-        st = stats(relay)
+        st = relay.stats()
         mem = st["memory"]
         peak = rss(pid)
         rc, js = bg.finish(60)
@@ -333,7 +316,7 @@ def test_first_windows_reserved(make_relay):
             p.close()
         # Reservations come back when the streams go.
         wait_for(lambda: memory(relay)["reserved"] == 0 and
-                 stats(relay)["buffered"] == 0, 15,
+                 relay.stats()["buffered"] == 0, 15,
                  "reservations and buffers to be released")
         legit_put(relay, "good/after-window-flood")
     finally:

@@ -16,7 +16,6 @@ and in the Prometheus metrics when the relay has an endpoint.
 """
 
 import hashlib
-import json
 import os
 import socket
 import time
@@ -24,7 +23,7 @@ import time
 import pytest
 
 import relaywire as W
-from conftest import HOST, put, put_bg, relayctl, results_by_node, wait_for
+from conftest import HOST, put, put_bg, results_by_node, wait_for
 
 SIZE = 200 * 1024
 PUT_ID = "fedcba9876543210fedcba9876543210"
@@ -104,12 +103,6 @@ def liar(make_relay):
         fake.close()
 
 
-def stat(relay, name):
-    r = relayctl(["-j", "-s", relay.socket, "show", "stats"])
-    assert r.returncode == 0, r.stderr
-    return json.loads(r.stdout)["stats"][name]
-
-
 def assert_liar_blamed(rc, js, why):
     assert rc != 0, "a forged RESULT was reported as success: %r" % js
     nodes = results_by_node(js)
@@ -136,40 +129,47 @@ def test_result_before_end_fails_the_branch(liar):
         W.Entry(W.RES_STORED, 1, "ghost", SIZE)]))
     rc, js = bg.finish(30)
     assert_liar_blamed(rc, js, "next hop liar sent RESULT before END")
-    assert stat(origin, "results_refused") == 1
+    assert origin.stats()["results_refused"] == 1
     assert "result refused: next hop liar sent RESULT before END" in \
         origin.log_text()
 
 
-def test_wrong_byte_count_fails_the_branch(liar):
+# (test id, key, the two entries' sizes, the reason liar is blamed for,
+# results_refused afterwards or None to leave it unchecked)
+FORGED_AFTER_END = [
+    # Its own entry claims more bytes than relayd sent.
+    ("byte-count", "hostile/short",
+     [(W.RES_STORED, SIZE + 4096), (W.RES_STORED, SIZE + 4096)],
+     "claiming %d bytes received, %d were sent" % (SIZE + 4096, SIZE), 1),
+    # A deeper entry stored with another size than the payload's.
+    ("deeper-size", "hostile/deep",
+     [(W.RES_FORWARDED, SIZE), (W.RES_STORED, 17)],
+     "claiming stored with 17 of %d bytes" % SIZE, None),
+]
+
+
+@pytest.mark.parametrize("key,entries,why,refused",
+                         [c[1:] for c in FORGED_AFTER_END],
+                         ids=[c[0] for c in FORGED_AFTER_END])
+def test_forged_result_after_end_fails_the_branch(liar, key, entries, why,
+                                                  refused):
+    """A RESULT after END (every byte read) with entries for liar (depth
+    0) and a made-up ghost (depth 1) that do not match what was sent fails
+    liar's branch, and nothing of its claim goes up."""
     origin, fake = liar
     fake.accept(conn_window=4 << 20, stream_window=1 << 20)
     data = os.urandom(SIZE)
-    bg = put_bg(origin, "hostile/short", data)
+    bg = put_bg(origin, key, data)
     put_f = fake.read_put()
     got = fake.read_to_end(put_f.stream)
     assert got == SIZE
+    (st0, size0), (st1, size1) = entries
     fake.conn.send_raw(W.enc_result(put_f.stream, [
-        W.Entry(W.RES_STORED, 0, "liar", SIZE + 4096),
-        W.Entry(W.RES_STORED, 1, "ghost", SIZE + 4096)]))
+        W.Entry(st0, 0, "liar", size0), W.Entry(st1, 1, "ghost", size1)]))
     rc, js = bg.finish(30)
-    assert_liar_blamed(rc, js, "claiming %d bytes received, %d were sent"
-                       % (SIZE + 4096, SIZE))
-    assert stat(origin, "results_refused") == 1
-
-
-def test_deeper_entry_with_wrong_size_fails_the_branch(liar):
-    origin, fake = liar
-    fake.accept(conn_window=4 << 20, stream_window=1 << 20)
-    data = os.urandom(SIZE)
-    bg = put_bg(origin, "hostile/deep", data)
-    put_f = fake.read_put()
-    fake.read_to_end(put_f.stream)
-    fake.conn.send_raw(W.enc_result(put_f.stream, [
-        W.Entry(W.RES_FORWARDED, 0, "liar", SIZE),
-        W.Entry(W.RES_STORED, 1, "ghost", 17)]))
-    rc, js = bg.finish(30)
-    assert_liar_blamed(rc, js, "claiming stored with 17 of %d bytes" % SIZE)
+    assert_liar_blamed(rc, js, why)
+    if refused is not None:
+        assert origin.stats()["results_refused"] == refused
 
 
 def test_honest_result_is_labelled_with_the_link(liar):
@@ -190,7 +190,7 @@ def test_honest_result_is_labelled_with_the_link(liar):
     assert nodes["liar"]["via"] == "liar", js
     assert nodes["deep"]["via"] == "liar", js
     assert nodes["deep"]["depth"] == 2, js
-    assert stat(origin, "results_refused") == 0
+    assert origin.stats()["results_refused"] == 0
 
 
 def test_replayed_id_with_another_key_is_refused(make_relay):

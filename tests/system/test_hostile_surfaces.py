@@ -11,25 +11,18 @@ Behaviour proved:
   another peer is refused as a loop, and a legitimate PUT still stores.
 """
 
-import json
 import os
 import select
 import socket
 import time
 
 import relaywire as W
-from conftest import (HOST, assert_stored, free_port, put, relayctl,
+from conftest import (HOST, assert_stored, ctl_json, free_port, put,
                       wait_for)
 
 HOSTILE_KEY = b"bad\nkey=forged \x1b[31mred\x1b[0m \xff\xfe\xc3("
 ESCAPED_KEY = ("bad\\x0akey=forged \\x1b[31mred\\x1b[0m "
                "\\xff\\xfe\\xc3(")
-
-
-def ctl_json(relay, *args):
-    r = relayctl(["-j", "-s", relay.socket] + list(args), timeout=15)
-    assert r.returncode == 0, (r.stdout, r.stderr)
-    return json.loads(r.stdout)
 
 
 def test_hostile_key_is_escaped_in_log_and_json(make_relay):

@@ -9,7 +9,9 @@ stored locally and forwarded, one refused as too-large (every abort
 reason has a series, zero or not), the payload bytes out here and in
 there, the link up with its wire bytes, the duration histogram counting
 the one finished stream (cumulative buckets, +Inf = _count), no stream in
-flight and no bytes buffered.  Other paths answer
+flight and no bytes buffered.  Every field of `relayctl -j show stats`
+is a series with the same value, and every series a field.  Other paths
+answer
 404, other methods 405 with Allow, HEAD answers headers only, a malformed
 request gets 400, and a client that sends half a request does not stop
 the relay from answering the next one.  A relay without the option opens
@@ -27,7 +29,7 @@ import urllib.request
 
 import pytest
 
-from conftest import (HOST, RELAYD, assert_stored, free_port, put,
+from conftest import (HOST, RELAYD, assert_stored, free_port, put, recv_all,
                       require_binaries)
 
 # wire.h's abort codes by wire_abort_name(), and "unknown" for the rest.
@@ -241,6 +243,126 @@ def test_metrics_after_stored_and_refused_puts(make_relay):
     assert check_histogram(s, types)[0] == 1
 
 
+# Where each `relayctl -j show stats` field is in the exposition: the JSON
+# path, the series name, and its fixed label or, for an object of counts,
+# the label its keys are the values of.  Written out here, not taken from
+# the daemon, so that a name that moves on either surface fails.
+STATS_SERIES = {
+    "puts_received": ("relayd_puts_received_total", None),
+    "puts_stored": ("relayd_puts_stored_total", None),
+    "puts_failed": ("relayd_puts_failed_total", None),
+    "puts_forwarded": ("relayd_puts_forwarded_total", None),
+    "stores_ok": ("relayd_stores_total", ("result", "ok")),
+    "stores_failed": ("relayd_stores_total", ("result", "failed")),
+    "results_refused": ("relayd_results_refused_total", None),
+    "identity_refused": ("relayd_identity_refused_total", None),
+    "puts_refused": ("relayd_puts_refused_total", "reason"),
+    "streams_aborted": ("relayd_streams_aborted_total", "reason"),
+    "forks_aborted": ("relayd_forks_aborted_total", "reason"),
+    "payload_in": ("relayd_payload_bytes_total", ("direction", "in")),
+    "payload_out": ("relayd_payload_bytes_total", ("direction", "out")),
+    "active_streams": ("relayd_active_streams", None),
+    "buffered": ("relayd_buffered_bytes", None),
+    "peers_up": ("relayd_peers_up", None),
+    "links": ("relayd_peer_links", None),
+    "link_bytes_in": ("relayd_link_bytes", ("direction", "in")),
+    "link_bytes_out": ("relayd_link_bytes", ("direction", "out")),
+    "tls_handshakes": ("relayd_tls_handshakes_total", None),
+    "tls_refused": ("relayd_tls_handshake_failures_total", "reason"),
+    "descriptors.fd_limit": ("relayd_fd_limit", None),
+    "descriptors.fd_reserve": ("relayd_fd_reserve", None),
+    "descriptors.open": ("relayd_listener_open", "slot"),
+    "descriptors.caps": ("relayd_listener_cap", "slot"),
+    "descriptors.refused": ("relayd_listener_refused_total", "reason"),
+    "memory.reserved": ("relayd_reserved_bytes", None),
+    "memory.max_buffered": ("relayd_max_buffered_bytes", None),
+    "memory.max_output_buffer": ("relayd_max_output_buffer_bytes", None),
+    "memory.output_paused": ("relayd_output_bound_total",
+                             ("action", "paused")),
+    "memory.output_closed": ("relayd_output_bound_total",
+                             ("action", "closed")),
+    "memory.pongs_folded": ("relayd_pongs_folded_total", None),
+    "memory.reserve_refused": ("relayd_reserve_refused_total", None),
+    "memory.credit_overflow": ("relayd_link_protocol_closed_total",
+                               ("reason", "credit_overflow")),
+    "memory.data_never_opened": ("relayd_link_protocol_closed_total",
+                                 ("reason", "data_never_opened")),
+    "memory.data_discarded": ("relayd_data_discarded_bytes_total", None),
+    "stream_durations": ("relayd_stream_duration_seconds_count", None),
+    "uptime_s": ("relayd_uptime_seconds", None),
+    "generation": ("relayd_config_generation", None),
+}
+# The stats call holds a control slot, the scrape a metrics slot.
+OWN_SLOT = {("relayd_listener_open", (("slot", "control_clients"),)): -1,
+            ("relayd_listener_open", (("slot", "metrics_clients"),)): 1}
+
+
+def stats_leaves(st):
+    """{(series name, labels): value} of every number in a show stats
+    object, by STATS_SERIES; fails on a field it does not list."""
+    out = {}
+    for k, v in st.items():
+        for sub, subv in (v.items() if k in ("memory", "descriptors")
+                          else [(None, v)]):
+            path = k if sub is None else "%s.%s" % (k, sub)
+            assert path in STATS_SERIES, \
+                "show stats field %s has no Prometheus series" % path
+            name, label = STATS_SERIES[path]
+            if isinstance(label, str):
+                assert isinstance(subv, dict), (path, subv)
+                for item, n in subv.items():
+                    out[(name, ((label, item),))] = n
+            else:
+                assert isinstance(subv, (int, float)), (path, subv)
+                out[(name, (label,) if label else ())] = subv
+    return out
+
+
+def test_metrics_and_show_stats_agree(make_relay):
+    """After a forwarded PUT and one refused as too large, every field of
+    `relayctl -j show stats` on the origin has its Prometheus series with
+    the same value (between the values of a stats call before and one
+    after the scrape, so a link's PINGs cannot make it flaky; the slots
+    the two calls hold themselves are allowed for), and every series but
+    the histogram's buckets and sum is one of those fields."""
+    down, _ = metrics_relay(make_relay, name="down", store=True)
+    down.start()
+    up, uport = metrics_relay(
+        make_relay, name="up", max_payload=MAX_PAYLOAD,
+        peers=[{"name": "down", "relay": down}],
+        routes=[{"prefix": "", "hops": ["down"], "store": True}])
+    up.start()
+    data = os.urandom(3000)
+    rc, js = put(up, "agree/ok", data)
+    assert rc == 0 and js and js.get("ok"), "put: %d %r" % (rc, js)
+    rc, js = put(up, "agree/big", b"z" * (MAX_PAYLOAD + 1))
+    assert rc != 0, "a PUT over max_payload was accepted: %r" % (js,)
+
+    before = stats_leaves(up.stats())
+    s, types = scrape(uport)
+    after = stats_leaves(up.stats())
+
+    assert set(before) == set(after)
+    assert before[("relayd_puts_received_total", ())] == 1
+    assert before[("relayd_puts_refused_total",
+                   (("reason", "too-large"),))] == 1
+    assert before[("relayd_stores_total", (("result", "ok"),))] == 1
+    assert before[("relayd_peers_up", ())] == 1
+    for key in sorted(before):
+        assert key in s, "show stats has %r, /metrics has no %s%r" % (
+            before[key], key[0], key[1])
+        lo, hi = sorted((before[key], after[key]))
+        lo, hi = lo + OWN_SLOT.get(key, 0), hi + OWN_SLOT.get(key, 0)
+        if isinstance(lo, float) or isinstance(hi, float):
+            lo, hi = lo - 0.001, hi + 0.001
+        assert lo <= s[key] <= hi, "%s%r: show stats %r then %r, " \
+            "/metrics %r" % (key[0], key[1], before[key], after[key],
+                             s[key])
+    stray = [k for k in s if k not in before and not re.search(
+        r"_(bucket|sum)$", k[0])]
+    assert not stray, "/metrics series not in show stats: %r" % stray
+
+
 def test_metrics_http_errors(make_relay):
     r, mport = metrics_relay(make_relay, name="m")
     r.start()
@@ -271,12 +393,7 @@ def test_metrics_http_errors(make_relay):
     with socket.create_connection((HOST, mport), timeout=10) as g:
         g.sendall(b"\x00\xff garbage \r\n\r\n")
         g.shutdown(socket.SHUT_WR)
-        reply = b""
-        while True:
-            chunk = g.recv(4096)
-            if not chunk:
-                break
-            reply += chunk
+        reply = recv_all(g)
     assert reply.startswith(b"HTTP/1.1 400"), reply[:80]
     assert fetch(mport)[0] == 200
     assert r.alive()

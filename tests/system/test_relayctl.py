@@ -18,9 +18,9 @@ import time
 
 import pytest
 
-from conftest import (RELAYCTL, assert_stored, parse_json_output, put,
-                      put_bg, register, relayctl, require_binaries,
-                      results_by_node, wait_for)
+from conftest import (RELAYCTL, assert_stored, ctl_json,
+                      parse_json_output, put, put_bg, register, relayctl,
+                      require_binaries, results_by_node, wait_for)
 from tlsutil import certs_fixture  # noqa: F401 (the `certs` fixture)
 
 PUT_ID = "0123456789abcdef0123456789abcdef"
@@ -31,16 +31,6 @@ OTHER_ID = "fedcba9876543210fedcba9876543210"
 
 def ctl(relay, *args, timeout=10):
     return relayctl(list(args), timeout=timeout, socket_path=relay.socket)
-
-
-def ctl_json(relay, *args, rc=0):
-    """relayctl -j ARGS: asserts the exit code, returns the parsed JSON."""
-    r = ctl(relay, "-j", *args)
-    assert r.returncode == rc, "relayctl -j %s: exit %d\n%s%s" % (
-        " ".join(args), r.returncode, r.stdout, r.stderr)
-    v = json.loads(r.stdout)
-    assert isinstance(v, dict), r.stdout
-    return v
 
 
 def ctl_human(relay, *args, rc=0):

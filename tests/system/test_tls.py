@@ -268,51 +268,9 @@ def refused_tls_client(relay, ctx):
     return attempt
 
 
-def test_refuses_client_without_certificate(guarded, certs):
-    """A TLS 1.3 client that presents no certificate is refused: counted
-    under no_certificate, logged with reason "no certificate", given no
-    relayd byte; hop1 still relays afterwards."""
-    hop1 = guarded[1]
-    expect_refusal(hop1, "no_certificate", "no certificate",
-                   refused_tls_client(hop1, certs.client_context(None)))
-    assert_still_serving(guarded, "no-cert")
-
-
-def test_refuses_certificate_of_another_ca(guarded, certs):
-    """A client certificate signed by a CA hop1 does not trust (rogue,
-    CA B) is refused as "unknown CA"; hop1 still relays afterwards."""
-    hop1 = guarded[1]
-    expect_refusal(hop1, "unknown_ca", "unknown CA",
-                   refused_tls_client(hop1, certs.client_context("rogue")))
-    assert_still_serving(guarded, "rogue")
-
-
-def test_refuses_expired_certificate(guarded, certs):
-    """An expired client certificate of the right CA (old) is refused as
-    "certificate expired"; hop1 still relays afterwards."""
-    hop1 = guarded[1]
-    expect_refusal(hop1, "expired", "certificate expired",
-                   refused_tls_client(hop1, certs.client_context("old")))
-    assert_still_serving(guarded, "expired")
-
-
-def test_refuses_identity_not_on_allow_list(guarded, certs):
-    """A valid certificate of the right CA (stranger) that is not on hop1's
-    allow-list (CN=hop0 only) is refused as "identity not allowed" before
-    relayd sends anything (no HELLO); hop0 (allowed) still relays."""
-    hop1 = guarded[1]
-    expect_refusal(hop1, "not_allowed", "identity not allowed",
-                   refused_tls_client(hop1,
-                                      certs.client_context("stranger")))
-    assert_still_serving(guarded, "stranger")
-
-
-def test_refuses_tls12_client(guarded, certs):
-    """`openssl s_client -tls1_2` with a valid certificate fails its
-    handshake (non-zero exit, no relayd HELLO) and hop1 counts and logs a
-    "protocol version" refusal; hop1 still relays afterwards."""
-    hop1 = guarded[1]
-
+def tls12_client(hop1, certs):
+    """`openssl s_client -tls1_2` with a valid certificate: its handshake
+    fails (non-zero exit) and it reads no relayd HELLO."""
     def attempt():
         r = subprocess.run(
             ["openssl", "s_client", "-connect", hop1.address, "-tls1_2",
@@ -323,16 +281,12 @@ def test_refuses_tls12_client(guarded, certs):
             r.stdout.decode("utf-8", "replace")[-400:])
         assert rw.MAGIC not in r.stdout
         return None
-    expect_refusal(hop1, "version", "protocol version", attempt)
-    assert_still_serving(guarded, "tls12")
+    return attempt
 
 
-def test_refuses_plaintext_peer(guarded):
-    """A peer speaking the relayd protocol in clear (HELLO from the Python
-    peer) to a TLS listener is refused as "not TLS" and closed, with no
-    relayd HELLO sent in clear; hop1 still relays afterwards."""
-    hop1 = guarded[1]
-
+def plaintext_peer(hop1, certs):
+    """The relayd protocol in clear (HELLO from the Python peer): closed,
+    with no relayd HELLO sent in clear."""
     def attempt():
         conn = rw.PeerConn(HOST, hop1.port, node="plaintext").open_socket()
         try:
@@ -343,8 +297,42 @@ def test_refuses_plaintext_peer(guarded):
             conn.close()
         assert rw.MAGIC not in data, "relayd answered in clear: %r" % data
         return port
-    expect_refusal(hop1, "not_tls", "not TLS", attempt)
-    assert_still_serving(guarded, "plaintext")
+    return attempt
+
+
+def client_with(cert):
+    """A TLS 1.3 client presenting cert (None: no certificate)."""
+    return lambda hop1, certs: refused_tls_client(
+        hop1, certs.client_context(cert))
+
+
+# (test id, who connects, tls_refused counter, logged reason prefix)
+REFUSALS = [
+    # A TLS 1.3 client that presents no certificate.
+    ("no-cert", client_with(None), "no_certificate", "no certificate"),
+    # A client certificate signed by a CA hop1 does not trust (rogue).
+    ("rogue", client_with("rogue"), "unknown_ca", "unknown CA"),
+    # An expired client certificate of the right CA (old).
+    ("expired", client_with("old"), "expired", "certificate expired"),
+    # A valid certificate of the right CA (stranger) not on hop1's
+    # allow-list (CN=hop0 only): refused before relayd sends its HELLO.
+    ("stranger", client_with("stranger"), "not_allowed",
+     "identity not allowed"),
+    ("tls12", tls12_client, "version", "protocol version"),
+    ("plaintext", plaintext_peer, "not_tls", "not TLS"),
+]
+
+
+@pytest.mark.parametrize("tag,client,counter,reason", REFUSALS,
+                         ids=[r[0] for r in REFUSALS])
+def test_refuses_peer(guarded, certs, tag, client, counter, reason):
+    """hop1 refuses each client: counted once under its tls_refused
+    counter and nowhere else, logged with its reason (and the client's
+    address where its port is known), given no relayd byte; hop1 still
+    relays afterwards (and hop0, allowed, still gets through)."""
+    hop1 = guarded[1]
+    expect_refusal(hop1, counter, reason, client(hop1, certs))
+    assert_still_serving(guarded, tag)
 
 
 def test_closes_stalled_handshake_after_timeout(guarded):

@@ -19,7 +19,7 @@ import subprocess
 
 import pytest
 
-from conftest import (put_bg, wait_for, wait_stored, relayctl,
+from conftest import (bytes_in, put_bg, wait_for, wait_stored, relayctl,
                       store_key_filename)
 
 SIZE = 512 * 1024
@@ -37,11 +37,6 @@ def make_chain(chain):
                  hop_opts={2: {"stream_window": 16 << 20,
                                "conn_window": 32 << 20},
                            3: {"stream_window": 64 << 10}})
-
-
-def bytes_in(relay, key):
-    s = relay.stream_for(key)
-    return None if s is None else s.get("bytes_in")
 
 
 def wait_hop2_complete(relays, key):
