@@ -298,40 +298,34 @@ relayd_teardown(void)
 	config_unref(env->conf);
 }
 
-int
-main(int argc, char *argv[])
+struct relayd_flags {
+	const char	*conffile;
+	int		 debug;
+	int		 noaction;
+	int		 verbose;
+};
+
+static void
+relayd_flags(int argc, char *argv[], struct relayd_flags *fl)
 {
-	const char *conffile = RELAYD_CONF;
-	int ch, debug = 0, noaction = 0, verbose = LOG_LVL_INFO;
-	struct event *sigterm, *sigint, *sighup, *tick;
-	struct timeval tv = { 5, 0 };
-	uint64_t wd_usec = 0;
-	struct relayd relayd;
-	char err[4096];
+	int ch;
 
-	/*
-	 * Payload passes through 64 KiB stream chunks and 256 KiB read
-	 * buffers that are freed as soon as every reader is past them.  With
-	 * glibc's adaptive defaults each such cycle can trim the heap and
-	 * fault fresh zeroed pages back in (a tenth of a hop's CPU in a
-	 * profile); keep a few MiB of freed heap for reuse instead.
-	 */
-	mallopt(M_MMAP_THRESHOLD, 1024 * 1024);
-	mallopt(M_TRIM_THRESHOLD, 16 * 1024 * 1024);
-
+	fl->conffile = RELAYD_CONF;
+	fl->debug = fl->noaction = 0;
+	fl->verbose = LOG_LVL_INFO;
 	while ((ch = getopt(argc, argv, "df:nv")) != -1) {
 		switch (ch) {
 		case 'd':
-			debug = 1;
+			fl->debug = 1;
 			break;
 		case 'f':
-			conffile = optarg;
+			fl->conffile = optarg;
 			break;
 		case 'n':
-			noaction = 1;
+			fl->noaction = 1;
 			break;
 		case 'v':
-			verbose = LOG_LVL_DEBUG;
+			fl->verbose = LOG_LVL_DEBUG;
 			break;
 		default:
 			usage();
@@ -341,45 +335,41 @@ main(int argc, char *argv[])
 		usage();
 	/* Under systemd stderr goes to the journal: log there too. */
 	if (getenv("JOURNAL_STREAM") != NULL || getenv("NOTIFY_SOCKET"))
-		debug = 1;
-	log_init("relayd", debug || noaction, verbose);
+		fl->debug = 1;
+}
 
-	/* daemon() moves to /: a reload must still find the file. */
-	relayd_conffile = realpath(conffile, NULL);
-	if (relayd_conffile == NULL)
-		relayd_conffile = conffile;
-	memset(&relayd, 0, sizeof(relayd));
-	env = &relayd;
-	TAILQ_INIT(&env->peers);
-	TAILQ_INIT(&env->sessions);
+/* Load and check the config into env->conf; -1 (said on stderr) if bad. */
+static int
+relayd_load(const char *conffile)
+{
+	char err[4096];
+
 	if ((env->conf = config_load(conffile, err, sizeof(err))) == NULL) {
 		fprintf(stderr, "%s", err);
 		if (err[0] != '\0' && err[strlen(err) - 1] != '\n')
 			fputc('\n', stderr);
 		fprintf(stderr, "relayd: configuration %s is not valid\n",
 		    conffile);
-		return 1;
+		return -1;
 	}
 	if (tls_check_config(env->conf, err, sizeof(err)) == -1) {
 		fprintf(stderr, "%s\n", err);
 		fprintf(stderr, "relayd: configuration %s is not valid\n",
 		    conffile);
 		config_unref(env->conf);
-		return 1;
+		return -1;
 	}
-	if (noaction) {
-		fprintf(stderr, "relayd: configuration %s OK\n", conffile);
-		config_unref(env->conf);
-		return 0;
-	}
-	if (!debug && daemon(0, 0) == -1)
-		fatal("daemon");
-	signal(SIGPIPE, SIG_IGN);
-	if ((env->base = event_base_new()) == NULL)
-		fatalx("event_base_new failed");
-	env->start_time = clock_mono();
-	listener_fd_init();
-	relayd_setup();
+	return 0;
+}
+
+/* The signals, the tick and the systemd watchdog, then the loop. */
+static void
+relayd_run(const char *conffile)
+{
+	struct event *sigterm, *sigint, *sighup, *tick;
+	struct timeval tv = { 5, 0 };
+	uint64_t wd_usec = 0;
+
 	sigterm = evsignal_new(env->base, SIGTERM, relayd_signal_cb, NULL);
 	sigint = evsignal_new(env->base, SIGINT, relayd_signal_cb, NULL);
 	sighup = evsignal_new(env->base, SIGHUP, relayd_signal_cb, NULL);
@@ -411,6 +401,50 @@ main(int argc, char *argv[])
 		event_free(relayd_drain_ev);
 	if (relayd_watchdog_ev != NULL)
 		event_free(relayd_watchdog_ev);
+}
+
+int
+main(int argc, char *argv[])
+{
+	struct relayd_flags fl;
+	struct relayd relayd;
+
+	/*
+	 * Payload passes through 64 KiB stream chunks and 256 KiB read
+	 * buffers that are freed as soon as every reader is past them.  With
+	 * glibc's adaptive defaults each such cycle can trim the heap and
+	 * fault fresh zeroed pages back in (a tenth of a hop's CPU in a
+	 * profile); keep a few MiB of freed heap for reuse instead.
+	 */
+	mallopt(M_MMAP_THRESHOLD, 1024 * 1024);
+	mallopt(M_TRIM_THRESHOLD, 16 * 1024 * 1024);
+
+	relayd_flags(argc, argv, &fl);
+	log_init("relayd", fl.debug || fl.noaction, fl.verbose);
+	/* daemon() moves to /: a reload must still find the file. */
+	relayd_conffile = realpath(fl.conffile, NULL);
+	if (relayd_conffile == NULL)
+		relayd_conffile = fl.conffile;
+	memset(&relayd, 0, sizeof(relayd));
+	env = &relayd;
+	TAILQ_INIT(&env->peers);
+	TAILQ_INIT(&env->sessions);
+	if (relayd_load(fl.conffile) == -1)
+		return 1;
+	if (fl.noaction) {
+		fprintf(stderr, "relayd: configuration %s OK\n", fl.conffile);
+		config_unref(env->conf);
+		return 0;
+	}
+	if (!fl.debug && daemon(0, 0) == -1)
+		fatal("daemon");
+	signal(SIGPIPE, SIG_IGN);
+	if ((env->base = event_base_new()) == NULL)
+		fatalx("event_base_new failed");
+	env->start_time = clock_mono();
+	listener_fd_init();
+	relayd_setup();
+	relayd_run(fl.conffile);
 	event_base_free(env->base);
 	log_info("relayd stopped");
 	return 0;
