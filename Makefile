@@ -44,7 +44,7 @@ MODS	 = clock events util log wire stream store config route tls session pipe \
 MOD_OBJS = $(MODS:%=$(BUILD)/%.o)
 
 UNIT_TESTS = test_wire test_stream test_store test_config test_route test_ctlproto \
-	     test_util test_listener test_clock test_events test_stats
+	     test_util test_listener test_clock test_events test_stats test_session
 UNIT_BINS  = $(UNIT_TESTS:%=$(BUILD)/%)
 
 # Which modules each unit test links (kept small: a module is tested alone).
@@ -59,6 +59,8 @@ test_listener_MODS = listener clock log util
 test_clock_MODS  = clock
 test_events_MODS = events
 test_stats_MODS  = stats statstab wire
+# session runs with the daemon's modules; the test stands in for relayd.c.
+test_session_MODS = $(MODS)
 
 all: $(BUILD)/relayd $(BUILD)/relayctl
 
@@ -159,13 +161,15 @@ integrity:
 	    test_integrity_matrix.py
 
 # The store worker and the loop under ThreadSanitizer: the stream and
-# store unit tests, and storing cells of the integrity matrix.
+# store unit tests, the session unit test (a real store worker), and
+# storing cells of the integrity matrix.
 TSAN_ENV = TSAN_OPTIONS="halt_on_error=1 exitcode=66 second_deadlock_stack=1"
 tsan:
 	$(MAKE) BUILD=build-tsan TSAN=1 TEST_HOOKS=1 all build-tsan/test_store \
-	    build-tsan/test_stream
+	    build-tsan/test_stream build-tsan/test_session
 	$(TSAN_ENV) build-tsan/test_stream
 	$(TSAN_ENV) build-tsan/test_store
+	$(TSAN_ENV) build-tsan/test_session
 	cd tests/system && $(TSAN_ENV) RELAYD_BUILD=$(abspath build-tsan) \
 	    RELAYD_MATRIX_MAX_SIZE=8388608 \
 	    /usr/bin/python3 -m pytest -q -x --timeout-method=signal \
