@@ -4,15 +4,24 @@
  * clock (clock_fake_advance), never by waiting.
  *
  * The session runs with the daemon's other modules linked in, but with
- * no listener, no control socket and no peers: its upstream is the ops
- * table below, which records what the session tells it.  The store's
- * worker thread is real; its completions come back through the event
- * loop, which the tests run a bounded number of turns.
+ * no listener and no control socket: its upstream is the ops table
+ * below, which records what the session tells it.  The store's worker
+ * thread is real; its completions come back through the event loop,
+ * which the tests run a bounded number of turns.  The forwarding tests
+ * give it one next hop, "n", a listening socket on loopback that the
+ * test answers by hand (HELLO, then only the credit it chooses), so the
+ * pipe's result wait and inactivity bound are driven on the fake clock.
  */
 #include <sys/queue.h>
+#include <sys/socket.h>
 #include <sys/stat.h>
 
+#include <netinet/in.h>
+#include <arpa/inet.h>
+
 #include <dirent.h>
+#include <errno.h>
+#include <fcntl.h>
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -30,6 +39,7 @@
 #include "clock.h"
 #include "config.h"
 #include "log.h"
+#include "peer.h"
 #include "relayd.h"
 #include "route.h"
 #include "session.h"
@@ -66,12 +76,17 @@ struct upstream {
 	char		 msg[256];
 	unsigned int	 n;
 	struct session_entry first;
+	struct session_entry all[8];
 	uint64_t	 credit;
 };
 
 struct fixture {
 	char		 dir[64];
 	struct relayd	 relayd;
+	int		 lfd;		/* the fake next hop's listener */
+	int		 hop;		/* its side of the link */
+	uint8_t		 in[4 * 1024 * 1024];	/* what relayd sent it */
+	size_t		 inlen;
 };
 
 static void
@@ -86,6 +101,7 @@ up_result(void *arg, struct session *s, const struct session_entry *e,
 	u->n = n;
 	if (n > 0)
 		u->first = e[0];
+	memcpy(u->all, e, (n < 8 ? n : 8) * sizeof(*e));
 }
 
 static void
@@ -112,8 +128,9 @@ static const struct session_upstream_ops up_ops = {
 	up_result, up_abort, up_credit,
 };
 
+/* hop_port 0: no next hop, the relay stores; else it forwards to "n". */
 static void
-write_conf(const char *path, const char *dir, int store)
+write_conf(const char *path, const char *dir, int hop_port)
 {
 	FILE *f;
 
@@ -121,15 +138,21 @@ write_conf(const char *path, const char *dir, int store)
 	fprintf(f, "node_id = \"t\";\ntls = false;\n"
 	    "control_socket = \"%s/ctl.sock\";\nstore_dir = \"%s/store\";\n"
 	    "max_payload = %d;\nstream_inactivity_timeout = %.1f;\n"
-	    "result_timeout = %.1f;\npeers = ( );\n"
-	    "routes = ( { prefix = \"\"; hops = [ ]; mode = \"fanout\"; "
-	    "store = %s; } );\n", dir, dir, MAX_PAYLOAD, INACTIVITY,
-	    RESULT_WAIT, store ? "true" : "false");
+	    "result_timeout = %.1f;\n", dir, dir, MAX_PAYLOAD, INACTIVITY,
+	    RESULT_WAIT);
+	if (hop_port == 0)
+		fprintf(f, "peers = ( );\nroutes = ( { prefix = \"\"; "
+		    "hops = [ ]; mode = \"fanout\"; store = true; } );\n");
+	else
+		fprintf(f, "peers = ( { name = \"n\"; address = "
+		    "\"127.0.0.1:%d\"; } );\nroutes = ( { prefix = \"\"; "
+		    "hops = [ \"n\" ]; mode = \"fanout\"; store = false; } );\n",
+		    hop_port);
 	fclose(f);
 }
 
 static int
-setup_common(void **state, int store)
+setup_common(void **state, int hop_port)
 {
 	struct fixture *fx;
 	char path[128], err[1024];
@@ -138,7 +161,7 @@ setup_common(void **state, int store)
 	snprintf(fx->dir, sizeof(fx->dir), "/tmp/test_session.XXXXXX");
 	assert_non_null(mkdtemp(fx->dir));
 	snprintf(path, sizeof(path), "%s/relayd.conf", fx->dir);
-	write_conf(path, fx->dir, store);
+	write_conf(path, fx->dir, hop_port);
 
 	env = &fx->relayd;
 	TAILQ_INIT(&env->peers);
@@ -161,7 +184,7 @@ setup_common(void **state, int store)
 static int
 setup_store(void **state)
 {
-	return setup_common(state, 1);
+	return setup_common(state, 0);
 }
 
 static void
@@ -191,6 +214,11 @@ teardown(void **state)
 
 	session_free_all();
 	session_outcomes_free();
+	peer_free_all();
+	if (fx->hop > 0)
+		close(fx->hop);
+	if (fx->lfd > 0)
+		close(fx->lfd);
 	store_close(env->store);
 	route_seen_free(env->seen);
 	config_unref(env->conf);
@@ -377,6 +405,202 @@ test_upstream_lost_after_complete(void **state)
 	assert_int_equal(u.results + u.aborts, 0);
 }
 
+/* --- forwarding: a fake next hop "n" on loopback, driven by hand --- */
+
+static int
+setup_forward(void **state)
+{
+	struct fixture *fx;
+	struct sockaddr_in sin;
+	socklen_t len = sizeof(sin);
+	int lfd;
+
+	assert_true((lfd = socket(AF_INET, SOCK_STREAM | SOCK_NONBLOCK, 0))
+	    >= 0);
+	memset(&sin, 0, sizeof(sin));
+	sin.sin_family = AF_INET;
+	sin.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+	assert_int_equal(bind(lfd, (struct sockaddr *)&sin, sizeof(sin)), 0);
+	assert_int_equal(listen(lfd, 4), 0);
+	assert_int_equal(getsockname(lfd, (struct sockaddr *)&sin, &len), 0);
+	setup_common(state, ntohs(sin.sin_port));
+	fx = *state;
+	fx->lfd = lfd;
+	fx->hop = -1;
+	peer_start_outbound();
+	return 0;
+}
+
+static void
+turn(void)
+{
+	struct timeval tick = { 0, 5000 };
+
+	event_base_loopexit(env->base, &tick);
+	event_base_loop(env->base, EVLOOP_ONCE);
+}
+
+/* Read what relayd sent the fake hop (non-blocking) into fx->in. */
+static void
+hop_read(struct fixture *fx)
+{
+	ssize_t n;
+
+	while (fx->inlen < sizeof(fx->in) &&
+	    (n = read(fx->hop, fx->in + fx->inlen,
+	    sizeof(fx->in) - fx->inlen)) > 0)
+		fx->inlen += (size_t)n;
+}
+
+/* Frames of type t relayd sent so far; *bytes sums DATA lengths. */
+static int
+hop_count(struct fixture *fx, uint8_t t, uint64_t *bytes)
+{
+	struct wire_frame f;
+	size_t off = 0;
+	int n = 0, k;
+
+	if (bytes != NULL)
+		*bytes = 0;
+	while ((k = wire_decode(fx->in + off, fx->inlen - off, &f)) > 0) {
+		if (f.hdr.type == t) {
+			n++;
+			if (bytes != NULL)
+				*bytes += f.hdr.len;
+		}
+		off += (size_t)k;
+	}
+	return n;
+}
+
+/* Accept relayd's link and answer its HELLO with "n"'s windows. */
+static void
+hop_up(struct fixture *fx, uint32_t stream_window)
+{
+	struct wire_hello h = { 1, 4 * 1024 * 1024, stream_window, 1, "n" };
+	uint8_t buf[256];
+	int i, len;
+
+	for (i = 0; i < 400 && fx->hop < 0; i++) {
+		turn();
+		fx->hop = accept4(fx->lfd, NULL, NULL, SOCK_NONBLOCK);
+	}
+	assert_true(fx->hop >= 0);
+	assert_true((len = wire_enc_hello(buf, sizeof(buf), &h)) > 0);
+	assert_int_equal(write(fx->hop, buf, (size_t)len), len);
+	for (i = 0; i < 400 && hop_count(fx, WIRE_HELLO, NULL) == 0; i++) {
+		turn();
+		hop_read(fx);
+	}
+	assert_int_equal(hop_count(fx, WIRE_HELLO, NULL), 1);
+	for (i = 0; i < 50; i++)
+		turn();		/* the link comes up on relayd's side */
+}
+
+static const struct session_entry *
+entry_for(const struct upstream *u, const char *node)
+{
+	unsigned int i;
+
+	for (i = 0; i < u->n && i < 8; i++)
+		if (strcmp(u->all[i].node, node) == 0)
+			return &u->all[i];
+	return NULL;
+}
+
+/*
+ * END went out and no RESULT comes: the fork fails when result_timeout
+ * has passed on the fake clock, naming the next hop, and the upstream
+ * hears a failure (never a success that did not happen).
+ */
+static void
+test_result_timeout(void **state)
+{
+	struct fixture *fx = *state;
+	static uint8_t data[5000];
+	const struct session_entry *e;
+	struct upstream u = { 0 };
+	struct wire_put put;
+	struct session *s;
+	uint64_t got;
+	uint16_t code;
+	char err[256];
+	int i;
+
+	hop_up(fx, 1024 * 1024);
+	memset(data, 0x11, sizeof(data));
+	make_put(&put, "k/fwd", data, sizeof(data), 6);
+	assert_non_null(s = start(&put, &u, &code, err, sizeof(err)));
+	feed(s, data, sizeof(data));
+	assert_int_equal(session_end(s), 0);
+	for (i = 0; i < 400 && hop_count(fx, WIRE_END, NULL) == 0; i++) {
+		turn();
+		hop_read(fx);
+	}
+	assert_int_equal(hop_count(fx, WIRE_PUT, NULL), 1);
+	assert_int_equal(hop_count(fx, WIRE_DATA, &got), 1);
+	assert_int_equal(got, sizeof(data));
+	assert_int_equal(hop_count(fx, WIRE_END, NULL), 1);
+
+	clock_fake_advance(RESULT_WAIT - 0.5);
+	assert_int_equal(u.results, 0);
+	clock_fake_advance(1.0);
+	for (i = 0; i < 50 && u.results == 0; i++)
+		turn();
+	assert_int_equal(u.results, 1);
+	assert_false(u.ok);
+	assert_non_null(e = entry_for(&u, "n"));
+	assert_int_equal(e->status, WIRE_RES_FAILED);
+}
+
+/*
+ * The next hop grants a 64 KiB stream window and never more: the fork
+ * stops at the window, and when stream_inactivity_timeout passes on the
+ * fake clock without progress it fails, naming the next hop, and relayd
+ * sends ABORT down that stream.
+ */
+static void
+test_fork_inactivity(void **state)
+{
+	struct fixture *fx = *state;
+	static uint8_t data[200000];
+	const struct session_entry *e;
+	struct upstream u = { 0 };
+	struct wire_put put;
+	struct session *s;
+	uint64_t got;
+	uint16_t code;
+	char err[256];
+	int i;
+
+	hop_up(fx, 64 * 1024);
+	memset(data, 0x22, sizeof(data));
+	make_put(&put, "k/stall", data, sizeof(data), 7);
+	assert_non_null(s = start(&put, &u, &code, err, sizeof(err)));
+	feed(s, data, sizeof(data));
+	assert_int_equal(session_end(s), 0);
+	for (i = 0; i < 200; i++) {
+		turn();
+		hop_read(fx);
+	}
+	hop_count(fx, WIRE_DATA, &got);
+	assert_int_equal(got, 64 * 1024);	/* exactly the window */
+	assert_int_equal(hop_count(fx, WIRE_ABORT, NULL), 0);
+
+	clock_fake_advance(INACTIVITY + 0.5);
+	for (i = 0; i < 100 && (u.results == 0 ||
+	    hop_count(fx, WIRE_ABORT, NULL) == 0); i++) {
+		turn();
+		hop_read(fx);
+	}
+	assert_int_equal(hop_count(fx, WIRE_ABORT, NULL), 1);
+	assert_int_equal(u.results, 1);
+	assert_false(u.ok);
+	assert_non_null(e = entry_for(&u, "n"));
+	assert_int_equal(e->status, WIRE_RES_FAILED);
+	assert_non_null(strstr(e->reason, "n"));
+}
+
 int
 main(void)
 {
@@ -389,6 +613,10 @@ main(void)
 		    setup_store, teardown),
 		cmocka_unit_test_setup_teardown(
 		    test_upstream_lost_after_complete, setup_store, teardown),
+		cmocka_unit_test_setup_teardown(test_result_timeout,
+		    setup_forward, teardown),
+		cmocka_unit_test_setup_teardown(test_fork_inactivity,
+		    setup_forward, teardown),
 	};
 
 	log_init("test_session", 1, LOG_LVL_WARN);
