@@ -44,7 +44,7 @@ struct ctl_client {
 	uint64_t		 reported;
 	int			 paused;
 	int			 closing;	/* close once output drained */
-	struct event		*progress_ev;
+	struct clock_timer	*progress;	/* progress lines */
 	struct event		*reap_ev;
 	struct event		*feed_ev;	/* credit came: feed from the loop */
 	struct clock_timer	*request_ev;	/* control_request_timeout */
@@ -60,7 +60,7 @@ TAILQ_HEAD(ctl_client_list, ctl_client);
 static struct evconnlistener	*ctl_listener;
 static TAILQ_HEAD(, ctl_client)	 ctl_monitors =
     TAILQ_HEAD_INITIALIZER(ctl_monitors);
-static struct event		*ctl_tick_ev;
+static struct clock_timer	*ctl_tick;
 static struct ctl_client_list	 ctl_clients =
     TAILQ_HEAD_INITIALIZER(ctl_clients);
 static char			 ctl_path[sizeof(((struct sockaddr_un *)0)->sun_path)];
@@ -73,7 +73,7 @@ ctl_client_free(struct ctl_client *c)
 {
 	TAILQ_REMOVE(&ctl_clients, c, entry);
 	xport_free(c->xp);
-	event_free(c->progress_ev);
+	clock_timer_free(c->progress);
 	event_free(c->reap_ev);
 	event_free(c->feed_ev);
 	clock_timer_free(c->request_ev);
@@ -101,7 +101,7 @@ ctl_client_close(struct ctl_client *c, const char *why)
 		session_upstream_lost(c->sess, why);
 		c->sess = NULL;
 	}
-	evtimer_del(c->progress_ev);
+	clock_timer_disarm(c->progress);
 	event_del(c->feed_ev);
 	clock_timer_disarm(c->request_ev);
 	if (c->xp != NULL)
@@ -134,7 +134,7 @@ ctl_finish(struct ctl_client *c, json_t *o)
 {
 	ctl_send(c, o);
 	c->closing = 1;
-	evtimer_del(c->progress_ev);
+	clock_timer_disarm(c->progress);
 	xport_read_enable(c->xp, 0);
 	if (evbuffer_get_length(xport_output(c->xp)) == 0) {
 		ctl_client_close(c, "done");
@@ -263,13 +263,14 @@ static const struct session_upstream_ops ctl_put_ops = {
 };
 
 static void
-ctl_progress_cb(evutil_socket_t fd, short ev, void *arg)
+ctl_progress_cb(void *arg)
 {
 	struct ctl_client *c = arg;
 
-	(void)fd;
-	(void)ev;
-	if (c->sess == NULL || c->closing || c->taken == c->reported)
+	if (c->closing)
+		return;
+	clock_timer_arm(c->progress, CTL_PROGRESS_INTERVAL);
+	if (c->sess == NULL || c->taken == c->reported)
 		return;
 	c->reported = c->taken;
 	ctl_send(c, json_pack("{s:s,s:I}", "event", "progress", "bytes",
@@ -353,12 +354,7 @@ ctl_cmd_put(struct ctl_client *c, const struct ctl_put_req *req)
 	c->remaining = put.size;
 	ctl_send(c, json_pack("{s:s,s:s}", "event", "accepted", "put_id",
 	    c->put_hex));
-	{
-		struct timeval tv;
-
-		clock_tv(CTL_PROGRESS_INTERVAL, &tv);
-		event_add(c->progress_ev, &tv);
-	}
+	clock_timer_arm(c->progress, CTL_PROGRESS_INTERVAL);
 	ctl_feed(c);
 }
 
@@ -543,14 +539,13 @@ control_monitors_end(const char *why)
 
 /* Once a second: progress of every stream, for monitors only. */
 static void
-ctl_tick_cb(evutil_socket_t fd, short ev, void *arg)
+ctl_tick_cb(void *arg)
 {
 	json_t *streams, *s;
 	size_t i;
 
-	(void)fd;
-	(void)ev;
 	(void)arg;
+	clock_timer_arm(ctl_tick, 1.0);
 	if (!control_monitoring())
 		return;
 	streams = session_json_all();
@@ -785,19 +780,17 @@ ctl_accept_cb(struct evconnlistener *l, evutil_socket_t fd,
 	}
 	c->slot = 1;
 	c->xp = xport_new(env->base, fd, NULL, 1);
-	c->progress_ev = event_new(env->base, -1, EV_PERSIST, ctl_progress_cb,
-	    c);
+	c->progress = clock_timer_new(ctl_progress_cb, c);
 	c->reap_ev = event_new(env->base, -1, 0, ctl_reap_cb, c);
 	c->feed_ev = event_new(env->base, -1, 0, ctl_feed_cb, c);
 	c->request_ev = clock_timer_new(ctl_request_timeout_cb, c);
-	if (c->xp == NULL || c->progress_ev == NULL || c->reap_ev == NULL ||
+	if (c->xp == NULL || c->progress == NULL || c->reap_ev == NULL ||
 	    c->feed_ev == NULL || c->request_ev == NULL) {
 		if (c->xp)
 			xport_free(c->xp);
 		else
 			close(fd);
-		if (c->progress_ev)
-			event_free(c->progress_ev);
+		clock_timer_free(c->progress);
 		if (c->reap_ev)
 			event_free(c->reap_ev);
 		if (c->feed_ev)
@@ -862,12 +855,9 @@ control_open(const char *path, char *err, size_t errlen)
 		log_warnx("control: no room to subscribe to events; monitor "
 		    "shows stream progress only");
 	snprintf(ctl_path, sizeof(ctl_path), "%s", path);
-	if (ctl_tick_ev == NULL &&
-	    (ctl_tick_ev = event_new(env->base, -1, EV_PERSIST, ctl_tick_cb,
-	    NULL)) != NULL) {
-		struct timeval tv = { 1, 0 };
-		event_add(ctl_tick_ev, &tv);
-	}
+	if (ctl_tick == NULL &&
+	    (ctl_tick = clock_timer_new(ctl_tick_cb, NULL)) != NULL)
+		clock_timer_arm(ctl_tick, 1.0);
 	return 0;
 }
 
@@ -883,10 +873,8 @@ control_close(void)
 		ctl_listener = NULL;
 		unlink(ctl_path);
 	}
-	if (ctl_tick_ev != NULL) {
-		event_free(ctl_tick_ev);
-		ctl_tick_ev = NULL;
-	}
+	clock_timer_free(ctl_tick);
+	ctl_tick = NULL;
 	TAILQ_INIT(&ctl_monitors);
 	while ((c = TAILQ_FIRST(&ctl_clients)) != NULL) {
 		if (c->sess != NULL)

@@ -50,7 +50,7 @@
 struct metrics_client {
 	TAILQ_ENTRY(metrics_client) entry;
 	struct xport		*xp;
-	struct event		*timer;		/* header, then answer, timeout */
+	struct clock_timer	*timer;		/* header, then answer, timeout */
 	struct event		*reap_ev;
 	int			 answered;
 	int			 dead;
@@ -74,7 +74,7 @@ metrics_client_free(struct metrics_client *c)
 {
 	TAILQ_REMOVE(&metrics_clients, c, entry);
 	xport_free(c->xp);
-	event_free(c->timer);
+	clock_timer_free(c->timer);
 	event_free(c->reap_ev);
 	if (c->slot)
 		listener_put(LSLOT_METRICS);
@@ -98,7 +98,7 @@ metrics_client_close(struct metrics_client *c)
 	c->dead = 1;
 	if (c->xp != NULL)
 		xport_read_enable(c->xp, 0);
-	evtimer_del(c->timer);
+	clock_timer_disarm(c->timer);
 	event_active(c->reap_ev, 0, 0);
 }
 
@@ -108,7 +108,6 @@ metrics_answer(struct metrics_client *c, int code, const char *why,
     const char *ctype, const char *extra, struct evbuffer *body, int head)
 {
 	struct evbuffer	*out = xport_output(c->xp);
-	struct timeval	 tv = { METRICS_TIMEOUT, 0 };
 	size_t		 len = body != NULL ? evbuffer_get_length(body) : 0;
 
 	c->answered = 1;
@@ -120,7 +119,7 @@ metrics_answer(struct metrics_client *c, int code, const char *why,
 		evbuffer_add_buffer(out, body);
 	xport_write(c->xp, "", 0);
 	/* A client that does not read its answer goes after a while. */
-	evtimer_add(c->timer, &tv);
+	clock_timer_arm(c->timer, METRICS_TIMEOUT);
 }
 
 static void
@@ -245,12 +244,10 @@ metrics_event_cb(struct xport *xp, short what, void *arg)
 
 /* No full header block within metrics_header_timeout, or no reader. */
 static void
-metrics_timer_cb(evutil_socket_t fd, short ev, void *arg)
+metrics_timer_cb(void *arg)
 {
 	struct metrics_client *c = arg;
 
-	(void)fd;
-	(void)ev;
 	if (!c->answered)
 		listener_refused(LREF_METRICS_TIMEOUT, "metrics client");
 	metrics_client_close(c);
@@ -285,7 +282,6 @@ metrics_accept_cb(struct evconnlistener *l, evutil_socket_t fd,
     struct sockaddr *sa, int salen, void *arg)
 {
 	struct metrics_client	*c;
-	struct timeval		 tv;
 
 	(void)l;
 	(void)sa;
@@ -306,12 +302,11 @@ metrics_accept_cb(struct evconnlistener *l, evutil_socket_t fd,
 		return;
 	}
 	c->slot = 1;
-	c->timer = evtimer_new(env->base, metrics_timer_cb, c);
+	c->timer = clock_timer_new(metrics_timer_cb, c);
 	c->reap_ev = event_new(env->base, -1, 0, metrics_reap_cb, c);
 	if (c->timer == NULL || c->reap_ev == NULL) {
 		log_warnx("metrics: out of memory for a client");
-		if (c->timer != NULL)
-			event_free(c->timer);
+		clock_timer_free(c->timer);
 		if (c->reap_ev != NULL)
 			event_free(c->reap_ev);
 		xport_free(c->xp);
@@ -322,8 +317,7 @@ metrics_accept_cb(struct evconnlistener *l, evutil_socket_t fd,
 	TAILQ_INSERT_TAIL(&metrics_clients, c, entry);
 	xport_setcb(c->xp, metrics_read_cb, metrics_write_cb,
 	    metrics_event_cb, c);
-	clock_tv(env->conf->metrics_header_timeout, &tv);
-	evtimer_add(c->timer, &tv);
+	clock_timer_arm(c->timer, env->conf->metrics_header_timeout);
 }
 
 static struct evconnlistener *

@@ -46,8 +46,14 @@ usage(void)
 }
 
 static const char	*relayd_conffile;	/* absolute */
-static struct event	*relayd_drain_ev;
-static struct event	*relayd_watchdog_ev;
+#define RELAYD_DRAIN_POLL	0.1	/* s between drain checks */
+#define RELAYD_TICK		5.0	/* s between housekeeping ticks */
+
+/* Periodic timers are clock timers that re-arm themselves. */
+static struct clock_timer	*relayd_tick_timer;
+static struct clock_timer	*relayd_drain_timer;
+static struct clock_timer	*relayd_watchdog_timer;
+static double			 relayd_watchdog_every;
 static double		 relayd_drain_start;
 static int		 relayd_stopping;
 
@@ -81,13 +87,12 @@ relayd_stop(const char *why)
 
 /* Every 100 ms while draining: exit once idle or at drain_timeout. */
 static void
-relayd_drain_cb(evutil_socket_t fd, short ev, void *arg)
+relayd_drain_cb(void *arg)
 {
 	unsigned int n = session_count();
 
-	(void)fd;
-	(void)ev;
 	(void)arg;
+	clock_timer_arm(relayd_drain_timer, RELAYD_DRAIN_POLL);
 	if (n == 0) {
 		relayd_stop("drained: no stream left");
 		return;
@@ -103,7 +108,6 @@ relayd_drain_cb(evutil_socket_t fd, short ev, void *arg)
 unsigned int
 relayd_drain(const char *by)
 {
-	struct timeval tv = { 0, 100000 };
 	unsigned int n = session_count();
 
 	if (env->draining)
@@ -117,12 +121,11 @@ relayd_drain(const char *by)
 	peer_goaway_all("relay is draining");
 	peer_listen_close();
 	relayd_notify_status();
-	relayd_drain_ev = event_new(env->base, -1, EV_PERSIST,
-	    relayd_drain_cb, NULL);
-	if (relayd_drain_ev == NULL)
+	relayd_drain_timer = clock_timer_new(relayd_drain_cb, NULL);
+	if (relayd_drain_timer == NULL)
 		relayd_stop("drain: out of memory");
 	else
-		event_add(relayd_drain_ev, &tv);
+		clock_timer_arm(relayd_drain_timer, RELAYD_DRAIN_POLL);
 	return n;
 }
 
@@ -201,12 +204,11 @@ relayd_signal_cb(evutil_socket_t sig, short ev, void *arg)
 }
 
 static void
-relayd_watchdog_cb(evutil_socket_t fd, short ev, void *arg)
+relayd_watchdog_cb(void *arg)
 {
-	(void)fd;
-	(void)ev;
 	(void)arg;
 	/* Fed from the loop: a stuck loop stops feeding it. */
+	clock_timer_arm(relayd_watchdog_timer, relayd_watchdog_every);
 	sd_notify(0, "WATCHDOG=1");
 }
 
@@ -227,11 +229,10 @@ relayd_trim_heap(void)
 }
 
 static void
-relayd_tick_cb(evutil_socket_t fd, short ev, void *arg)
+relayd_tick_cb(void *arg)
 {
-	(void)fd;
-	(void)ev;
 	(void)arg;
+	clock_timer_arm(relayd_tick_timer, RELAYD_TICK);
 	route_seen_expire(env->seen, clock_mono());
 	relayd_notify_status();
 	relayd_trim_heap();
@@ -366,26 +367,23 @@ relayd_load(const char *conffile)
 static void
 relayd_run(const char *conffile)
 {
-	struct event *sigterm, *sigint, *sighup, *tick;
-	struct timeval tv = { 5, 0 };
+	struct event *sigterm, *sigint, *sighup;
 	uint64_t wd_usec = 0;
 
 	sigterm = evsignal_new(env->base, SIGTERM, relayd_signal_cb, NULL);
 	sigint = evsignal_new(env->base, SIGINT, relayd_signal_cb, NULL);
 	sighup = evsignal_new(env->base, SIGHUP, relayd_signal_cb, NULL);
-	tick = event_new(env->base, -1, EV_PERSIST, relayd_tick_cb, NULL);
 	evsignal_add(sigterm, NULL);
 	evsignal_add(sigint, NULL);
 	evsignal_add(sighup, NULL);
-	event_add(tick, &tv);
+	if ((relayd_tick_timer = clock_timer_new(relayd_tick_cb, NULL)) == NULL)
+		fatalx("out of memory");
+	clock_timer_arm(relayd_tick_timer, RELAYD_TICK);
 	if (sd_watchdog_enabled(0, &wd_usec) > 0 && wd_usec > 0) {
-		struct timeval wtv;
-
-		clock_tv(wd_usec / 2e6, &wtv);
-		relayd_watchdog_ev = event_new(env->base, -1, EV_PERSIST,
-		    relayd_watchdog_cb, NULL);
-		if (relayd_watchdog_ev != NULL)
-			event_add(relayd_watchdog_ev, &wtv);
+		relayd_watchdog_every = wd_usec / 2e6;
+		relayd_watchdog_timer = clock_timer_new(relayd_watchdog_cb,
+		    NULL);
+		clock_timer_arm(relayd_watchdog_timer, relayd_watchdog_every);
 	}
 	log_info("relayd started node=%s config=%s pid=%ld",
 	    env->conf->node_id, conffile, (long)getpid());
@@ -396,11 +394,10 @@ relayd_run(const char *conffile)
 	event_free(sigterm);
 	event_free(sigint);
 	event_free(sighup);
-	event_free(tick);
-	if (relayd_drain_ev != NULL)
-		event_free(relayd_drain_ev);
-	if (relayd_watchdog_ev != NULL)
-		event_free(relayd_watchdog_ev);
+	clock_timer_free(relayd_tick_timer);
+	clock_timer_free(relayd_drain_timer);
+	clock_timer_free(relayd_watchdog_timer);
+	relayd_tick_timer = relayd_drain_timer = relayd_watchdog_timer = NULL;
 }
 
 int
