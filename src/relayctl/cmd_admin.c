@@ -1,30 +1,8 @@
 /* reload, drain and log level. */
 
-#include <sys/types.h>
-#include <sys/socket.h>
-#include <sys/stat.h>
-#include <sys/un.h>
-
-#include <errno.h>
-#include <fcntl.h>
-#include <inttypes.h>
-#include <limits.h>
-#include <poll.h>
-#include <signal.h>
-#include <stdarg.h>
-#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
-#include <string.h>
-#include <time.h>
-#include <unistd.h>
 
-#include <jansson.h>
-#include <openssl/evp.h>
-#include <openssl/rand.h>
-
-#include "ctl.h"
-#include "log.h"
 #include "relayctl.h"
 
 static void
