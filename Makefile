@@ -73,7 +73,15 @@ $(BUILD)/%.o: src/%.c src/*.h | $(BUILD)
 $(BUILD)/relayd: $(MOD_OBJS) $(BUILD)/relayd.o
 	$(CC) $(LDFLAGS) -pthread -o $@ $^ $(PKG_LIBS)
 
-$(BUILD)/relayctl: $(BUILD)/relayctl.o $(BUILD)/log.o $(BUILD)/util.o
+# relayctl: one file per command family in src/relayctl/, built into
+# $(BUILD)/relayctl-*.o (the binary keeps the name $(BUILD)/relayctl).
+CTL_SRCS = $(wildcard src/relayctl/*.c)
+CTL_OBJS = $(CTL_SRCS:src/relayctl/%.c=$(BUILD)/relayctl-%.o)
+
+$(BUILD)/relayctl-%.o: src/relayctl/%.c src/*.h $(wildcard src/relayctl/*.h) | $(BUILD)
+	$(CC) $(CFLAGS) $(PKG_CFLAGS) -Isrc -c -o $@ $<
+
+$(BUILD)/relayctl: $(CTL_OBJS) $(BUILD)/log.o $(BUILD)/util.o
 	$(CC) $(LDFLAGS) -o $@ $^ $(PKG_LIBS)
 
 $(BUILD)/test_%.o: tests/unit/test_%.c src/*.h | $(BUILD)
