@@ -40,7 +40,7 @@ CMOCKA_LIBS	 = $(shell pkg-config --libs cmocka 2>/dev/null)
 
 # Daemon modules (everything but main).
 MODS	 = clock events util log wire stream store config route tls session pipe \
-	   xport peer control ctlproto metrics listener stats statstab
+	   xport peer peer_in peer_out control ctlproto metrics listener stats statstab
 MOD_OBJS = $(MODS:%=$(BUILD)/%.o)
 
 UNIT_TESTS = test_wire test_stream test_store test_config test_route test_ctlproto \
