@@ -282,6 +282,23 @@ feed(struct session *s, const uint8_t *data, size_t len)
 	evbuffer_free(b);
 }
 
+/* A whole PUT from the upstream u: header, every byte, END. */
+static struct session *
+put_whole(const char *key, const uint8_t *data, size_t len, uint8_t id,
+    struct upstream *u)
+{
+	struct wire_put put;
+	struct session *s;
+	uint16_t code;
+	char err[256];
+
+	make_put(&put, key, data, len, id);
+	assert_non_null(s = start(&put, u, &code, err, sizeof(err)));
+	feed(s, data, len);
+	assert_int_equal(session_end(s), 0);
+	return s;
+}
+
 /* Too large, and the same put id again while the first is in flight. */
 static void
 test_admission(void **state)
@@ -381,17 +398,11 @@ test_upstream_lost_after_complete(void **state)
 {
 	static uint8_t data[150000];
 	struct upstream u = { 0 };
-	struct wire_put put;
 	struct session *s;
-	uint16_t code;
-	char err[256];
 	char path[256];
 
 	memset(data, 0x5a, sizeof(data));
-	make_put(&put, "k/orphan", data, sizeof(data), 5);
-	assert_non_null(s = start(&put, &u, &code, err, sizeof(err)));
-	feed(s, data, sizeof(data));
-	assert_int_equal(session_end(s), 0);
+	s = put_whole("k/orphan", data, sizeof(data), 5, &u);
 	session_upstream_lost(s, "upstream went away");
 	snprintf(path, sizeof(path), "%s/store/k%%2Forphan",
 	    ((struct fixture *)*state)->dir);
@@ -497,15 +508,21 @@ hop_up(struct fixture *fx, uint32_t stream_window)
 		turn();		/* the link comes up on relayd's side */
 }
 
+/* One failed outcome reached the upstream, with node's entry failed. */
 static const struct session_entry *
-entry_for(const struct upstream *u, const char *node)
+assert_hop_failed(const struct upstream *u, const char *node)
 {
+	const struct session_entry *e = NULL;
 	unsigned int i;
 
-	for (i = 0; i < u->n && i < 8; i++)
+	assert_int_equal(u->results, 1);
+	assert_false(u->ok);
+	for (i = 0; i < u->n && i < 8 && e == NULL; i++)
 		if (strcmp(u->all[i].node, node) == 0)
-			return &u->all[i];
-	return NULL;
+			e = &u->all[i];
+	assert_non_null(e);
+	assert_int_equal(e->status, WIRE_RES_FAILED);
+	return e;
 }
 
 /*
@@ -518,21 +535,13 @@ test_result_timeout(void **state)
 {
 	struct fixture *fx = *state;
 	static uint8_t data[5000];
-	const struct session_entry *e;
 	struct upstream u = { 0 };
-	struct wire_put put;
-	struct session *s;
 	uint64_t got;
-	uint16_t code;
-	char err[256];
 	int i;
 
 	hop_up(fx, 1024 * 1024);
 	memset(data, 0x11, sizeof(data));
-	make_put(&put, "k/fwd", data, sizeof(data), 6);
-	assert_non_null(s = start(&put, &u, &code, err, sizeof(err)));
-	feed(s, data, sizeof(data));
-	assert_int_equal(session_end(s), 0);
+	put_whole("k/fwd", data, sizeof(data), 6, &u);
 	for (i = 0; i < 400 && hop_count(fx, WIRE_END, NULL) == 0; i++) {
 		turn();
 		hop_read(fx);
@@ -547,10 +556,7 @@ test_result_timeout(void **state)
 	clock_fake_advance(1.0);
 	for (i = 0; i < 50 && u.results == 0; i++)
 		turn();
-	assert_int_equal(u.results, 1);
-	assert_false(u.ok);
-	assert_non_null(e = entry_for(&u, "n"));
-	assert_int_equal(e->status, WIRE_RES_FAILED);
+	assert_hop_failed(&u, "n");
 }
 
 /*
@@ -566,19 +572,12 @@ test_fork_inactivity(void **state)
 	static uint8_t data[200000];
 	const struct session_entry *e;
 	struct upstream u = { 0 };
-	struct wire_put put;
-	struct session *s;
 	uint64_t got;
-	uint16_t code;
-	char err[256];
 	int i;
 
 	hop_up(fx, 64 * 1024);
 	memset(data, 0x22, sizeof(data));
-	make_put(&put, "k/stall", data, sizeof(data), 7);
-	assert_non_null(s = start(&put, &u, &code, err, sizeof(err)));
-	feed(s, data, sizeof(data));
-	assert_int_equal(session_end(s), 0);
+	put_whole("k/stall", data, sizeof(data), 7, &u);
 	for (i = 0; i < 200; i++) {
 		turn();
 		hop_read(fx);
@@ -594,10 +593,7 @@ test_fork_inactivity(void **state)
 		hop_read(fx);
 	}
 	assert_int_equal(hop_count(fx, WIRE_ABORT, NULL), 1);
-	assert_int_equal(u.results, 1);
-	assert_false(u.ok);
-	assert_non_null(e = entry_for(&u, "n"));
-	assert_int_equal(e->status, WIRE_RES_FAILED);
+	e = assert_hop_failed(&u, "n");
 	assert_non_null(strstr(e->reason, "n"));
 }
 
