@@ -55,6 +55,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <ftw.h>
+#include <poll.h>
 #include <stdarg.h>
 #include <stdint.h>
 #include <stdio.h>
@@ -130,7 +131,6 @@ static char		 fz_listen_name[64];
 static uint8_t		 fz_put_ids[4][WIRE_PUT_ID_LEN];
 static unsigned int	 fz_nput;
 static uint8_t		 fz_frame[WIRE_HDR_LEN + WIRE_MAX_BODY];
-static uint8_t		 fz_payload[WIRE_MAX_DATA];
 static struct event	*fz_timers[FZ_TIMERS];
 static unsigned int	 fz_ntimers;
 static unsigned long long fz_cap_slack;	/* FUZZ_RELAY_CAP_SLACK, bytes */
@@ -416,28 +416,43 @@ fz_parse(struct fz_peer *fp)
 static void
 fz_peer_read(struct fz_peer *fp)
 {
+	size_t room;
 	ssize_t n;
 	int rounds;
 
-	if (fp->fd == -1 || !fp->reading)
-		return;
 	for (rounds = 0; rounds < 64; rounds++) {
-		n = read(fp->fd, fp->rx + fp->rx_len, FZ_RX_MAX - fp->rx_len);
+		room = FZ_RX_MAX - fp->rx_len;
+		n = read(fp->fd, fp->rx + fp->rx_len, room);
 		if (n <= 0)
 			break;
 		fp->rx_len += n;
 		fz_parse(fp);
+		if ((size_t)n < room)
+			break;		/* drained: no read just to see EAGAIN */
 	}
 }
 
+/* One poll() for the fake peers that listen, then a read for each ready. */
 static void
 fz_read_all(void)
 {
-	unsigned int i;
+	struct pollfd pfd[FZ_PEERS];
+	struct fz_peer *who[FZ_PEERS];
+	unsigned int i, n = 0;
 
 	fz_hop_adopt();
-	for (i = 0; i < FZ_PEERS; i++)
-		fz_peer_read(&fz_peers[i]);
+	for (i = 0; i < FZ_PEERS; i++) {
+		if (fz_peers[i].fd == -1 || !fz_peers[i].reading)
+			continue;
+		pfd[n].fd = fz_peers[i].fd;
+		pfd[n].events = POLLIN;
+		who[n++] = &fz_peers[i];
+	}
+	if (n == 0 || poll(pfd, n, 0) <= 0)
+		return;
+	for (i = 0; i < n; i++)
+		if (pfd[i].revents != 0)
+			fz_peer_read(who[i]);
 }
 
 /* Held bytes within the cap, checked after every turn of the loop. */
@@ -498,33 +513,71 @@ fz_send(struct fz_peer *fp, const void *buf, size_t len)
 
 /* --- payload --- */
 
-static void
-fz_pattern(uint8_t *out, uint64_t off, size_t len, uint8_t seed)
+/*
+ * Byte i of a payload with seed s is ((i * 131) + s) mod 256, so it
+ * repeats every 256 bytes.  Each seed's bytes are laid out once, long
+ * enough for one DATA frame from any offset, and copied from there: an
+ * instrumented byte loop per frame was most of an execution's time.
+ */
+#define FZ_PAT_LEN	(WIRE_MAX_DATA + 256)
+#define FZ_SHA_CACHE	64
+
+struct fz_sha_memo {
+	uint64_t	 size;
+	uint8_t		 seed;
+	int		 used;
+	uint8_t		 md[32];
+};
+
+static uint8_t		*fz_pat[256];
+static struct fz_sha_memo fz_sha_memo[FZ_SHA_CACHE];
+
+static const uint8_t *
+fz_pattern_at(uint64_t off, uint8_t seed)
 {
 	size_t i;
 
-	for (i = 0; i < len; i++)
-		out[i] = (uint8_t)((off + i) * 131 + seed);
+	if (fz_pat[seed] == NULL) {
+		if ((fz_pat[seed] = malloc(FZ_PAT_LEN)) == NULL)
+			fz_fail("out of memory");
+		for (i = 0; i < FZ_PAT_LEN; i++)
+			fz_pat[seed][i] = (uint8_t)(i * 131 + seed);
+	}
+	return fz_pat[seed] + off % 256;
+}
+
+static void
+fz_pattern(uint8_t *out, uint64_t off, size_t len, uint8_t seed)
+{
+	memcpy(out, fz_pattern_at(off, seed), len);
 }
 
 static void
 fz_sha(uint64_t size, uint8_t seed, uint8_t *md)
 {
+	struct fz_sha_memo *m = &fz_sha_memo[(size * 31 + seed) %
+	    FZ_SHA_CACHE];
 	EVP_MD_CTX *c;
 	uint64_t off;
 	size_t n;
 
+	if (m->used && m->size == size && m->seed == seed) {
+		memcpy(md, m->md, sizeof(m->md));
+		return;
+	}
 	if ((c = EVP_MD_CTX_new()) == NULL ||
 	    EVP_DigestInit_ex(c, EVP_sha256(), NULL) != 1)
 		fz_fail("EVP_DigestInit_ex");
 	for (off = 0; off < size; off += n) {
-		n = size - off < sizeof(fz_payload) ? size - off :
-		    sizeof(fz_payload);
-		fz_pattern(fz_payload, off, n, seed);
-		EVP_DigestUpdate(c, fz_payload, n);
+		n = size - off < WIRE_MAX_DATA ? size - off : WIRE_MAX_DATA;
+		EVP_DigestUpdate(c, fz_pattern_at(off, seed), n);
 	}
 	EVP_DigestFinal_ex(c, md, NULL);
 	EVP_MD_CTX_free(c);
+	m->used = 1;
+	m->size = size;
+	m->seed = seed;
+	memcpy(m->md, md, sizeof(m->md));
 }
 
 /* --- frames from a fake peer --- */
