@@ -24,7 +24,7 @@
 #include "listener.h"
 #include "log.h"
 #include "peer.h"
-#include "relayd.h"
+#include "daemon.h"
 #include "session.h"
 #include "stats.h"
 #include "util.h"
@@ -61,6 +61,7 @@ static struct evconnlistener	*ctl_listener;
 static TAILQ_HEAD(, ctl_client)	 ctl_monitors =
     TAILQ_HEAD_INITIALIZER(ctl_monitors);
 static struct clock_timer	*ctl_tick;
+static const struct control_actions *ctl_actions;	/* main's reload, drain */
 static struct ctl_client_list	 ctl_clients =
     TAILQ_HEAD_INITIALIZER(ctl_clients);
 static char			 ctl_path[sizeof(((struct sockaddr_un *)0)->sun_path)];
@@ -586,7 +587,7 @@ ctl_cmd_reload(struct ctl_client *c)
 {
 	char err[2048];
 
-	if (relayd_reload("relayctl", err, sizeof(err)) == -1)
+	if (ctl_actions->reload("relayctl", err, sizeof(err)) == -1)
 		ctl_finish(c, json_pack("{s:b,s:s,s:i}", "ok", 0, "error", err,
 		    "generation", (int)env->conf->generation));
 	else
@@ -597,7 +598,7 @@ ctl_cmd_reload(struct ctl_client *c)
 static void
 ctl_cmd_drain(struct ctl_client *c)
 {
-	unsigned int n = relayd_drain("relayctl");
+	unsigned int n = ctl_actions->drain("relayctl");
 
 	ctl_finish(c, json_pack("{s:b,s:b,s:i}", "ok", 1, "draining", 1,
 	    "streams", (int)n));
@@ -807,12 +808,14 @@ ctl_accept_cb(struct evconnlistener *l, evutil_socket_t fd,
 }
 
 int
-control_open(const char *path, char *err, size_t errlen)
+control_open(const char *path, const struct control_actions *actions,
+    char *err, size_t errlen)
 {
 	struct sockaddr_un sun;
 	mode_t old;
 	int fd;
 
+	ctl_actions = actions;
 	memset(&sun, 0, sizeof(sun));
 	sun.sun_family = AF_UNIX;
 	if (strlen(path) >= sizeof(sun.sun_path)) {

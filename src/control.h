@@ -14,7 +14,18 @@
 
 struct json_t;
 
-int	control_open(const char *path, char *err, size_t errlen);
+/*
+ * What relayctl may ask of the daemon beyond reading its state: main
+ * hands these in, so control never calls up into it.  reload returns 0,
+ * or -1 with the reason in err; drain returns the streams in flight.
+ */
+struct control_actions {
+	int		(*reload)(const char *by, char *err, size_t errlen);
+	unsigned int	(*drain)(const char *by);
+};
+
+int	control_open(const char *path, const struct control_actions *,
+	    char *err, size_t errlen);
 void	control_close(void);
 /* 1 if some client runs `monitor` (build events only then). */
 int	control_monitoring(void);

@@ -27,7 +27,7 @@
 #include "log.h"
 #include "metrics.h"
 #include "peer.h"
-#include "relayd.h"
+#include "daemon.h"
 #include "session.h"
 #include "stats.h"
 #include "stream.h"

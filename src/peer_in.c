@@ -29,7 +29,7 @@
 #include "peer.h"
 #include "peer_int.h"
 #include "pipe.h"
-#include "relayd.h"
+#include "daemon.h"
 #include "session.h"
 #include "stats.h"
 #include "stream.h"

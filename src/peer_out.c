@@ -27,7 +27,7 @@
 #include "peer.h"
 #include "peer_int.h"
 #include "pipe.h"
-#include "relayd.h"
+#include "daemon.h"
 #include "stats.h"
 #include "stream.h"
 

@@ -11,7 +11,7 @@
 #include "log.h"
 #include "peer.h"
 #include "pipe.h"
-#include "relayd.h"
+#include "daemon.h"
 #include "session.h"
 #include "stats.h"
 #include "stream.h"

@@ -25,7 +25,7 @@
 #include "log.h"
 #include "metrics.h"
 #include "peer.h"
-#include "relayd.h"
+#include "daemon.h"
 #include "route.h"
 #include "session.h"
 #include "stats.h"
@@ -105,7 +105,11 @@ relayd_drain_cb(void *arg)
 	}
 }
 
-unsigned int
+/*
+ * Start a graceful drain (SIGTERM with drain on, relayctl drain): new
+ * PUTs are refused, the streams in flight go on.  Returns how many.
+ */
+static unsigned int
 relayd_drain(const char *by)
 {
 	unsigned int n = session_count();
@@ -137,7 +141,12 @@ relayd_same_str(const char *a, const char *b)
 	return strcmp(a, b) == 0;
 }
 
-int
+/*
+ * Load the config file again as a new generation (SIGHUP, relayctl
+ * reload).  Streams in flight keep the generation they started with.
+ * 0, or -1 with the reason in err and the old config still in place.
+ */
+static int
 relayd_reload(const char *by, char *err, size_t errlen)
 {
 	struct config *nc, *old = env->conf;
@@ -181,6 +190,11 @@ relayd_reload(const char *by, char *err, size_t errlen)
 	relayd_notify_status();
 	return 0;
 }
+
+static const struct control_actions relayd_ctl_actions = {
+	.reload = relayd_reload,
+	.drain = relayd_drain,
+};
 
 static void
 relayd_signal_cb(evutil_socket_t sig, short ev, void *arg)
@@ -268,7 +282,8 @@ relayd_setup(void)
 		fatalx("store: %s", err);
 	if ((env->seen = route_seen_new(SEEN_MAX, SEEN_TTL)) == NULL)
 		fatalx("out of memory");
-	if (control_open(env->conf->control_socket, err, sizeof(err)) == -1)
+	if (control_open(env->conf->control_socket, &relayd_ctl_actions, err,
+	    sizeof(err)) == -1)
 		fatalx("control: %s", err);
 	if (env->conf->metrics_host != NULL &&
 	    metrics_open(env->base, env->conf->metrics_host,

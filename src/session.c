@@ -15,7 +15,7 @@
 #include "log.h"
 #include "peer.h"
 #include "pipe.h"
-#include "relayd.h"
+#include "daemon.h"
 #include "route.h"
 #include "session.h"
 #include "stats.h"

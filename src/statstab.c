@@ -14,7 +14,7 @@
 #include "config.h"
 #include "listener.h"
 #include "peer.h"
-#include "relayd.h"
+#include "daemon.h"
 #include "session.h"
 #include "stats.h"
 #include "stream.h"

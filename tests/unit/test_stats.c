@@ -24,7 +24,7 @@
 #include "listener.h"
 #include "clock.h"
 #include "peer.h"
-#include "relayd.h"
+#include "daemon.h"
 #include "session.h"
 #include "stats.h"
 #include "stream.h"
