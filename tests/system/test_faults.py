@@ -60,8 +60,8 @@ import time
 
 import pytest
 
-from conftest import (FLOAT_OPTS, assert_stored, lines_matching, put,
-                      put_bg, results_by_node, sanitized, wait_for)
+from conftest import (FLOAT_OPTS, assert_stored, bytes_in, lines_matching,
+                      put, put_bg, results_by_node, sanitized, wait_for)
 from netns import (cleanup_leftovers, missing_tools, ns_chain,  # noqa: F401
                    proc_fds, proc_rss_kib)
 
@@ -154,11 +154,6 @@ def expectation(fault, pos, storers):
         return False, [s for s in storers if s < pos], "r%d" % pos
     assert fault == "diskfull"
     return False, [s for s in storers if s != pos], "r%d" % pos
-
-
-def bytes_in(relay, key):
-    s = relay.stream_for(key)
-    return None if s is None else s.get("bytes_in") or 0
 
 
 def wait_received(relay, key, n, what):
