@@ -317,10 +317,13 @@ config_int(struct config_ctx *ctx, const config_setting_t *s,
 	return 0;
 }
 
-/* Node and peer names: 1..CONFIG_NAME_MAX printable, non-blank chars. */
+/*
+ * A token of 1..max printable, non-blank characters, copied into dst
+ * (max + 1 bytes): node and peer names, certificate identities.
+ */
 static int
-config_name(struct config_ctx *ctx, const config_setting_t *s,
-    const char *what, char *dst)
+config_token(struct config_ctx *ctx, const config_setting_t *s,
+    const char *what, char *dst, size_t max)
 {
 	const char	*v;
 	size_t		 i, len;
@@ -328,9 +331,9 @@ config_name(struct config_ctx *ctx, const config_setting_t *s,
 	if ((v = config_str(ctx, s, what)) == NULL)
 		return -1;
 	len = strlen(v);
-	if (len == 0 || len > CONFIG_NAME_MAX) {
-		config_err(ctx, s, "%s: must be 1..%d characters long, not %zu",
-		    what, CONFIG_NAME_MAX, len);
+	if (len == 0 || len > max) {
+		config_err(ctx, s, "%s: must be 1..%zu characters long, not %zu",
+		    what, max, len);
 		return -1;
 	}
 	for (i = 0; i < len; i++) {
@@ -345,31 +348,12 @@ config_name(struct config_ctx *ctx, const config_setting_t *s,
 	return 0;
 }
 
-/* A certificate identity: 1..253 printable characters, no blank. */
-static void
-config_identity(struct config_ctx *ctx, const config_setting_t *s,
+/* Node and peer names: 1..CONFIG_NAME_MAX printable, non-blank chars. */
+static int
+config_name(struct config_ctx *ctx, const config_setting_t *s,
     const char *what, char *dst)
 {
-	const char	*v;
-	size_t		 i, len;
-
-	if ((v = config_str(ctx, s, what)) == NULL)
-		return;
-	len = strlen(v);
-	if (len == 0 || len > CONFIG_IDENTITY_MAX) {
-		config_err(ctx, s, "%s: must be 1..%d characters long, not %zu",
-		    what, CONFIG_IDENTITY_MAX, len);
-		return;
-	}
-	for (i = 0; i < len; i++) {
-		if (!isgraph((unsigned char)v[i])) {
-			config_err(ctx, s, "%s: non-printable or blank "
-			    "character 0x%02x at offset %zu", what,
-			    (unsigned char)v[i], i);
-			return;
-		}
-	}
-	memcpy(dst, v, len + 1);
+	return config_token(ctx, s, what, dst, CONFIG_NAME_MAX);
 }
 
 static int
@@ -947,7 +931,7 @@ config_peer_parse(struct config_ctx *ctx, const config_setting_t *g,
 		config_int(ctx, s, what, 0, I64MAX, &p->rate_limit);
 	snprintf(what, sizeof(what), "peers[%u].identity", i);
 	if ((s = config_setting_get_member(g, "identity")) != NULL)
-		config_identity(ctx, s, what, p->identity);
+		config_token(ctx, s, what, p->identity, CONFIG_IDENTITY_MAX);
 	else
 		snprintf(p->identity, sizeof(p->identity), "%s", p->name);
 	config_peer_tls(ctx, g, i, p);

@@ -279,13 +279,20 @@ def nfds(pid):
     return len(os.listdir("/proc/%d/fd" % pid))
 
 
+def proc_value(pid, name, key):
+    """The first number after key on its line of /proc/PID/NAME: say
+    ("status", "VmRSS:") in KiB, ("io", "syscr:"), or ("limits", "Max
+    open files") for the soft limit."""
+    with open("/proc/%d/%s" % (pid, name)) as f:
+        for ln in f:
+            if ln.startswith(key):
+                return int(ln[len(key):].split()[0])
+    raise AssertionError("no %r in /proc/%d/%s" % (key, pid, name))
+
+
 def rss(pid):
     """VmRSS of pid in bytes (/proc/PID/status)."""
-    with open("/proc/%d/status" % pid) as f:
-        for ln in f:
-            if ln.startswith("VmRSS:"):
-                return int(ln.split()[1]) * 1024
-    raise AssertionError("no VmRSS for pid %d" % pid)
+    return proc_value(pid, "status", "VmRSS:") * 1024
 
 
 def recv_all(sock):

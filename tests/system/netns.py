@@ -115,16 +115,6 @@ def umount(path):
     run(["umount", path], check=False)
 
 
-def proc_fds(pid):
-    return len(os.listdir("/proc/%d/fd" % pid))
-
-
-def proc_rss_kib(pid):
-    with open("/proc/%d/status" % pid) as f:
-        for ln in f:
-            if ln.startswith("VmRSS:"):
-                return int(ln.split()[1])
-    return 0
 
 
 class NsRelay(Relay):
@@ -180,10 +170,10 @@ class NsRelay(Relay):
         return self.start()
 
     def fds(self):
-        return proc_fds(self.pid)
+        return conftest.nfds(self.pid)
 
     def rss_kib(self):
-        return proc_rss_kib(self.pid)
+        return conftest.proc_value(self.pid, "status", "VmRSS:")
 
 
 class NsChain:

@@ -61,9 +61,10 @@ import time
 import pytest
 
 from conftest import (FLOAT_OPTS, assert_stored, bytes_in, lines_matching,
-                      put, put_bg, results_by_node, sanitized, wait_for)
-from netns import (cleanup_leftovers, missing_tools, ns_chain,  # noqa: F401
-                   proc_fds, proc_rss_kib)
+                      nfds, proc_value, put, put_bg, results_by_node,
+                      sanitized, wait_for)
+from netns import (cleanup_leftovers, missing_tools,  # noqa: F401
+                   ns_chain)
 
 SIZE = 4 << 20
 INJECT_AT = 512 << 10
@@ -279,7 +280,7 @@ def check_resources(c, base):
             continue
         pid, fds0, rss0 = base[r.name]
         deadline = time.monotonic() + 10
-        while abs(proc_fds(pid) - fds0) > FD_SLACK and \
+        while abs(nfds(pid) - fds0) > FD_SLACK and \
                 time.monotonic() < deadline:
             time.sleep(max(0.0, min(0.1, deadline - time.monotonic())))
         fds = sorted(os.readlink("/proc/%d/fd/%s" % (pid, f))
@@ -287,7 +288,7 @@ def check_resources(c, base):
         assert abs(len(fds) - fds0) <= FD_SLACK, \
             "%s has %d fds 10 s after the PUT, baseline %d: %r" % (
                 r.name, len(fds), fds0, fds)
-        rss = proc_rss_kib(pid)
+        rss = proc_value(pid, "status", "VmRSS:")
         dfd = max(dfd, len(fds) - fds0, key=abs)
         drss = max(drss, rss - rss0)
         if sanitized(pid):

@@ -19,17 +19,14 @@ are counted in `relayctl -j show stats` (and Prometheus for (d)), and the
 log line for a cap is rate-limited.
 """
 
-import hashlib
 import os
 import resource
 import select
 import socket
 import time
 
-import pytest
-
-from conftest import (HOST, assert_stored, free_port, nfds, put, recv_all,
-                      relayctl, wait_for)
+from conftest import (HOST, assert_stored, free_port, nfds, proc_value, put,
+                      recv_all, relayctl, wait_for)
 from relaywire import ABORT, PeerConn, enc_hello
 
 LEGIT_MAX = 2.0         # seconds for a legitimate put or status
@@ -52,11 +49,7 @@ def raise_own_nofile():
 
 
 def soft_nofile(pid):
-    with open("/proc/%d/limits" % pid) as f:
-        for line in f:
-            if line.startswith("Max open files"):
-                return int(line.split()[3])
-    raise AssertionError("no Max open files in /proc/%d/limits" % pid)
+    return proc_value(pid, "limits", "Max open files")
 
 
 def start(make_relay, name, extra=""):

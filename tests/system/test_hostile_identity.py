@@ -19,8 +19,6 @@ import ssl
 import time
 import urllib.request
 
-import pytest
-
 import relaywire as W
 from conftest import HOST, free_port, put, wait_for
 from tlsutil import certs_fixture  # noqa: F401  (the certs fixture)

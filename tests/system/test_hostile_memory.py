@@ -36,8 +36,8 @@ import time
 
 import pytest
 
-from conftest import (HOST, assert_stored, free_port, put, put_bg, rss,
-                      sanitized, wait_for)
+from conftest import (HOST, assert_stored, free_port, proc_value, put,
+                      put_bg, rss, sanitized, wait_for)
 import relaywire as W
 
 K = 1 << 10
@@ -46,11 +46,7 @@ M = 1 << 20
 
 def read_calls(pid):
     """Read syscalls (read, readv, recv...) made by pid so far."""
-    with open("/proc/%d/io" % pid) as f:
-        for ln in f:
-            if ln.startswith("syscr:"):
-                return int(ln.split()[1])
-    raise AssertionError("no syscr for pid %d" % pid)
+    return proc_value(pid, "io", "syscr:")
 
 
 def memory(relay):

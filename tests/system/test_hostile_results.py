@@ -23,7 +23,7 @@ import time
 import pytest
 
 import relaywire as W
-from conftest import HOST, put, put_bg, results_by_node, wait_for
+from conftest import HOST, put, put_bg, results_by_node
 
 SIZE = 200 * 1024
 PUT_ID = "fedcba9876543210fedcba9876543210"

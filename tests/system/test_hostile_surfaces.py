@@ -13,7 +13,6 @@ Behaviour proved:
 
 import os
 import select
-import socket
 import time
 
 import relaywire as W

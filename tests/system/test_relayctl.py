@@ -19,7 +19,7 @@ import time
 import pytest
 
 from conftest import (RELAYCTL, assert_stored, ctl_json,
-                      parse_json_output, put, put_bg, register, relayctl,
+                      put, put_bg, register, relayctl,
                       require_binaries, results_by_node, wait_for)
 from tlsutil import certs_fixture  # noqa: F401 (the `certs` fixture)
 

@@ -12,8 +12,8 @@ max_fork_lag + stream_window + a fixed overhead, far below the payload.
 
 import os
 
-from conftest import (assert_stored, put_bg, results_by_node, sanitized,
-                      wait_for)
+from conftest import (assert_stored, proc_value, put_bg, results_by_node,
+                      sanitized, wait_for)
 
 MIB = 1024 * 1024
 SIZE = 1024 * MIB                        # the 1 GiB
@@ -24,11 +24,7 @@ OVERHEAD = 24 * MIB                      # the process itself, buffers
 
 
 def vm_hwm_kib(pid):
-    with open("/proc/%d/status" % pid) as f:
-        for line in f:
-            if line.startswith("VmHWM:"):
-                return int(line.split()[1])
-    raise AssertionError("no VmHWM for %d" % pid)
+    return proc_value(pid, "status", "VmHWM:")
 
 
 def test_slow_fork_aborted_fast_fork_full_speed(make_relay):
