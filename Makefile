@@ -148,6 +148,7 @@ deps:
 # includes a higher one's header, no cycle (known debt: its allow-list).
 deps-graph:
 	/usr/bin/python3 scripts/deps-graph
+	/usr/bin/python3 scripts/func-length
 
 # System tests run in TEST_JOBS pytest-xdist workers, one test file per
 # worker at a time: most of their time is spent waiting on relays, not on
