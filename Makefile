@@ -44,7 +44,8 @@ MODS	 = clock events util log wire stream store config route tls session pipe \
 MOD_OBJS = $(MODS:%=$(BUILD)/%.o)
 
 UNIT_TESTS = test_wire test_stream test_store test_config test_route test_ctlproto \
-	     test_util test_listener test_clock test_events test_stats test_session
+	     test_util test_listener test_clock test_events test_stats test_session \
+	     test_peer
 UNIT_BINS  = $(UNIT_TESTS:%=$(BUILD)/%)
 
 # Which modules each unit test links (kept small: a module is tested alone).
@@ -61,6 +62,8 @@ test_events_MODS = events
 test_stats_MODS  = stats statstab wire
 # session runs with the daemon's modules; the test stands in for relayd.c.
 test_session_MODS = $(MODS)
+# peer likewise: the test plays the remote relay on a Unix socket.
+test_peer_MODS = $(MODS)
 
 all: $(BUILD)/relayd $(BUILD)/relayctl
 
