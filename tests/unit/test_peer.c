@@ -24,6 +24,10 @@
 #include <sys/stat.h>
 #include <sys/un.h>
 
+#include <netinet/in.h>
+#include <netinet/tcp.h>
+#include <arpa/inet.h>
+
 #include <linux/sockios.h>
 
 #include <dirent.h>
@@ -86,14 +90,19 @@ struct fixture {
 	char		 dir[64];
 	struct relayd	 relayd;
 	int		 fd;		/* our end of the link */
+	int		 lfd;		/* "n"'s listener, or -1 */
 	int		 eof;		/* read gave 0 or ECONNRESET */
 	uint8_t		 in[IN_MAX];	/* what relayd sent us */
 	size_t		 inlen;
 	size_t		 dropped;	/* read after in[] was full */
 };
 
+/*
+ * hop_port 0: no configured peer.  Else relayd dials peer "n" there, and
+ * keys under "f/" are forwarded to it.
+ */
 static void
-write_conf(const char *path, const char *dir)
+write_conf(const char *path, const char *dir, int hop_port)
 {
 	FILE *f;
 
@@ -102,10 +111,17 @@ write_conf(const char *path, const char *dir)
 	    "control_socket = \"%s/ctl.sock\";\nstore_dir = \"%s/store\";\n"
 	    "max_payload = 1048576;\nhandshake_timeout = %.1f;\n"
 	    "idle_timeout = %.1f;\noutput_timeout = %.1f;\n"
-	    "max_output_buffer = %d;\npeers = ( );\n"
-	    "routes = ( { prefix = \"\"; hops = [ ]; mode = \"fanout\"; "
-	    "store = true; } );\n", dir, dir, HANDSHAKE, IDLE, OUT_TIMEOUT,
-	    MAX_OUTPUT);
+	    "max_output_buffer = %d;\n", dir, dir, HANDSHAKE, IDLE,
+	    OUT_TIMEOUT, MAX_OUTPUT);
+	if (hop_port == 0)
+		fprintf(f, "peers = ( );\nroutes = ( ");
+	else
+		fprintf(f, "peers = ( { name = \"n\"; address = "
+		    "\"127.0.0.1:%d\"; } );\nroutes = ( { prefix = \"f/\"; "
+		    "hops = [ \"n\" ]; mode = \"fanout\"; store = false; }, ",
+		    hop_port);
+	fprintf(f, "{ prefix = \"\"; hops = [ ]; mode = \"fanout\"; "
+	    "store = true; } );\n");
 	fclose(f);
 }
 
@@ -319,12 +335,12 @@ connect_unix(const char *path)
 }
 
 static void
-start_relayd(struct fixture *fx)
+start_relayd(struct fixture *fx, int hop_port)
 {
 	char path[128], err[1024];
 
 	snprintf(path, sizeof(path), "%s/relayd.conf", fx->dir);
-	write_conf(path, fx->dir);
+	write_conf(path, fx->dir, hop_port);
 	env = &fx->relayd;
 	TAILQ_INIT(&env->peers);
 	TAILQ_INIT(&env->sessions);
@@ -342,7 +358,7 @@ start_relayd(struct fixture *fx)
 	if (peer_listen(NULL, NULL, listen_unix(path), err,
 	    sizeof(err)) == -1)
 		fail_msg("peer_listen: %s", err);
-	peer_start_outbound();		/* no peers: the starved-credit timer */
+	peer_start_outbound();		/* dials "n", if configured */
 	memset(&stats, 0, sizeof(stats));
 }
 
@@ -359,8 +375,9 @@ setup(void **state)
 	assert_non_null(fx = calloc(1, sizeof(*fx)));
 	snprintf(fx->dir, sizeof(fx->dir), "/tmp/test_peer.XXXXXX");
 	assert_non_null(mkdtemp(fx->dir));
-	start_relayd(fx);
+	start_relayd(fx, 0);
 	snprintf(path, sizeof(path), "%s/peer.sock", fx->dir);
+	fx->lfd = -1;
 	fx->fd = connect_unix(path);
 	wait_frames(fx, WIRE_HELLO, 1);
 	assert_int_equal(links(), 1);
@@ -394,7 +411,10 @@ teardown(void **state)
 {
 	struct fixture *fx = *state;
 
-	close(fx->fd);
+	if (fx->fd >= 0)
+		close(fx->fd);
+	if (fx->lfd >= 0)
+		close(fx->lfd);
 	peer_listen_close();
 	session_free_all();
 	session_outcomes_free();
@@ -412,26 +432,42 @@ teardown(void **state)
 /* --- frames we send --- */
 
 static size_t
-enc_hello(uint8_t *buf, size_t cap, uint32_t conn_window)
+enc_hello_w(uint8_t *buf, size_t cap, uint32_t conn_window,
+    uint32_t stream_window)
 {
-	struct wire_hello h = { 1, conn_window, STREAM_WINDOW, 1, "t" };
+	struct wire_hello h = { 1, conn_window, stream_window, 1, NULL };
 	int n;
 
+	/* Where relayd dials us we are its peer "n"; elsewhere just "t". */
+	h.node = peer_find_outbound("n") != NULL ? "n" : "t";
 	assert_true((n = wire_enc_hello(buf, cap, &h)) > 0);
 	return (size_t)n;
 }
 
+static size_t
+enc_hello(uint8_t *buf, size_t cap, uint32_t conn_window)
+{
+	return enc_hello_w(buf, cap, conn_window, STREAM_WINDOW);
+}
+
 /* Our HELLO, and relayd takes the link up. */
 static void
-hello(struct fixture *fx, uint32_t conn_window)
+hello_w(struct fixture *fx, uint32_t conn_window, uint32_t stream_window)
 {
 	uint8_t buf[128];
 	int i;
 
-	send_turn(fx, buf, enc_hello(buf, sizeof(buf), conn_window));
+	send_turn(fx, buf, enc_hello_w(buf, sizeof(buf), conn_window,
+	    stream_window));
 	for (i = 0; i < TURNS && links_up() == 0; i++)
 		turn();
 	assert_int_equal(links_up(), 1);
+}
+
+static void
+hello(struct fixture *fx, uint32_t conn_window)
+{
+	hello_w(fx, conn_window, STREAM_WINDOW);
 }
 
 static void
@@ -1025,6 +1061,148 @@ test_output_pong_stuck(void **state)
 	assert_dropped(fx);
 }
 
+/* --- relayd dialling out: we are its next hop "n" --- */
+
+/*
+ * relayd running with peer "n" on a loopback port we listen on: the
+ * link it dials is accepted, and its HELLO is in fx->in.
+ */
+static int
+setup_forward(void **state)
+{
+	struct sockaddr_in sin;
+	socklen_t len = sizeof(sin);
+	struct fixture *fx;
+	int i, one = 1;
+
+	assert_non_null(fx = calloc(1, sizeof(*fx)));
+	snprintf(fx->dir, sizeof(fx->dir), "/tmp/test_peer.XXXXXX");
+	assert_non_null(mkdtemp(fx->dir));
+	assert_true((fx->lfd = socket(AF_INET, SOCK_STREAM | SOCK_NONBLOCK |
+	    SOCK_CLOEXEC, 0)) >= 0);
+	memset(&sin, 0, sizeof(sin));
+	sin.sin_family = AF_INET;
+	sin.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+	assert_int_equal(bind(fx->lfd, (struct sockaddr *)&sin, sizeof(sin)),
+	    0);
+	assert_int_equal(listen(fx->lfd, 4), 0);
+	assert_int_equal(getsockname(fx->lfd, (struct sockaddr *)&sin, &len),
+	    0);
+	start_relayd(fx, ntohs(sin.sin_port));
+	fx->fd = -1;
+	for (i = 0; i < TURNS && fx->fd < 0; i++) {
+		turn();
+		fx->fd = accept4(fx->lfd, NULL, NULL, SOCK_NONBLOCK);
+	}
+	assert_true(fx->fd >= 0);
+	/* No Nagle: a frame must not wait for the ACK of the last one. */
+	assert_int_equal(setsockopt(fx->fd, IPPROTO_TCP, TCP_NODELAY, &one,
+	    sizeof(one)), 0);
+	*state = fx;
+	wait_frames(fx, WIRE_HELLO, 1);
+	return 0;
+}
+
+struct upstream {
+	int		 results;
+	int		 aborts;
+};
+
+static void
+up_result(void *arg, struct session *s, const struct session_entry *e,
+    unsigned int n, int ok)
+{
+	struct upstream *u = arg;
+
+	(void)s;
+	(void)e;
+	(void)n;
+	(void)ok;
+	u->results++;
+}
+
+static void
+up_abort(void *arg, struct session *s, uint16_t code, const char *msg)
+{
+	struct upstream *u = arg;
+
+	(void)s;
+	(void)code;
+	(void)msg;
+	u->aborts++;
+}
+
+static void
+up_credit(void *arg, struct session *s, uint64_t bytes)
+{
+	(void)arg;
+	(void)s;
+	(void)bytes;
+}
+
+static const struct session_upstream_ops up_ops = {
+	up_result, up_abort, up_credit,
+};
+
+/* A PUT for key "f/x" from a local upstream: relayd forwards it to us. */
+static struct session *
+put_local(struct upstream *u, uint64_t size)
+{
+	struct session_params sp;
+	struct wire_put put;
+	struct session *s;
+	uint16_t code;
+	char err[256];
+
+	memset(&put, 0, sizeof(put));
+	memset(put.put_id, 9, sizeof(put.put_id));
+	put.hops = 4;
+	put.key = "f/x";
+	put.key_len = 3;
+	put.size = size;
+	memset(&sp, 0, sizeof(sp));
+	sp.put = &put;
+	sp.upstream_name = "unit";
+	sp.ops = &up_ops;
+	sp.up = u;
+	if ((s = session_new(&sp, &code, err, sizeof(err))) == NULL)
+		fail_msg("session_new: %s", err);
+	return s;
+}
+
+/*
+ * The stream window of a stream relayd opened towards us, raised to
+ * 2^31-1 exactly, is fine; one byte more is a protocol error: GOAWAY
+ * protocol, and the link is closed (an outbound link stays on the list,
+ * down, to be dialled again).
+ */
+static void
+test_stream_credit_overflow(void **state)
+{
+	struct fixture *fx = *state;
+	struct upstream u = { 0 };
+	struct wire_frame f;
+
+	hello_w(fx, CONN_WINDOW, 1000);
+	put_local(&u, 5000);
+	wait_frames(fx, WIRE_PUT, 1);
+	assert_true(frame(fx, WIRE_PUT, 0, &f));
+	assert_int_equal(f.hdr.stream & 1, 1);	/* relayd dialled: odd */
+	send_credit(fx, f.hdr.stream, 0x7fffffff - 1000);
+	send_ping(fx, 3);
+	wait_frames(fx, WIRE_PONG, 1);
+	assert_int_equal(count(fx, WIRE_GOAWAY), 0);
+	assert_int_equal(stats.credit_overflow, 0);
+	send_credit(fx, f.hdr.stream, 1);
+	wait_eof(fx);
+	assert_true(frame(fx, WIRE_GOAWAY, 0, &f));
+	assert_int_equal(f.u.text.code, WIRE_ABORT_PROTOCOL);
+	assert_non_null(memmem(f.u.text.msg, f.u.text.msg_len,
+	    "above 2147483647", 16));
+	assert_int_equal(stats.credit_overflow, 1);
+	assert_int_equal(links_up(), 0);
+}
+
 #define T(name)	cmocka_unit_test_setup_teardown(name, setup, teardown)
 
 int
@@ -1042,6 +1220,8 @@ main(void)
 		T(test_ping_pong),
 		T(test_pongs_folded),
 		T(test_credit_overflow),
+		cmocka_unit_test_setup_teardown(test_stream_credit_overflow,
+		    setup_forward, teardown),
 		T(test_data_never_opened),
 		T(test_unknown_type),
 		T(test_oversize),
