@@ -12,11 +12,16 @@
  * wire_decode().  Only the peer's public behaviour is looked at (bytes
  * on the socket, whether relayd reads them, the socket closing, the
  * counters in `stats`, peer_totals() and session_count()), never the
- * peer's structs.  The loop runs a bounded number of turns.
+ * peer's structs, so the tests hold whatever the peer and pipe modules
+ * look like inside.  The loop runs a bounded number of turns that never
+ * wait (EVLOOP_NONBLOCK), except where the store's worker thread must
+ * answer (turn_worker).
  *
  * A Unix socket, not TCP, because there SIOCOUTQ says how many of our
  * bytes relayd has not read yet: that is how the tests see relayd stop
- * reading a link whose output is over max_output_buffer.
+ * reading a link whose output is over max_output_buffer.  The stream
+ * credit test needs a stream relayd opened, so there relayd dials us
+ * instead, as its configured next hop "n" on a loopback TCP port.
  */
 #include <sys/ioctl.h>
 #include <sys/queue.h>
