@@ -29,7 +29,6 @@
 #include "log.h"
 #include "peer.h"
 #include "peer_int.h"
-#include "pipe.h"
 #include "daemon.h"
 #include "session.h"
 #include "stats.h"
@@ -72,18 +71,6 @@ int
 peer_is_up(const struct peer *p)
 {
 	return p->state == PEER_UP && !p->remote_goaway;
-}
-
-int64_t
-peer_conn_credit(const struct peer *p)
-{
-	return p->conn_credit;
-}
-
-uint32_t
-peer_remote_stream_window(const struct peer *p)
-{
-	return p->remote_stream_window;
 }
 
 /* HELLO done: the link no longer counts as a handshake. */
@@ -266,7 +253,7 @@ peer_hello_identity(struct peer *p, const struct wire_frame *f)
 void
 peer_on_hello(struct peer *p, const struct wire_frame *f)
 {
-	struct pipe *pp;
+	struct peer_stream *ps;
 
 	if (p->state != PEER_HANDSHAKE) {
 		peer_fail(p, "second HELLO");
@@ -296,52 +283,46 @@ peer_on_hello(struct peer *p, const struct wire_frame *f)
 		    p->name, "address", p->addr, "direction",
 		    p->outbound ? "out" : "in"));
 	clock_timer_arm(p->timer, env->conf->idle_timeout);
-	while ((pp = TAILQ_FIRST(&p->link_wait)) != NULL) {
-		peer_dequeue(p, pp);
-		TAILQ_INSERT_TAIL(&p->ready, pp, ready_entry);
-		pp->queued = PQ_READY;
+	while ((ps = TAILQ_FIRST(&p->link_wait)) != NULL) {
+		peer_dequeue(p, ps);
+		TAILQ_INSERT_TAIL(&p->ready, ps, ready_entry);
+		ps->queued = PQ_READY;
 	}
 	peer_schedule(p);
 }
 
 /* --- connection life cycle --- */
 
-/* Fail every stream on the link: pipes hear why, sessions lose upstream. */
+/* Fail every stream on the link: owners hear why, sessions lose upstream. */
 static void
 peer_drop_streams(struct peer *p, const char *why)
 {
-	struct pipe_queue lost;
+	struct outstream_queue lost;
 	struct instream *in;
 	struct session *s;
-	struct pipe *pp;
+	struct peer_stream *ps;
 	unsigned int i;
 	char msg[256];
 
 	TAILQ_INIT(&lost);
 	for (i = 0; i < PEER_HASH; i++)
-		while ((pp = LIST_FIRST(&p->out_hash[i])) != NULL) {
-			LIST_REMOVE(pp, hash_entry);
-			pp->hash_entry.le_prev = NULL;
-			peer_dequeue(p, pp);
-			TAILQ_INSERT_TAIL(&lost, pp, ready_entry);
+		while ((ps = LIST_FIRST(&p->out_hash[i])) != NULL) {
+			LIST_REMOVE(ps, hash_entry);
+			ps->hash_entry.le_prev = NULL;
+			peer_dequeue(p, ps);
+			TAILQ_INSERT_TAIL(&lost, ps, ready_entry);
 		}
-	while ((pp = TAILQ_FIRST(&p->ready)) != NULL ||
-	    (pp = TAILQ_FIRST(&p->conn_wait)) != NULL ||
-	    (pp = TAILQ_FIRST(&p->link_wait)) != NULL) {
-		peer_dequeue(p, pp);
-		TAILQ_INSERT_TAIL(&lost, pp, ready_entry);
+	while ((ps = TAILQ_FIRST(&p->ready)) != NULL ||
+	    (ps = TAILQ_FIRST(&p->conn_wait)) != NULL ||
+	    (ps = TAILQ_FIRST(&p->link_wait)) != NULL) {
+		peer_dequeue(p, ps);
+		TAILQ_INSERT_TAIL(&lost, ps, ready_entry);
 	}
 	p->nout = 0;
-	while ((pp = TAILQ_FIRST(&lost)) != NULL) {
-		TAILQ_REMOVE(&lost, pp, ready_entry);
-		if (pp->state == PIPE_PENDING)
-			snprintf(msg, sizeof(msg), "%s unreachable: %s",
-			    p->name, why);
-		else
-			snprintf(msg, sizeof(msg), "connection to %s lost "
-			    "after %llu bytes: %s", p->name,
-			    (unsigned long long)pp->bytes_out, why);
-		pipe_on_lost(pp, msg);
+	while ((ps = TAILQ_FIRST(&lost)) != NULL) {
+		TAILQ_REMOVE(&lost, ps, ready_entry);
+		ps->peer = NULL;
+		ps->ops->lost(ps->owner, why);
 	}
 	snprintf(msg, sizeof(msg), "connection from %s lost: %s", p->name,
 	    why);

@@ -1,24 +1,26 @@
 /*
  * peer: one long-lived peer connection (in or out), the handshake, frame
  * dispatch, and many PUT streams multiplexed on it with fair interleaving
- * (round-robin over the pipes that have data and credit) and per-stream
+ * (round-robin over the streams that have data and credit) and per-stream
  * and per-connection credit.  The byte transport is an xport (plain TCP
  * or TLS) made by peer_transport_new(), the one place TLS slots in.
  *
  * Ownership: every peer is on env->peers.  Outbound peers (one per
  * configured peer) live for the daemon's lifetime and reconnect with
  * backoff; inbound peers are freed by the reaper after peer_close().
- * A peer holds plain pointers to its pipes (outgoing streams) and owns its
- * inbound stream records, each of which points to a session.
+ * A peer holds plain pointers to its outbound streams (struct peer_stream,
+ * embedded in whoever sends on them: a pipe) and owns its inbound stream
+ * records, each of which points to a session.
  */
 #ifndef RELAYD_PEER_H
 #define RELAYD_PEER_H
+
+#include <sys/queue.h>
 
 #include <stddef.h>
 #include <stdint.h>
 
 struct peer;
-struct pipe;
 struct stream_chunk;
 struct peer_conf;
 struct json_t;
@@ -34,21 +36,70 @@ struct peer	*peer_find_outbound(const char *name);
 int		 peer_is_up(const struct peer *);
 const char	*peer_name(const struct peer *);
 
-/* Register a pipe: it gets a stream id and is scheduled to send its PUT
- * when the link is up (connecting first if needed). */
-void		 peer_attach_pipe(struct peer *, struct pipe *);
-void		 peer_detach_pipe(struct peer *, struct pipe *);
-/* The pipe has something to send: queue it and schedule a flush. */
-void		 peer_want_write(struct peer *, struct pipe *);
-/* Connection-level send credit available / consume it. */
-int64_t		 peer_conn_credit(const struct peer *);
-/* Queue a pipe that is blocked on connection credit. */
-void		 peer_wait_conn_credit(struct peer *, struct pipe *);
-/* Frame output for pipes. */
-int		 peer_send(struct peer *, const void *, size_t);
-int		 peer_send_data(struct peer *, uint32_t stream,
-		    const uint8_t *data, size_t len, struct stream_chunk *);
-uint32_t	 peer_remote_stream_window(const struct peer *);
+/*
+ * An outbound stream on a link, owned by whoever embeds it (a pipe) and
+ * scheduled by the peer while it is attached.  The peer fills in id,
+ * window and the queue fields; the owner sets ops and owner before it
+ * attaches, and detaches before it frees.  The peer never calls the
+ * owner of a detached stream again.
+ */
+struct peer_stream;
+struct wire_put;
+struct wire_frame;
+
+/* What pull returns: how the scheduler goes on with that stream. */
+enum peer_pull {
+	PEER_PULL_DONE = -1,	/* nothing more to send, ever */
+	PEER_PULL_WAIT = 0,	/* waits for its own reasons; asks again */
+	PEER_PULL_MORE = 1,	/* has more to send now */
+	PEER_PULL_ROOM = 2,	/* has payload but room was 0: credit */
+};
+
+/* The upcalls a link makes to a stream's owner. */
+struct peer_stream_ops {
+	/* The link takes one frame now, with at most room payload bytes
+	 * (0: only PUT, END or ABORT). */
+	enum peer_pull	(*pull)(void *owner, size_t room);
+	/* The stream's window grew by inc (already added to window). */
+	void	(*credit)(void *owner, uint32_t inc);
+	void	(*result)(void *owner, const struct wire_frame *);
+	void	(*abort)(void *owner, uint16_t code, const char *msg,
+		    size_t msg_len);
+	/* The link is gone, or could not be made: detached already. */
+	void	(*lost)(void *owner, const char *why);
+};
+
+struct peer_stream {
+	LIST_ENTRY(peer_stream)	 hash_entry;	/* the link's stream id table */
+	TAILQ_ENTRY(peer_stream) ready_entry;	/* one of its send queues */
+	int			 queued;	/* which queue (peer_int.h) */
+	struct peer		*peer;		/* NULL while detached */
+	uint32_t		 id;		/* 0 until attached and pulled */
+	int			 opened;	/* its PUT went out */
+	int64_t			 window;	/* stream send window */
+	const struct peer_stream_ops *ops;
+	void			*owner;
+};
+
+/*
+ * How a stream's owner sends on it: peer_output is the link's; a unit
+ * test gives its owner a fake one.  Each send returns 0 or -1.
+ */
+struct peer_output_ops {
+	/* Register: it gets a stream id and is pulled for its PUT once the
+	 * link is up (connecting first if needed).  May call lost. */
+	void	(*attach)(struct peer *, struct peer_stream *);
+	void	(*detach)(struct peer_stream *);
+	/* It has something to send: queue it and schedule a flush. */
+	void	(*want)(struct peer_stream *);
+	int	(*put)(struct peer_stream *, const struct wire_put *);
+	/* DATA by reference: chunk stays referenced until the bytes left. */
+	int	(*data)(struct peer_stream *, const uint8_t *, size_t,
+		    struct stream_chunk *);
+	int	(*end)(struct peer_stream *);
+	int	(*abort)(struct peer_stream *, uint16_t code, const char *why);
+};
+extern const struct peer_output_ops peer_output;
 
 /* Stream credit granted to peers and unused, reserved in max_buffered. */
 uint64_t	 peer_reserved_bytes(void);

@@ -28,7 +28,6 @@
 #include "log.h"
 #include "peer.h"
 #include "peer_int.h"
-#include "pipe.h"
 #include "daemon.h"
 #include "session.h"
 #include "stats.h"
@@ -471,14 +470,14 @@ peer_on_abort(struct peer *p, const struct wire_frame *f)
 {
 	uint32_t id = f->hdr.stream;
 	struct instream *in;
-	struct pipe *pp;
+	struct peer_stream *ps;
 	struct session *s;
 	char why[WIRE_MAX_TEXT + 64];
 
 	if (peer_is_ours(p, id)) {
-		if ((pp = peer_find_pipe(p, id)) != NULL)
-			pipe_on_abort(pp, f->u.text.code, f->u.text.msg,
-			    f->u.text.msg_len);
+		if ((ps = peer_find_stream(p, id)) != NULL)
+			ps->ops->abort(ps->owner, f->u.text.code,
+			    f->u.text.msg, f->u.text.msg_len);
 		return;
 	}
 	if ((in = peer_find_in(p, id)) == NULL)
@@ -508,7 +507,7 @@ peer_credit_overflow(struct peer *p, uint32_t id, int64_t window,
 static void
 peer_on_credit(struct peer *p, const struct wire_frame *f)
 {
-	struct pipe *pp;
+	struct peer_stream *ps;
 
 	if (f->hdr.stream == 0) {
 		if (p->conn_credit + f->u.credit > PEER_MAX_WINDOW) {
@@ -516,19 +515,20 @@ peer_on_credit(struct peer *p, const struct wire_frame *f)
 			return;
 		}
 		p->conn_credit += f->u.credit;
-		while ((pp = TAILQ_FIRST(&p->conn_wait)) != NULL)
-			peer_want_write(p, pp);
+		while ((ps = TAILQ_FIRST(&p->conn_wait)) != NULL)
+			peer_want_write(p, ps);
 		return;
 	}
 	if (!peer_is_ours(p, f->hdr.stream) ||
-	    (pp = peer_find_pipe(p, f->hdr.stream)) == NULL)
+	    (ps = peer_find_stream(p, f->hdr.stream)) == NULL)
 		return;
-	if (pp->credit + f->u.credit > PEER_MAX_WINDOW) {
-		peer_credit_overflow(p, f->hdr.stream, pp->credit,
+	if (ps->window + f->u.credit > PEER_MAX_WINDOW) {
+		peer_credit_overflow(p, f->hdr.stream, ps->window,
 		    f->u.credit);
 		return;
 	}
-	pipe_on_credit(pp, f->u.credit);
+	ps->window += f->u.credit;
+	ps->ops->credit(ps->owner, f->u.credit);
 }
 
 /* A framing error: GOAWAY with the reason, then close this link only. */
@@ -549,7 +549,7 @@ static void
 peer_dispatch(struct peer *p, const struct wire_frame *f)
 {
 	struct instream *in;
-	struct pipe *pp;
+	struct peer_stream *ps;
 
 	switch (f->hdr.type) {
 	case WIRE_HELLO:
@@ -576,8 +576,8 @@ peer_dispatch(struct peer *p, const struct wire_frame *f)
 		break;
 	case WIRE_RESULT:
 		if (peer_is_ours(p, f->hdr.stream) &&
-		    (pp = peer_find_pipe(p, f->hdr.stream)) != NULL)
-			pipe_on_result(pp, f);
+		    (ps = peer_find_stream(p, f->hdr.stream)) != NULL)
+			ps->ops->result(ps->owner, f);
 		break;
 	case WIRE_CREDIT:
 		peer_on_credit(p, f);

@@ -20,11 +20,10 @@
 #include "wire.h"
 #include "xport.h"
 
-struct pipe;
 struct session;
 
 #define PEER_HASH	256
-#define PEER_OUT_HIGH	(1024 * 1024)	/* stop scheduling pipes above */
+#define PEER_OUT_HIGH	(1024 * 1024)	/* stop scheduling streams above */
 #define PEER_OUT_LOW	(256 * 1024)	/* resume below */
 #define PEER_CLOSED_IDS	64		/* recently closed inbound ids */
 #define PEER_MAX_WINDOW	0x7fffffffLL	/* a window never exceeds this */
@@ -40,7 +39,7 @@ enum peer_state {
 	PEER_CLOSING,		/* flushing a GOAWAY before closing */
 };
 
-enum pipe_queue_id {
+enum peer_queue_id {
 	PQ_NONE = 0,
 	PQ_READY,		/* has something to send */
 	PQ_CONN_WAIT,		/* waits for connection credit */
@@ -67,8 +66,8 @@ extern struct instream_queue	 peer_starved;
 extern struct clock_timer	*peer_starved_ev;
 
 LIST_HEAD(instream_head, instream);
-LIST_HEAD(pipe_head, pipe);
-TAILQ_HEAD(pipe_queue, pipe);
+LIST_HEAD(outstream_head, peer_stream);
+TAILQ_HEAD(outstream_queue, peer_stream);
 
 struct peer {
 	TAILQ_ENTRY(peer)	 entry;
@@ -91,12 +90,12 @@ struct peer {
 	uint32_t		 stream_window;
 	int			 remote_goaway;
 	struct instream_head	 in_hash[PEER_HASH];
-	struct pipe_head	 out_hash[PEER_HASH];
+	struct outstream_head	 out_hash[PEER_HASH];
 	unsigned int		 nin;
 	unsigned int		 nout;
-	struct pipe_queue	 ready;
-	struct pipe_queue	 conn_wait;
-	struct pipe_queue	 link_wait;
+	struct outstream_queue	 ready;
+	struct outstream_queue	 conn_wait;
+	struct outstream_queue	 link_wait;
 	struct event		*flush_ev;
 	struct clock_timer	*timer;
 	struct event		*reap_ev;
@@ -156,12 +155,14 @@ void		 peer_read_cb(struct xport *, void *);
 void		 peer_send_abort(struct peer *, uint32_t, uint16_t,
 		    const char *);
 void		 peer_send_credit(struct peer *, uint32_t, uint64_t);
-void		 peer_dequeue(struct peer *, struct pipe *);
+int		 peer_send(struct peer *, const void *, size_t);
+void		 peer_dequeue(struct peer *, struct peer_stream *);
+void		 peer_want_write(struct peer *, struct peer_stream *);
 void		 peer_schedule(struct peer *);
 void		 peer_rl_cb(void *);
 void		 peer_flush_cb(evutil_socket_t, short, void *);
 void		 peer_check_retired(struct peer *);
-struct pipe	*peer_find_pipe(struct peer *, uint32_t);
+struct peer_stream *peer_find_stream(struct peer *, uint32_t);
 void		 peer_send_pong(struct peer *, uint64_t);
 int		 peer_pong_queued(const struct peer *);
 int		 peer_output_full(const struct peer *);

@@ -1,6 +1,6 @@
 /*
  * peer_out.c: outbound.  Frames sent on the link, the fair scheduler
- * over its pipes, the rate limit and the per-link output bound.
+ * over its streams, the rate limit and the per-link output bound.
  */
 #include <sys/queue.h>
 #include <sys/socket.h>
@@ -26,7 +26,6 @@
 #include "log.h"
 #include "peer.h"
 #include "peer_int.h"
-#include "pipe.h"
 #include "daemon.h"
 #include "stats.h"
 #include "stream.h"
@@ -53,17 +52,18 @@ peer_chunk_cleanup(const void *data, size_t len, void *arg)
 	stream_chunk_unref(arg);
 }
 
-int
-peer_send_data(struct peer *p, uint32_t stream, const uint8_t *data,
-    size_t len, struct stream_chunk *chunk)
+static int
+peer_stream_data(struct peer_stream *ps, const uint8_t *data, size_t len,
+    struct stream_chunk *chunk)
 {
+	struct peer *p = ps->peer;
 	uint8_t hdr[WIRE_HDR_LEN];
 	struct evbuffer *out;
 
-	if (p->xp == NULL || p->state != PEER_UP)
+	if (p == NULL || p->xp == NULL || p->state != PEER_UP)
 		return -1;
 	out = xport_output(p->xp);
-	wire_enc_data_hdr(hdr, sizeof(hdr), stream, len);
+	wire_enc_data_hdr(hdr, sizeof(hdr), ps->id, len);
 	if (evbuffer_add(out, hdr, sizeof(hdr)) == -1)
 		return -1;
 	/* The chunk is handed out by reference: no copy per fork. */
@@ -74,8 +74,50 @@ peer_send_data(struct peer *p, uint32_t stream, const uint8_t *data,
 		return -1;
 	}
 	p->conn_credit -= len;
+	ps->window -= len;
 	p->bytes_out += WIRE_HDR_LEN + len;
 	return 0;
+}
+
+static int
+peer_stream_put(struct peer_stream *ps, const struct wire_put *put)
+{
+	uint8_t frame[WIRE_HDR_LEN + 60 + WIRE_MAX_KEY];
+	int n;
+
+	if (ps->peer == NULL)
+		return -1;
+	n = wire_enc_put(frame, sizeof(frame), ps->id, put);
+	if (n < 0 || peer_send(ps->peer, frame, n) == -1)
+		return -1;
+	ps->opened = 1;
+	ps->window = ps->peer->remote_stream_window;
+	return 0;
+}
+
+static int
+peer_stream_end(struct peer_stream *ps)
+{
+	uint8_t frame[WIRE_HDR_LEN];
+
+	if (ps->peer == NULL ||
+	    wire_enc_end(frame, sizeof(frame), ps->id) <= 0)
+		return -1;
+	return peer_send(ps->peer, frame, WIRE_HDR_LEN);
+}
+
+static int
+peer_stream_abort(struct peer_stream *ps, uint16_t code, const char *why)
+{
+	uint8_t frame[WIRE_HDR_LEN + 4 + WIRE_MAX_TEXT];
+	int n;
+
+	if (ps->peer == NULL || ps->id == 0)
+		return -1;
+	if ((n = wire_enc_abort(frame, sizeof(frame), ps->id, code,
+	    why)) <= 0)
+		return -1;
+	return peer_send(ps->peer, frame, n);
 }
 
 void
@@ -102,23 +144,23 @@ peer_send_credit(struct peer *p, uint32_t id, uint64_t inc)
 	}
 }
 
-/* --- the send scheduler: fair round-robin over ready pipes --- */
+/* --- the send scheduler: fair round-robin over ready streams --- */
 
 void
-peer_dequeue(struct peer *p, struct pipe *pp)
+peer_dequeue(struct peer *p, struct peer_stream *ps)
 {
-	switch (pp->queued) {
+	switch (ps->queued) {
 	case PQ_READY:
-		TAILQ_REMOVE(&p->ready, pp, ready_entry);
+		TAILQ_REMOVE(&p->ready, ps, ready_entry);
 		break;
 	case PQ_CONN_WAIT:
-		TAILQ_REMOVE(&p->conn_wait, pp, ready_entry);
+		TAILQ_REMOVE(&p->conn_wait, ps, ready_entry);
 		break;
 	case PQ_LINK_WAIT:
-		TAILQ_REMOVE(&p->link_wait, pp, ready_entry);
+		TAILQ_REMOVE(&p->link_wait, ps, ready_entry);
 		break;
 	}
-	pp->queued = PQ_NONE;
+	ps->queued = PQ_NONE;
 }
 
 void
@@ -130,34 +172,32 @@ peer_schedule(struct peer *p)
 }
 
 void
-peer_want_write(struct peer *p, struct pipe *pp)
+peer_want_write(struct peer *p, struct peer_stream *ps)
 {
-	if (pp->queued == PQ_READY || pp->queued == PQ_LINK_WAIT)
+	if (ps->queued == PQ_READY || ps->queued == PQ_LINK_WAIT)
 		return;
-	peer_dequeue(p, pp);
-	TAILQ_INSERT_TAIL(&p->ready, pp, ready_entry);
-	pp->queued = PQ_READY;
+	peer_dequeue(p, ps);
+	TAILQ_INSERT_TAIL(&p->ready, ps, ready_entry);
+	ps->queued = PQ_READY;
 	if (p->state == PEER_UP)
 		peer_schedule(p);
 }
 
-void
-peer_wait_conn_credit(struct peer *p, struct pipe *pp)
+static void
+peer_stream_want(struct peer_stream *ps)
 {
-	peer_dequeue(p, pp);
-	TAILQ_INSERT_TAIL(&p->conn_wait, pp, ready_entry);
-	pp->queued = PQ_CONN_WAIT;
+	if (ps->peer != NULL)
+		peer_want_write(ps->peer, ps);
 }
 
 static void
-peer_assign_id(struct peer *p, struct pipe *pp)
+peer_assign_id(struct peer *p, struct peer_stream *ps)
 {
-	pp->stream_id = p->next_id;
+	ps->id = p->next_id;
 	p->next_id += 2;
 	if (p->next_id > 0x7ffffffe)	/* wrap, keeping the parity */
 		p->next_id = p->outbound ? 1 : 2;
-	LIST_INSERT_HEAD(&p->out_hash[pp->stream_id % PEER_HASH], pp,
-	    hash_entry);
+	LIST_INSERT_HEAD(&p->out_hash[ps->id % PEER_HASH], ps, hash_entry);
 }
 
 /*
@@ -192,34 +232,63 @@ peer_rl_cb(void *arg)
 	peer_schedule(arg);
 }
 
+/* Payload the stream may send now: its window, the link's, one frame. */
+static size_t
+peer_stream_room(const struct peer *p, const struct peer_stream *ps)
+{
+	int64_t room = ps->window;
+
+	if (room > p->conn_credit)
+		room = p->conn_credit;
+	if (room > WIRE_MAX_DATA)
+		room = WIRE_MAX_DATA;
+	return room > 0 ? (size_t)room : 0;
+}
+
+/* After a pull: back on the ready queue, or waiting for which credit. */
+static void
+peer_requeue(struct peer *p, struct peer_stream *ps, enum peer_pull r)
+{
+	if (ps->peer != p || ps->queued != PQ_NONE)
+		return;
+	if (r == PEER_PULL_MORE) {
+		TAILQ_INSERT_TAIL(&p->ready, ps, ready_entry);
+		ps->queued = PQ_READY;
+	} else if (r == PEER_PULL_ROOM && ps->window > 0) {
+		/* Its own window is open: it waits for the link's. */
+		TAILQ_INSERT_TAIL(&p->conn_wait, ps, ready_entry);
+		ps->queued = PQ_CONN_WAIT;
+	}
+	/* Else its CREDIT, its data or nothing more requeues it. */
+}
+
 void
 peer_flush_cb(evutil_socket_t fd, short ev, void *arg)
 {
 	struct peer *p = arg;
 	struct evbuffer *out;
-	struct pipe *pp;
+	struct peer_stream *ps;
+	enum peer_pull r;
 	size_t before;
-	int r, budget = 4096;
+	int budget = 4096;
 
 	(void)fd;
 	(void)ev;
 	if (p->state != PEER_UP || p->xp == NULL)
 		return;
 	out = xport_output(p->xp);
-	while ((pp = TAILQ_FIRST(&p->ready)) != NULL && budget-- > 0 &&
+	while ((ps = TAILQ_FIRST(&p->ready)) != NULL && budget-- > 0 &&
 	    evbuffer_get_length(out) < PEER_OUT_HIGH && peer_rate_ok(p)) {
-		peer_dequeue(p, pp);
-		if (pp->state == PIPE_PENDING && pp->stream_id == 0)
-			peer_assign_id(p, pp);
+		peer_dequeue(p, ps);
+		if (ps->id == 0)
+			peer_assign_id(p, ps);
 		before = evbuffer_get_length(out);
-		r = pipe_send_one(pp);
+		r = ps->ops->pull(ps->owner, ps->opened ?
+		    peer_stream_room(p, ps) : 0);
 		if (p->rate_limit > 0 && p->xp != NULL)
 			p->rl_tokens -= (double)evbuffer_get_length(out) -
 			    (double)before;
-		if (r == 1 && pp->queued == PQ_NONE && pp->peer == p) {
-			TAILQ_INSERT_TAIL(&p->ready, pp, ready_entry);
-			pp->queued = PQ_READY;
-		}
+		peer_requeue(p, ps, r);
 		if (p->state != PEER_UP)
 			return;
 	}
@@ -231,18 +300,24 @@ peer_flush_cb(evutil_socket_t fd, short ev, void *arg)
 		event_active(p->flush_ev, 0, 0);
 }
 
-void
-peer_attach_pipe(struct peer *p, struct pipe *pp)
+static void
+peer_stream_attach(struct peer *p, struct peer_stream *ps)
 {
+	ps->peer = p;
+	ps->id = 0;
+	ps->opened = 0;
+	ps->window = 0;
+	ps->queued = PQ_NONE;
+	ps->hash_entry.le_prev = NULL;
 	p->nout++;
 	if (p->state == PEER_UP) {
-		TAILQ_INSERT_TAIL(&p->ready, pp, ready_entry);
-		pp->queued = PQ_READY;
+		TAILQ_INSERT_TAIL(&p->ready, ps, ready_entry);
+		ps->queued = PQ_READY;
 		peer_schedule(p);
 		return;
 	}
-	TAILQ_INSERT_TAIL(&p->link_wait, pp, ready_entry);
-	pp->queued = PQ_LINK_WAIT;
+	TAILQ_INSERT_TAIL(&p->link_wait, ps, ready_entry);
+	ps->queued = PQ_LINK_WAIT;
 	if (p->state == PEER_DOWN) {
 		clock_timer_disarm(p->timer);
 		p->backoff_ms = PEER_BACKOFF_MIN;
@@ -259,30 +334,44 @@ peer_check_retired(struct peer *p)
 		peer_linger_close(p, "removed from the config by a reload");
 }
 
-void
-peer_detach_pipe(struct peer *p, struct pipe *pp)
+static void
+peer_stream_detach(struct peer_stream *ps)
 {
-	peer_dequeue(p, pp);
-	if (pp->stream_id != 0 && pp->hash_entry.le_prev != NULL) {
-		LIST_REMOVE(pp, hash_entry);
-		pp->hash_entry.le_prev = NULL;
+	struct peer *p = ps->peer;
+
+	if (p == NULL)
+		return;
+	peer_dequeue(p, ps);
+	if (ps->id != 0 && ps->hash_entry.le_prev != NULL) {
+		LIST_REMOVE(ps, hash_entry);
+		ps->hash_entry.le_prev = NULL;
 	}
 	if (p->nout > 0)
 		p->nout--;
-	pp->peer = NULL;
+	ps->peer = NULL;
 	peer_check_retired(p);
 }
 
-struct pipe *
-peer_find_pipe(struct peer *p, uint32_t id)
+struct peer_stream *
+peer_find_stream(struct peer *p, uint32_t id)
 {
-	struct pipe *pp;
+	struct peer_stream *ps;
 
-	LIST_FOREACH(pp, &p->out_hash[id % PEER_HASH], hash_entry)
-		if (pp->stream_id == id)
-			return pp;
+	LIST_FOREACH(ps, &p->out_hash[id % PEER_HASH], hash_entry)
+		if (ps->id == id)
+			return ps;
 	return NULL;
 }
+
+const struct peer_output_ops peer_output = {
+	.attach = peer_stream_attach,
+	.detach = peer_stream_detach,
+	.want = peer_stream_want,
+	.put = peer_stream_put,
+	.data = peer_stream_data,
+	.end = peer_stream_end,
+	.abort = peer_stream_abort,
+};
 
 /*
  * PONG, at most one in the output: a PING that arrives while our last

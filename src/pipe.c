@@ -11,8 +11,6 @@
 #include "log.h"
 #include "peer.h"
 #include "pipe.h"
-#include "daemon.h"
-#include "session.h"
 #include "stats.h"
 #include "stream.h"
 #include "util.h"
@@ -20,6 +18,20 @@
 
 static void	pipe_timer_cb(void *);
 static void	pipe_wake(struct stream_reader *, void *);
+static enum peer_pull pipe_pull(void *, size_t);
+static void	pipe_on_credit(void *, uint32_t);
+static void	pipe_on_result(void *, const struct wire_frame *);
+static void	pipe_on_abort(void *, uint16_t, const char *, size_t);
+static void	pipe_on_lost(void *, const char *);
+
+/* What the link calls on the stream a pipe embeds. */
+static const struct peer_stream_ops pipe_stream_ops = {
+	.pull = pipe_pull,
+	.credit = pipe_on_credit,
+	.result = pipe_on_result,
+	.abort = pipe_on_abort,
+	.lost = pipe_on_lost,
+};
 
 const char *
 pipe_state_name(enum pipe_state st)
@@ -38,7 +50,7 @@ pipe_state_name(enum pipe_state st)
 }
 
 struct pipe *
-pipe_new(struct session *s, struct peer *peer, struct stream_reader *r)
+pipe_new(const struct pipe_params *pp)
 {
 	struct pipe *p;
 
@@ -48,23 +60,53 @@ pipe_new(struct session *s, struct peer *peer, struct stream_reader *r)
 		free(p);
 		return NULL;
 	}
-	p->sess = s;
-	p->peer = peer;
-	p->reader = r;
-	snprintf(p->peer_name, sizeof(p->peer_name), "%s", peer_name(peer));
+	p->ops = pp->ops;
+	p->owner = pp->owner;
+	p->out = pp->out;
+	p->link = pp->link;
+	p->reader = pp->reader;
+	p->ps.ops = &pipe_stream_ops;
+	p->ps.owner = p;
+	snprintf(p->peer_name, sizeof(p->peer_name), "%s", pp->peer_name);
+	p->key = pp->key;
+	p->key_len = pp->key_len;
+	memcpy(p->put_id, pp->put_id, sizeof(p->put_id));
+	snprintf(p->put_hex, sizeof(p->put_hex), "%s", pp->put_hex);
+	memcpy(p->sha256, pp->sha256, sizeof(p->sha256));
+	p->hops = pp->hops;
+	p->sess_id = pp->sess_id;
+	p->inactivity = pp->inactivity;
+	p->result_timeout = pp->result_timeout;
 	p->state = PIPE_PENDING;
 	p->started = p->last_progress = clock_mono();
 	/* Subscribed from birth, so a failure before the link is up is seen. */
-	stream_wait(r, pipe_wake, p);
-	clock_timer_arm(p->timer, session_inactivity(s));
+	stream_wait(p->reader, pipe_wake, p);
+	clock_timer_arm(p->timer, p->inactivity);
 	return p;
+}
+
+void
+pipe_start(struct pipe *p)
+{
+	if (p->state != PIPE_PENDING || p->linked)
+		return;
+	p->linked = 1;
+	p->out->attach(p->link, &p->ps);
+}
+
+static void
+pipe_unlink(struct pipe *p)
+{
+	if (!p->linked)
+		return;
+	p->linked = 0;
+	p->out->detach(&p->ps);
 }
 
 void
 pipe_free(struct pipe *p)
 {
-	if (p->peer != NULL)
-		peer_detach_pipe(p->peer, p);
+	pipe_unlink(p);
 	if (p->reader != NULL)
 		stream_reader_free(p->reader);
 	clock_timer_free(p->timer);
@@ -74,19 +116,13 @@ pipe_free(struct pipe *p)
 static void
 pipe_send_abort(struct pipe *p, uint16_t code, const char *why)
 {
-	uint8_t frame[WIRE_HDR_LEN + 4 + WIRE_MAX_TEXT];
-	int n;
-
-	if (p->peer == NULL || p->stream_id == 0 ||
-	    (p->state != PIPE_SENDING && p->state != PIPE_ENDED))
+	if (!p->linked || (p->state != PIPE_SENDING && p->state != PIPE_ENDED))
 		return;
 	STATS_CODE(forks_aborted, code);
-	n = wire_enc_abort(frame, sizeof(frame), p->stream_id, code, why);
-	if (n > 0)
-		peer_send(p->peer, frame, n);
+	p->out->abort(&p->ps, code, why);
 }
 
-/* The fork is over: release what it holds and tell the session once. */
+/* The fork is over: release what it holds and tell the owner once. */
 static void
 pipe_finish(struct pipe *p, const struct wire_frame *res, const char *why)
 {
@@ -97,11 +133,8 @@ pipe_finish(struct pipe *p, const struct wire_frame *res, const char *why)
 	snprintf(p->outcome, sizeof(p->outcome), "%s",
 	    res != NULL ? "result" : why);
 	stream_cancel(p->reader);
-	if (p->peer != NULL) {
-		peer_detach_pipe(p->peer, p);
-		p->peer = NULL;
-	}
-	session_fork_done(p->sess, p, res, why);
+	pipe_unlink(p);
+	p->ops->done(p->owner, p, res, why);
 }
 
 static void
@@ -119,111 +152,107 @@ pipe_wake(struct stream_reader *r, void *arg)
 			stream_wait(r, pipe_wake, p);
 		return;
 	}
-	if (p->state == PIPE_SENDING && p->peer != NULL)
-		peer_want_write(p->peer, p);
+	if (p->state == PIPE_SENDING && p->linked)
+		p->out->want(&p->ps);
 }
 
 static int
 pipe_send_put(struct pipe *p)
 {
 	struct stream_buf *buf = stream_reader_buf(p->reader);
-	const char *key = session_key(p->sess);
 	struct wire_put put;
-	uint8_t frame[WIRE_HDR_LEN + 60 + WIRE_MAX_KEY];
-	int n;
 
 	memset(&put, 0, sizeof(put));
-	memcpy(put.put_id, session_put_id(p->sess), sizeof(put.put_id));
-	put.hops = session_next_budget(p->sess);
-	put.key = key;
-	put.key_len = strlen(key);
+	memcpy(put.put_id, p->put_id, sizeof(put.put_id));
+	put.hops = p->hops;
+	put.key = p->key;
+	put.key_len = p->key_len;
 	put.size = stream_buf_size(buf);
-	memcpy(put.sha256, session_sha256(p->sess), sizeof(put.sha256));
-	n = wire_enc_put(frame, sizeof(frame), p->stream_id, &put);
-	if (n < 0 || peer_send(p->peer, frame, n) == -1)
+	memcpy(put.sha256, p->sha256, sizeof(put.sha256));
+	if (!p->linked || p->out->put(&p->ps, &put) == -1)
 		return -1;
 	p->state = PIPE_SENDING;
-	p->credit = peer_remote_stream_window(p->peer);
 	p->last_progress = clock_mono();
 	return 0;
 }
 
-int
-pipe_send_one(struct pipe *p)
+/* One DATA fragment of at most room bytes, by reference. */
+static enum peer_pull
+pipe_send_data(struct pipe *p, size_t room)
 {
-	const uint8_t *data;
 	struct stream_chunk *chunk;
-	uint8_t frame[WIRE_HDR_LEN];
-	int64_t room;
+	const uint8_t *data;
 	size_t len;
+
+	if (room == 0)
+		return PEER_PULL_ROOM;	/* the link's credit requeues */
+	if (room > WIRE_MAX_DATA)
+		room = WIRE_MAX_DATA;
+	len = stream_peek(p->reader, room, &data, &chunk);
+	if (p->out->data(&p->ps, data, len, chunk) == -1) {
+		pipe_finish(p, NULL, "link write failed");
+		return PEER_PULL_DONE;
+	}
+	stream_consume(p->reader, len);
+	p->bytes_out += len;
+	STATS_ADD(payload_out, len);
+	p->last_progress = clock_mono();
+	p->ops->progress(p->owner);
+	return p->state == PIPE_SENDING ? PEER_PULL_MORE : PEER_PULL_DONE;
+}
+
+/*
+ * The link takes one frame: the PUT first, then DATA within room, END,
+ * or ABORT if the upstream failed.  Waiting for data, it subscribes.
+ */
+static enum peer_pull
+pipe_pull(void *arg, size_t room)
+{
+	struct pipe *p = arg;
 
 	if (p->state == PIPE_PENDING) {
 		if (pipe_send_put(p) == -1) {
 			pipe_finish(p, NULL, "cannot send PUT");
-			return -1;
+			return PEER_PULL_DONE;
 		}
-		return 1;
+		return PEER_PULL_MORE;
 	}
 	if (p->state != PIPE_SENDING)
-		return -1;
+		return PEER_PULL_DONE;
 	for (;;) {
 		switch (stream_state(p->reader)) {
 		case STREAM_READY:
-			if (p->credit <= 0)
-				return 0;	/* pipe_on_credit requeues */
-			room = peer_conn_credit(p->peer);
-			if (room <= 0) {
-				peer_wait_conn_credit(p->peer, p);
-				return 0;
-			}
-			if (room > p->credit)
-				room = p->credit;
-			if (room > WIRE_MAX_DATA)
-				room = WIRE_MAX_DATA;
-			len = stream_peek(p->reader, room, &data, &chunk);
-			if (peer_send_data(p->peer, p->stream_id, data, len,
-			    chunk) == -1) {
-				pipe_finish(p, NULL, "link write failed");
-				return -1;
-			}
-			stream_consume(p->reader, len);
-			p->credit -= len;
-			p->bytes_out += len;
-			STATS_ADD(payload_out, len);
-			p->last_progress = clock_mono();
-			session_progress(p->sess);
-			return p->state == PIPE_SENDING ? 1 : -1;
+			return pipe_send_data(p, room);
 		case STREAM_WAIT:
 			if (stream_wait(p->reader, pipe_wake, p) ==
 			    STREAM_WAIT)
-				return 0;
+				return PEER_PULL_WAIT;
 			continue;
 		case STREAM_EOF:
-			if (wire_enc_end(frame, sizeof(frame),
-			    p->stream_id) > 0)
-				peer_send(p->peer, frame, WIRE_HDR_LEN);
+			p->out->end(&p->ps);
 			p->state = PIPE_ENDED;
-			clock_timer_arm(p->timer,
-			    session_result_timeout(p->sess));
-			return -1;
+			clock_timer_arm(p->timer, p->result_timeout);
+			return PEER_PULL_DONE;
 		case STREAM_FAILED:
 			pipe_send_abort(p, WIRE_ABORT_UPSTREAM_LOST,
 			    stream_buf_fail_reason(
 			    stream_reader_buf(p->reader)));
 			pipe_finish(p, NULL, "upstream failed");
-			return -1;
+			return PEER_PULL_DONE;
 		case STREAM_CANCELLED:
-			return -1;
+			return PEER_PULL_DONE;
 		}
 	}
 }
 
-void
-pipe_on_credit(struct pipe *p, uint32_t inc)
+static void
+pipe_on_credit(void *arg, uint32_t inc)
 {
-	p->credit += inc;
-	if (p->state == PIPE_SENDING && p->peer != NULL)
-		peer_want_write(p->peer, p);
+	struct pipe *p = arg;
+
+	(void)inc;	/* the link keeps the window and offers it as room */
+	if (p->state == PIPE_SENDING && p->linked)
+		p->out->want(&p->ps);
 }
 
 /*
@@ -281,19 +310,20 @@ pipe_result_check(struct pipe *p, const struct wire_frame *f, char *why,
 	return 0;
 }
 
-void
-pipe_on_result(struct pipe *p, const struct wire_frame *f)
+static void
+pipe_on_result(void *arg, const struct wire_frame *f)
 {
+	struct pipe *p = arg;
 	char why[200];
 
 	log_debug("stream=%llu peer=%s result entries=%u bytes_out=%llu",
-	    (unsigned long long)session_id(p->sess), p->peer_name,
+	    (unsigned long long)p->sess_id, p->peer_name,
 	    f->u.result.count, (unsigned long long)p->bytes_out);
 	if (pipe_result_check(p, f, why, sizeof(why)) == -1) {
 		STATS_INC(results_refused);
 		log_warnx("stream=%llu put=%s peer=%s result refused: %s",
-		    (unsigned long long)session_id(p->sess),
-		    session_put_hex(p->sess), p->peer_name, why);
+		    (unsigned long long)p->sess_id, p->put_hex,
+		    p->peer_name, why);
 		/* The stream may still be open on its side (before END). */
 		pipe_abort(p, WIRE_ABORT_PROTOCOL, why);
 		return;
@@ -301,25 +331,35 @@ pipe_on_result(struct pipe *p, const struct wire_frame *f)
 	pipe_finish(p, f, NULL);
 }
 
-void
-pipe_on_abort(struct pipe *p, uint16_t code, const char *msg,
-    size_t msg_len)
+static void
+pipe_on_abort(void *arg, uint16_t code, const char *msg, size_t msg_len)
 {
+	struct pipe *p = arg;
 	char why[WIRE_MAX_TEXT + 128];
 
 	snprintf(why, sizeof(why), "aborted by %s: %s: %.*s", p->peer_name,
 	    wire_abort_name(code), (int)msg_len, msg);
 	log_warnx("stream=%llu peer=%s %s bytes_out=%llu",
-	    (unsigned long long)session_id(p->sess), p->peer_name,
-	    util_esc(why), (unsigned long long)p->bytes_out);
+	    (unsigned long long)p->sess_id, p->peer_name, util_esc(why),
+	    (unsigned long long)p->bytes_out);
 	pipe_finish(p, NULL, why);
 }
 
-void
-pipe_on_lost(struct pipe *p, const char *why)
+static void
+pipe_on_lost(void *arg, const char *why)
 {
-	p->peer = NULL;		/* the peer detached us already */
-	pipe_finish(p, NULL, why);
+	struct pipe *p = arg;
+	char msg[256];
+
+	p->linked = 0;		/* the link detached us already */
+	if (p->state == PIPE_PENDING)
+		snprintf(msg, sizeof(msg), "%s unreachable: %s",
+		    p->peer_name, why);
+	else
+		snprintf(msg, sizeof(msg), "connection to %s lost after %llu "
+		    "bytes: %s", p->peer_name,
+		    (unsigned long long)p->bytes_out, why);
+	pipe_finish(p, NULL, msg);
 }
 
 void
@@ -346,21 +386,21 @@ pipe_timer_cb(void *arg)
 	age = clock_mono() - p->started;
 	if (p->state == PIPE_ENDED) {
 		snprintf(why, sizeof(why), "no result from %s within %.1fs",
-		    p->peer_name, session_result_timeout(p->sess));
-		limit = session_result_timeout(p->sess);
+		    p->peer_name, p->result_timeout);
+		limit = p->result_timeout;
 	} else {
 		snprintf(why, sizeof(why), "no progress to %s for %.1fs "
 		    "(inactivity timeout)", p->peer_name, idle);
-		limit = session_inactivity(p->sess);
+		limit = p->inactivity;
 	}
 	if (p->state != PIPE_ENDED && idle < limit - 0.001) {
 		clock_timer_arm(p->timer, limit - idle);
 		return;
 	}
 	log_warnx("stream=%llu peer=%s pipe %s bytes_out=%llu buffered=%llu "
-	    "age=%.3fs", (unsigned long long)session_id(p->sess),
-	    p->peer_name, why, (unsigned long long)p->bytes_out,
-	    (unsigned long long)session_held(p->sess), age);
+	    "age=%.3fs", (unsigned long long)p->sess_id, p->peer_name, why,
+	    (unsigned long long)p->bytes_out, (unsigned long long)
+	    stream_buf_held(stream_reader_buf(p->reader)), age);
 	pipe_send_abort(p, WIRE_ABORT_TIMEOUT, why);
 	pipe_finish(p, NULL, why);
 }

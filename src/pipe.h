@@ -5,22 +5,30 @@
  * bounded: no progress for stream_inactivity_timeout while sending, or no
  * RESULT for result_timeout after END, aborts this fork only.
  *
- * Ownership: the session owns its pipes and frees them (pipe_free) when it
- * is reaped.  The peer holds a pointer while the pipe is registered on it;
- * pipe_free() unregisters.  A pipe reports its end to the session exactly
- * once (session_fork_done).
+ * A pipe knows nothing of sessions or links: its owner gives it its
+ * values and callbacks at pipe_new (struct pipe_params), and it sends
+ * through an output ops table (peer_output for a link, a fake one in the
+ * unit test) on a struct peer_stream it embeds.
+ *
+ * Ownership: the owner (a session) owns its pipes and frees them
+ * (pipe_free) after done; it keeps what params point to alive until then.
+ * The link holds a pointer to the embedded stream while it is attached;
+ * pipe_free() detaches.  A pipe reports its end to its owner exactly once
+ * (ops->done).
  */
 #ifndef RELAYD_PIPE_H
 #define RELAYD_PIPE_H
 
 #include <sys/queue.h>
+#include <stddef.h>
 #include <stdint.h>
 
+#include "peer.h"
 #include "wire.h"
 
-struct session;
-struct peer;
 struct stream_reader;
+struct clock_timer;
+struct pipe;
 
 enum pipe_state {
 	PIPE_PENDING = 0,	/* waiting for the peer link to come up */
@@ -29,17 +37,53 @@ enum pipe_state {
 	PIPE_DONE,		/* RESULT, ABORT or failure: finished */
 };
 
+/* What a pipe tells its owner. */
+struct pipe_owner_ops {
+	/* The fork ended: res is the next hop's checked RESULT, or NULL
+	 * and why it failed.  Once per pipe. */
+	void	(*done)(void *owner, struct pipe *,
+		    const struct wire_frame *res, const char *why);
+	/* It sent payload: its cursor moved. */
+	void	(*progress)(void *owner);
+};
+
+struct pipe_params {
+	const struct pipe_owner_ops *ops;
+	void			*owner;
+	struct stream_reader	*reader;	/* the pipe's from now on */
+	const struct peer_output_ops *out;
+	struct peer		*link;		/* handed to out->attach */
+	const char		*peer_name;	/* copied */
+	const char		*key;		/* kept: the owner's */
+	size_t			 key_len;
+	const uint8_t		*put_id;	/* WIRE_PUT_ID_LEN, copied */
+	const char		*put_hex;	/* copied */
+	const uint8_t		*sha256;	/* WIRE_SHA256_LEN, copied */
+	uint8_t			 hops;		/* hop budget sent on */
+	uint64_t		 sess_id;	/* stream= in log lines */
+	double			 inactivity;	/* no progress: fail */
+	double			 result_timeout;	/* after END */
+};
+
 struct pipe {
-	TAILQ_ENTRY(pipe)	 sess_entry;	/* session's forks */
-	LIST_ENTRY(pipe)	 hash_entry;	/* peer's stream id table */
-	TAILQ_ENTRY(pipe)	 ready_entry;	/* peer's send queue */
-	int			 queued;	/* on a peer queue */
-	struct session		*sess;
-	struct peer		*peer;		/* NULL once detached */
+	TAILQ_ENTRY(pipe)	 sess_entry;	/* owner's forks */
+	struct peer_stream	 ps;		/* on the link */
+	const struct peer_output_ops *out;
+	struct peer		*link;
+	int			 linked;	/* attached to out */
+	const struct pipe_owner_ops *ops;
+	void			*owner;
 	struct stream_reader	*reader;
 	char			 peer_name[65];
-	uint32_t		 stream_id;	/* 0 until opened */
-	int64_t			 credit;	/* stream send window */
+	const char		*key;
+	size_t			 key_len;
+	uint8_t			 put_id[WIRE_PUT_ID_LEN];
+	char			 put_hex[2 * WIRE_PUT_ID_LEN + 1];
+	uint8_t			 sha256[WIRE_SHA256_LEN];
+	uint8_t			 hops;
+	uint64_t		 sess_id;
+	double			 inactivity;
+	double			 result_timeout;
 	enum pipe_state		 state;
 	uint64_t		 bytes_out;
 	double			 started;
@@ -48,24 +92,15 @@ struct pipe {
 	char			 outcome[128];
 };
 
-struct pipe	*pipe_new(struct session *, struct peer *,
-		    struct stream_reader *);
+/* A pipe, subscribed to its reader and timed from now; NULL on no
+ * memory (the reader is then still the caller's). */
+struct pipe	*pipe_new(const struct pipe_params *);
+/* Attach to the link: may fail it (done) before returning. */
+void		 pipe_start(struct pipe *);
 void		 pipe_free(struct pipe *);
-/*
- * Called by the peer's scheduler: send at most one frame.  Returns 1 if
- * the pipe has more to send now, 0 if it waits (for data, credit or the
- * link; it requeues itself), -1 when it has nothing more to send.
- */
-int		 pipe_send_one(struct pipe *);
-void		 pipe_on_credit(struct pipe *, uint32_t);
-void		 pipe_on_result(struct pipe *, const struct wire_frame *);
-void		 pipe_on_abort(struct pipe *, uint16_t code, const char *msg,
-		    size_t msg_len);
-/* The link is gone, or could not be made; the pipe fails with why. */
-void		 pipe_on_lost(struct pipe *, const char *why);
 /* Abort this fork downstream with code and fail it with why. */
 void		 pipe_abort(struct pipe *, uint16_t code, const char *why);
-/* The session gives up on this fork (result wait expired, shutdown). */
+/* The owner gives up on this fork (result wait expired, shutdown). */
 void		 pipe_cancel(struct pipe *, const char *why);
 const char	*pipe_state_name(enum pipe_state);
 

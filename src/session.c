@@ -108,6 +108,8 @@ static void	session_timer_cb(void *);
 static void	session_reap_cb(evutil_socket_t, short, void *);
 static void	session_check_done(struct session *);
 static void	session_fail(struct session *, uint16_t, const char *);
+static void	session_fork_done(struct session *, struct pipe *,
+		    const struct wire_frame *, const char *);
 
 uint64_t
 session_id(const struct session *s)
@@ -486,6 +488,49 @@ session_unpin(struct session *s)
 	route_seen_unpin(env->seen, s->put_id, clock_mono());
 }
 
+static void
+session_pipe_done(void *owner, struct pipe *p, const struct wire_frame *res,
+    const char *why)
+{
+	session_fork_done(owner, p, res, why);
+}
+
+static void
+session_pipe_progress(void *owner)
+{
+	session_progress(owner);
+}
+
+static const struct pipe_owner_ops session_pipe_ops = {
+	.done = session_pipe_done,
+	.progress = session_pipe_progress,
+};
+
+/* A fork to the next hop p, reading r; NULL on no memory. */
+static struct pipe *
+session_pipe_new(struct session *s, struct peer *p, struct stream_reader *r)
+{
+	struct pipe_params pp = {
+		.ops = &session_pipe_ops,
+		.owner = s,
+		.reader = r,
+		.out = &peer_output,
+		.link = p,
+		.peer_name = peer_name(p),
+		.key = s->key,
+		.key_len = s->key_len,
+		.put_id = s->put_id,
+		.put_hex = s->put_hex,
+		.sha256 = s->sha256,
+		.hops = s->plan.next_budget,
+		.sess_id = s->id,
+		.inactivity = s->conf->stream_inactivity_timeout,
+		.result_timeout = s->conf->result_timeout,
+	};
+
+	return pipe_new(&pp);
+}
+
 /* Pick the next hops of the plan; failover takes the first link up. */
 static int
 session_start_forks(struct session *s, struct stream_reader *base)
@@ -511,13 +556,13 @@ session_start_forks(struct session *s, struct stream_reader *base)
 			continue;	/* config validation prevents this */
 		if ((r = stream_fork(base)) == NULL)
 			return -1;
-		if ((pp = pipe_new(s, p, r)) == NULL) {
+		if ((pp = session_pipe_new(s, p, r)) == NULL) {
 			stream_reader_free(r);
 			return -1;
 		}
 		TAILQ_INSERT_TAIL(&s->forks, pp, sess_entry);
 		s->forks_pending++;
-		peer_attach_pipe(p, pp);
+		pipe_start(pp);
 	}
 	return 0;
 }
@@ -778,7 +823,7 @@ session_upstream_lost(struct session *s, const char *why)
 		    (unsigned long long)s->id, s->put_hex, why);
 }
 
-void
+static void
 session_fork_done(struct session *s, struct pipe *p,
     const struct wire_frame *res, const char *reason)
 {

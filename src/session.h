@@ -102,10 +102,6 @@ uint64_t	 session_backlog(const struct session *);
 /* Bytes appended but not yet released by every reader. */
 uint64_t	 session_held(const struct session *);
 uint64_t	 session_id(const struct session *);
-/* Called by pipe when a fork ended: entries from its RESULT (n >= 0) or
- * failed with reason (entries NULL). */
-void		 session_fork_done(struct session *, struct pipe *,
-		    const struct wire_frame *result, const char *reason);
 const char	*session_key(const struct session *);
 double		 session_inactivity(const struct session *);
 double		 session_result_timeout(const struct session *);
