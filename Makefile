@@ -45,7 +45,7 @@ MOD_OBJS = $(MODS:%=$(BUILD)/%.o)
 
 UNIT_TESTS = test_wire test_stream test_store test_config test_route test_ctlproto \
 	     test_util test_listener test_clock test_events test_stats test_session \
-	     test_peer
+	     test_peer test_pipe
 UNIT_BINS  = $(UNIT_TESTS:%=$(BUILD)/%)
 
 # Which modules each unit test links (kept small: a module is tested alone).
@@ -60,6 +60,8 @@ test_listener_MODS = listener clock log util
 test_clock_MODS  = clock
 test_events_MODS = events
 test_stats_MODS  = stats statstab wire
+# pipe alone: its output and its owner are the test's ops tables.
+test_pipe_MODS   = pipe clock stream wire log util stats
 # session runs with the daemon's modules; the test stands in for relayd.c.
 test_session_MODS = $(MODS)
 # peer likewise: the test plays the remote relay on a Unix socket.
