@@ -111,60 +111,6 @@ static void	session_fail(struct session *, uint16_t, const char *);
 static void	session_fork_done(struct session *, struct pipe *,
 		    const struct wire_frame *, const char *);
 
-uint64_t
-session_id(const struct session *s)
-{
-	return s->id;
-}
-
-const char *
-session_key(const struct session *s)
-{
-	return s->key;
-}
-
-const char *
-session_put_hex(const struct session *s)
-{
-	return s->put_hex;
-}
-
-const uint8_t *
-session_sha256(const struct session *s)
-{
-	return s->sha256;
-}
-
-const uint8_t *
-session_put_id(const struct session *s)
-{
-	return s->put_id;
-}
-
-uint8_t
-session_next_budget(const struct session *s)
-{
-	return s->plan.next_budget;
-}
-
-uint64_t
-session_held(const struct session *s)
-{
-	return s->buf ? stream_buf_held(s->buf) : 0;
-}
-
-double
-session_inactivity(const struct session *s)
-{
-	return s->conf->stream_inactivity_timeout;
-}
-
-double
-session_result_timeout(const struct session *s)
-{
-	return s->conf->result_timeout;
-}
-
 static unsigned int
 outcome_bucket(const uint8_t *id)
 {

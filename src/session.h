@@ -20,7 +20,6 @@
 #include "wire.h"
 
 struct session;
-struct pipe;
 struct evbuffer;
 
 #define SESSION_REASON_MAX	200
@@ -99,16 +98,6 @@ void		 session_upstream_lost(struct session *, const char *why);
 void		 session_progress(struct session *);
 /* Bytes appended but not yet credited upstream. */
 uint64_t	 session_backlog(const struct session *);
-/* Bytes appended but not yet released by every reader. */
-uint64_t	 session_held(const struct session *);
-uint64_t	 session_id(const struct session *);
-const char	*session_key(const struct session *);
-double		 session_inactivity(const struct session *);
-double		 session_result_timeout(const struct session *);
-const char	*session_put_hex(const struct session *);
-const uint8_t	*session_sha256(const struct session *);
-const uint8_t	*session_put_id(const struct session *);
-uint8_t		 session_next_budget(const struct session *);
 
 struct json_t;
 /* A JSON object describing the session (relayctl status). */
