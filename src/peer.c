@@ -30,7 +30,6 @@
 #include "peer.h"
 #include "peer_int.h"
 #include "daemon.h"
-#include "session.h"
 #include "stats.h"
 #include "util.h"
 
@@ -293,13 +292,13 @@ peer_on_hello(struct peer *p, const struct wire_frame *f)
 
 /* --- connection life cycle --- */
 
-/* Fail every stream on the link: owners hear why, sessions lose upstream. */
+/* Fail every stream on the link: owners hear why, the sink loses upstream. */
 static void
 peer_drop_streams(struct peer *p, const char *why)
 {
 	struct outstream_queue lost;
 	struct instream *in;
-	struct session *s;
+	void *h;
 	struct peer_stream *ps;
 	unsigned int i;
 	char msg[256];
@@ -330,13 +329,13 @@ peer_drop_streams(struct peer *p, const char *why)
 		while ((in = LIST_FIRST(&p->in_hash[i])) != NULL) {
 			LIST_REMOVE(in, hentry);
 			in->peer = NULL;
-			s = in->sess;
+			h = in->sink;
 			if (in->starved)
 				TAILQ_REMOVE(&peer_starved, in, starved_entry);
 			listener_put(LSLOT_STREAM);
 			peer_instream_unreserve(in);
 			free(in);
-			session_upstream_lost(s, msg);
+			peer_in_sink->lost(h, msg);
 		}
 	p->nin = 0;
 }

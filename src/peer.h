@@ -10,7 +10,7 @@
  * backoff; inbound peers are freed by the reaper after peer_close().
  * A peer holds plain pointers to its outbound streams (struct peer_stream,
  * embedded in whoever sends on them: a pipe) and owns its inbound stream
- * records, each of which points to a session.
+ * records, each of which holds a handle of the sink (peer_set_sink()).
  */
 #ifndef RELAYD_PEER_H
 #define RELAYD_PEER_H
@@ -29,6 +29,39 @@ struct json_t;
 int		 peer_listen(const char *host, const char *port, int fd,
 		    char *err, size_t errlen);
 void		 peer_listen_close(void);
+
+/*
+ * Where inbound PUTs go: the module that consumes them (session) gives
+ * the link this once, at wiring time, before any link is up.  A stream's
+ * handle is opaque to the link.
+ *
+ * open admits a PUT from the link named from and returns its handle; ops
+ * and up are how the sink answers that stream (the link implements them,
+ * see upstream.h).  Refused: NULL, with a wire abort code in *code and a
+ * reason in err.  data moves len payload bytes out of the evbuffer;
+ * data_space and data_commit are the zero-copy way (where the next bytes,
+ * at most max, may be written, with the room there; then how many were).
+ * A -1 from those or from end (all bytes sent) means the stream failed:
+ * the sink has already told the link through ops->abort.  lost: the link
+ * dropped the stream or its sender ABORTed it; the sink never calls ops
+ * on it again.
+ */
+struct evbuffer;
+struct wire_put;
+struct session_upstream_ops;
+
+struct peer_sink_ops {
+	void	*(*open)(const struct wire_put *, const char *from,
+		    const struct session_upstream_ops *ops, void *up,
+		    uint16_t *code, char *err, size_t errlen);
+	int	 (*data)(void *, struct evbuffer *, size_t len);
+	void	*(*data_space)(void *, size_t max, size_t *room);
+	int	 (*data_commit)(void *, size_t n);
+	int	 (*end)(void *);
+	void	 (*lost)(void *, const char *why);
+};
+void		 peer_set_sink(const struct peer_sink_ops *);
+
 /* Create the outbound peers of the current config and connect them. */
 void		 peer_start_outbound(void);
 /* The outbound peer of that name, or NULL. */

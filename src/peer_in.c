@@ -1,7 +1,7 @@
 /*
  * peer_in.c: inbound frames.  Reading and dispatching frames, PUTs
- * admitted into sessions, DATA/END/ABORT/CREDIT for inbound streams, and
- * their credit reserved against max_buffered.
+ * handed to the sink (peer_set_sink(): the sessions), DATA/END/ABORT/CREDIT
+ * for inbound streams, and their credit reserved against max_buffered.
  */
 #include <sys/queue.h>
 #include <sys/socket.h>
@@ -29,9 +29,9 @@
 #include "peer.h"
 #include "peer_int.h"
 #include "daemon.h"
-#include "session.h"
 #include "stats.h"
 #include "stream.h"
+#include "upstream.h"
 #include "util.h"
 
 /*
@@ -56,6 +56,15 @@ static uint64_t			peer_reserved;
 static uint8_t			peer_discard[WIRE_MAX_DATA];
 
 static const struct session_upstream_ops instream_ops;
+
+/* Who takes inbound PUTs; NULL until wired: PUTs are then refused. */
+const struct peer_sink_ops	*peer_in_sink;
+
+void
+peer_set_sink(const struct peer_sink_ops *ops)
+{
+	peer_in_sink = ops;
+}
 
 static struct instream *
 peer_find_in(struct peer *p, uint32_t id)
@@ -290,10 +299,23 @@ static const struct session_upstream_ops instream_ops = {
 	instream_credit,
 };
 
+/* Open the PUT's stream in the sink: its handle, or NULL and why not. */
+static void *
+instream_open(struct peer *p, struct instream *in, const struct wire_put *put,
+    uint16_t *code, char *err, size_t errlen)
+{
+	if (peer_in_sink == NULL) {
+		*code = WIRE_ABORT_INTERNAL;
+		snprintf(err, errlen, "no sink for inbound PUTs");
+		return NULL;
+	}
+	return peer_in_sink->open(put, p->name, &instream_ops, in, code, err,
+	    errlen);
+}
+
 static void
 peer_on_put(struct peer *p, const struct wire_frame *f)
 {
-	struct session_params sp;
 	struct instream *in;
 	uint32_t id = f->hdr.stream;
 	uint16_t code;
@@ -341,12 +363,8 @@ peer_on_put(struct peer *p, const struct wire_frame *f)
 	}
 	in->id = id;
 	in->window = p->stream_window;
-	memset(&sp, 0, sizeof(sp));
-	sp.put = &f->u.put;
-	sp.upstream_name = p->name;
-	sp.ops = &instream_ops;
-	sp.up = in;
-	if ((in->sess = session_new(&sp, &code, err, sizeof(err))) == NULL) {
+	if ((in->sink = instream_open(p, in, &f->u.put, &code, err,
+	    sizeof(err))) == NULL) {
 		log_warnx("peer=%s stream=%u put refused: %s", p->name, id,
 		    err);
 		peer_send_abort(p, id, code, err);
@@ -363,8 +381,8 @@ peer_on_put(struct peer *p, const struct wire_frame *f)
 }
 
 /*
- * A DATA header: account for it and decide whether its payload goes to a
- * session (0), is dropped (-1), or is a protocol error (-2: a stream that
+ * A DATA header: account for it and decide whether its payload goes to
+ * the sink (0), is dropped (-1), or is a protocol error (-2: a stream that
  * was never opened).  The payload follows in pieces, through
  * peer_on_data_bytes() or straight into the buffer (peer_sink()); dropped
  * payload is read into peer_discard in large reads.
@@ -379,7 +397,7 @@ static int
 peer_on_data_start(struct peer *p, uint32_t id, size_t len)
 {
 	struct instream *in;
-	struct session *s;
+	void *h;
 
 	/* Connection credit comes back as bytes leave the wire, always. */
 	p->conn_unacked += len;
@@ -399,11 +417,11 @@ peer_on_data_start(struct peer *p, uint32_t id, size_t len)
 		return -1;
 	}
 	if ((int64_t)len > in->window) {
-		s = in->sess;
+		h = in->sink;
 		peer_send_abort(p, id, WIRE_ABORT_LIMIT,
 		    "DATA beyond the stream's credit");
 		instream_free(in);
-		session_upstream_lost(s, "upstream sent beyond its credit");
+		peer_in_sink->lost(h, "upstream sent beyond its credit");
 		return -1;
 	}
 	in->window -= len;
@@ -424,8 +442,8 @@ peer_on_data_bytes(struct peer *p, struct evbuffer *input, size_t n)
 		evbuffer_drain(input, n);
 		return;
 	}
-	/* May free `in` (the session fails and aborts upstream). */
-	if (session_data(in->sess, input, n) == -1)
+	/* May free `in` (the sink fails the stream and aborts upstream). */
+	if (peer_in_sink->data(in->sink, input, n) == -1)
 		p->rx_drop = 1;
 }
 
@@ -445,7 +463,7 @@ peer_sink(struct xport *xp, size_t *len, void *arg)
 		    sizeof(peer_discard);
 		return peer_discard;
 	}
-	return session_data_space(in->sess, p->rx_left, len);
+	return peer_in_sink->data_space(in->sink, p->rx_left, len);
 }
 
 void
@@ -461,7 +479,7 @@ peer_sunk(struct xport *xp, size_t n, void *arg)
 		STATS_ADD(data_discarded, n);
 		return;
 	}
-	if (session_data_commit(in->sess, n) == -1)
+	if (peer_in_sink->data_commit(in->sink, n) == -1)
 		p->rx_drop = 1;
 }
 
@@ -471,7 +489,7 @@ peer_on_abort(struct peer *p, const struct wire_frame *f)
 	uint32_t id = f->hdr.stream;
 	struct instream *in;
 	struct peer_stream *ps;
-	struct session *s;
+	void *h;
 	char why[WIRE_MAX_TEXT + 64];
 
 	if (peer_is_ours(p, id)) {
@@ -485,9 +503,9 @@ peer_on_abort(struct peer *p, const struct wire_frame *f)
 	snprintf(why, sizeof(why), "aborted by %s: %s: %.*s", p->name,
 	    wire_abort_name(f->u.text.code), (int)f->u.text.msg_len,
 	    f->u.text.msg);
-	s = in->sess;
+	h = in->sink;
 	instream_free(in);
-	session_upstream_lost(s, why);
+	peer_in_sink->lost(h, why);
 }
 
 
@@ -569,7 +587,7 @@ peer_dispatch(struct peer *p, const struct wire_frame *f)
 	case WIRE_END:
 		if (!peer_is_ours(p, f->hdr.stream) &&
 		    (in = peer_find_in(p, f->hdr.stream)) != NULL)
-			session_end(in->sess);	/* may free in */
+			peer_in_sink->end(in->sink);	/* may free in */
 		break;
 	case WIRE_ABORT:
 		peer_on_abort(p, f);

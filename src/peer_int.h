@@ -20,7 +20,7 @@
 #include "wire.h"
 #include "xport.h"
 
-struct session;
+struct peer_sink_ops;
 
 #define PEER_HASH	256
 #define PEER_OUT_HIGH	(1024 * 1024)	/* stop scheduling streams above */
@@ -46,12 +46,12 @@ enum peer_queue_id {
 	PQ_LINK_WAIT,		/* waits for the link to come up */
 };
 
-/* An inbound stream: owned by its peer; points to its session. */
+/* An inbound stream: owned by its peer; holds its sink's handle. */
 struct instream {
 	LIST_ENTRY(instream)	 hentry;
 	struct peer		*peer;
 	uint32_t		 id;
-	struct session		*sess;
+	void			*sink;		/* peer_in_sink's handle */
 	int64_t			 window;	/* bytes the sender may send */
 	uint64_t		 reserved;	/* of window, held in peer_reserved */
 	uint64_t		 left;		/* declared bytes not yet received */
@@ -145,6 +145,7 @@ void		 peer_linger_close(struct peer *, const char *);
 void		 peer_connect(struct peer *);
 
 /* peer_in.c: inbound frames and streams. */
+extern const struct peer_sink_ops *peer_in_sink;	/* peer_set_sink() */
 void		 peer_instream_unreserve(struct instream *);
 void		 peer_starved_cb(void *);
 void		*peer_sink(struct xport *, size_t *, void *);

@@ -289,6 +289,8 @@ relayd_setup(void)
 	    metrics_open(env->base, env->conf->metrics_host,
 	    env->conf->metrics_port, err, sizeof(err)) == -1)
 		fatalx("%s", err);
+	/* Inbound PUTs on any link, in or out, become sessions. */
+	peer_set_sink(&session_sink_ops);
 	fd = relayd_listen_fd();
 	if (fd >= 0 || env->conf->listen_host != NULL) {
 		if (peer_listen(env->conf->listen_host,

@@ -1037,6 +1037,62 @@ session_free_all(void)
 	}
 }
 
+/* --- the peer link's sink for inbound PUTs (peer.h): handles are sessions */
+
+static void *
+session_sink_open(const struct wire_put *put, const char *from,
+    const struct session_upstream_ops *ops, void *up, uint16_t *code,
+    char *err, size_t errlen)
+{
+	struct session_params sp;
+
+	memset(&sp, 0, sizeof(sp));
+	sp.put = put;
+	sp.upstream_name = from;
+	sp.ops = ops;
+	sp.up = up;
+	return session_new(&sp, code, err, errlen);
+}
+
+static int
+session_sink_data(void *h, struct evbuffer *evb, size_t len)
+{
+	return session_data(h, evb, len);
+}
+
+static void *
+session_sink_space(void *h, size_t max, size_t *room)
+{
+	return session_data_space(h, max, room);
+}
+
+static int
+session_sink_commit(void *h, size_t n)
+{
+	return session_data_commit(h, n);
+}
+
+static int
+session_sink_end(void *h)
+{
+	return session_end(h);
+}
+
+static void
+session_sink_lost(void *h, const char *why)
+{
+	session_upstream_lost(h, why);
+}
+
+const struct peer_sink_ops session_sink_ops = {
+	session_sink_open,
+	session_sink_data,
+	session_sink_space,
+	session_sink_commit,
+	session_sink_end,
+	session_sink_lost,
+};
+
 static const char *
 session_store_name(enum store_state st)
 {

@@ -22,6 +22,7 @@
 
 struct session;
 struct evbuffer;
+struct peer_sink_ops;
 
 /* What the session tells its upstream (struct session_upstream_ops) and
  * the entries of an outcome are in upstream.h. */
@@ -57,6 +58,11 @@ int		 session_data_commit(struct session *, size_t n);
 int		 session_end(struct session *);
 /* Upstream gone or ABORTed.  Harmless once the buffer is complete. */
 void		 session_upstream_lost(struct session *, const char *why);
+/*
+ * The above as the peer link's sink for inbound PUTs (peer.h): relayd.c
+ * hands it to peer_set_sink().  Its handles are sessions.
+ */
+extern const struct peer_sink_ops session_sink_ops;
 /*
  * A reader moved (a fork sent, the store took bytes): recompute the credit
  * owed upstream and abort forks that lag too far (slow next hop).

@@ -344,6 +344,7 @@ start_relayd(struct fixture *fx, int hop_port)
 	if ((env->store = store_open(env->base, env->conf->store_dir, err,
 	    sizeof(err))) == NULL)
 		fail_msg("store: %s", err);
+	peer_set_sink(&session_sink_ops);	/* relayd_setup() does */
 	snprintf(path, sizeof(path), "%s/peer.sock", fx->dir);
 	if (peer_listen(NULL, NULL, listen_unix(path), err,
 	    sizeof(err)) == -1)
