@@ -39,13 +39,13 @@ PKG_LIBS	 = $(shell pkg-config --libs $(PKGS) 2>/dev/null)
 CMOCKA_LIBS	 = $(shell pkg-config --libs cmocka 2>/dev/null)
 
 # Daemon modules (everything but main).
-MODS	 = clock events util log wire stream store config route tls session pipe \
+MODS	 = clock events util log wire stream store config route tls session outcome pipe \
 	   xport peer peer_in peer_out control ctlproto metrics listener stats statstab
 MOD_OBJS = $(MODS:%=$(BUILD)/%.o)
 
 UNIT_TESTS = test_wire test_stream test_store test_config test_route test_ctlproto \
 	     test_util test_listener test_clock test_events test_stats test_session \
-	     test_peer test_pipe
+	     test_peer test_pipe test_outcome
 UNIT_BINS  = $(UNIT_TESTS:%=$(BUILD)/%)
 
 # Which modules each unit test links (kept small: a module is tested alone).
@@ -59,6 +59,7 @@ test_util_MODS   = util
 test_listener_MODS = listener clock log util
 test_clock_MODS  = clock
 test_events_MODS = events
+test_outcome_MODS = outcome clock util wire
 test_stats_MODS  = stats statstab wire
 # pipe alone: its output and its owner are the test's ops tables.
 test_pipe_MODS   = pipe clock stream wire log util stats

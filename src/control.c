@@ -23,6 +23,7 @@
 #include "events.h"
 #include "listener.h"
 #include "log.h"
+#include "outcome.h"
 #include "peer.h"
 #include "daemon.h"
 #include "session.h"
@@ -162,51 +163,22 @@ ctl_fail(struct ctl_client *c, const char *fmt, ...)
 	    util_esc(msg)));
 }
 
-static const char *
-ctl_status_name(uint8_t st)
-{
-	switch (st) {
-	case WIRE_RES_STORED:
-		return "stored";
-	case WIRE_RES_FORWARDED:
-		return "forwarded";
-	default:
-		return "failed";
-	}
-}
-
 static void
 ctl_put_result(void *up, struct session *s, const struct session_entry *e,
     unsigned int n, int ok)
 {
 	struct ctl_client *c = up;
-	json_t *res, *o;
-	char err[512] = "";
-	unsigned int i, failed = 0;
+	json_t *o;
+	char err[512];
 
 	c->sess = NULL;
-	res = json_array();
-	for (i = 0; i < n; i++) {
-		json_array_append_new(res, json_pack(
-		    "{s:s,s:s,s:i,s:s,s:I,s:I,s:I,s:s}", "node",
-		    util_esc(e[i].node), "via", util_esc(e[i].via),
-		    "depth", e[i].depth, "status", ctl_status_name(e[i].status),
-		    "bytes", (json_int_t)e[i].bytes,
-		    "first_us", (json_int_t)e[i].first_us,
-		    "last_us", (json_int_t)e[i].last_us,
-		    "reason", util_esc(e[i].reason)));
-		if (e[i].status == WIRE_RES_FAILED && failed++ == 0)
-			snprintf(err, sizeof(err), "failed at %s (depth %u, "
-			    "reported by %s): %s", util_esc(e[i].node),
-			    e[i].depth, util_esc(e[i].via),
-			    util_esc(e[i].reason));
-	}
-	if (!ok && err[0] == '\0')
-		snprintf(err, sizeof(err), "stored nowhere");
 	o = json_pack("{s:b,s:s,s:o,s:b}", "ok", ok, "put_id", c->put_hex,
-	    "results", res, "replayed", session_replayed(s));
-	if (!ok)
+	    "results", outcome_json(e, n), "replayed", session_replayed(s));
+	if (!ok) {
+		if (outcome_error(e, n, err, sizeof(err)) == 0)
+			snprintf(err, sizeof(err), "stored nowhere");
 		json_object_set_new(o, "error", json_string(err));
+	}
 	ctl_finish(c, o);
 }
 

@@ -23,6 +23,7 @@
 #include "control.h"
 #include "listener.h"
 #include "log.h"
+#include "outcome.h"
 #include "metrics.h"
 #include "peer.h"
 #include "daemon.h"
@@ -310,7 +311,7 @@ relayd_teardown(void)
 	peer_listen_close();
 	peer_free_all();
 	session_free_all();
-	session_outcomes_free();
+	outcome_free_all();
 	store_close(env->store);
 	route_seen_free(env->seen);
 	config_unref(env->conf);

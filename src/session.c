@@ -13,6 +13,7 @@
 #include "config.h"
 #include "events.h"
 #include "log.h"
+#include "outcome.h"
 #include "peer.h"
 #include "pipe.h"
 #include "daemon.h"
@@ -39,32 +40,6 @@ enum store_state {
 
 TAILQ_HEAD(pipe_list, pipe);
 
-/*
- * Outcomes of PUTs that succeeded here, by PUT id, so that a PUT re-run
- * after its RESULT was lost is answered from here without storing a
- * second copy.  Bounded in count and age; the oldest goes first.
- */
-#define OUTCOME_MAX	1024
-#define OUTCOME_TTL	600.0
-#define OUTCOME_HASH	256
-
-struct outcome {
-	TAILQ_ENTRY(outcome)	 fifo;
-	LIST_ENTRY(outcome)	 hash;
-	uint8_t			 put_id[WIRE_PUT_ID_LEN];
-	uint8_t			 sha256[WIRE_SHA256_LEN];
-	uint64_t		 size;
-	char			*key;		/* a replay must name it too */
-	double			 at;
-	unsigned int		 n;
-	struct session_entry	*entries;
-};
-
-static TAILQ_HEAD(, outcome)	outcome_fifo =
-    TAILQ_HEAD_INITIALIZER(outcome_fifo);
-static LIST_HEAD(, outcome)	outcome_hash[OUTCOME_HASH];
-static unsigned int		outcome_count;
-
 struct session {
 	TAILQ_ENTRY(session)	 entry;
 	uint64_t		 id;
@@ -85,9 +60,7 @@ struct session {
 	char			 store_reason[SESSION_REASON_MAX + 1];
 	struct pipe_list	 forks;
 	unsigned int		 forks_pending;
-	struct session_entry	*entries;	/* [0] is this hop */
-	unsigned int		 nentries;
-	unsigned int		 entries_cap;
+	struct outcome_list	 out;		/* .e[0] is this hop */
 	const struct session_upstream_ops *ops;
 	void			*up;
 	char			 upstream_name[CONFIG_NAME_MAX + 1];
@@ -110,79 +83,6 @@ static void	session_check_done(struct session *);
 static void	session_fail(struct session *, uint16_t, const char *);
 static void	session_fork_done(struct session *, struct pipe *,
 		    const struct wire_frame *, const char *);
-
-static unsigned int
-outcome_bucket(const uint8_t *id)
-{
-	return (id[0] | id[1] << 8) % OUTCOME_HASH;
-}
-
-static void
-outcome_free(struct outcome *o)
-{
-	TAILQ_REMOVE(&outcome_fifo, o, fifo);
-	LIST_REMOVE(o, hash);
-	outcome_count--;
-	free(o->key);
-	free(o->entries);
-	free(o);
-}
-
-static void
-outcome_expire(double now)
-{
-	struct outcome *o;
-
-	while ((o = TAILQ_FIRST(&outcome_fifo)) != NULL &&
-	    (outcome_count > OUTCOME_MAX || now - o->at > OUTCOME_TTL))
-		outcome_free(o);
-}
-
-static struct outcome *
-outcome_find(const uint8_t *id)
-{
-	struct outcome *o;
-
-	outcome_expire(clock_mono());
-	LIST_FOREACH(o, &outcome_hash[outcome_bucket(id)], hash)
-		if (memcmp(o->put_id, id, WIRE_PUT_ID_LEN) == 0)
-			return o;
-	return NULL;
-}
-
-static void
-outcome_add(const struct session *s)
-{
-	struct outcome *o;
-
-	if ((o = calloc(1, sizeof(*o))) == NULL ||
-	    (o->key = strdup(s->key)) == NULL ||
-	    (o->entries = calloc(s->nentries, sizeof(*o->entries))) == NULL) {
-		if (o != NULL)
-			free(o->key);
-		free(o);
-		return;		/* only a replay is lost, not data */
-	}
-	memcpy(o->put_id, s->put_id, sizeof(o->put_id));
-	memcpy(o->sha256, s->sha256, sizeof(o->sha256));
-	o->size = s->size;
-	o->at = clock_mono();
-	o->n = s->nentries;
-	memcpy(o->entries, s->entries, s->nentries * sizeof(*o->entries));
-	TAILQ_INSERT_TAIL(&outcome_fifo, o, fifo);
-	LIST_INSERT_HEAD(&outcome_hash[outcome_bucket(o->put_id)], o, hash);
-	outcome_count++;
-	outcome_expire(o->at);
-}
-
-void
-session_outcomes_free(void)
-{
-	struct outcome *o;
-
-	while ((o = TAILQ_FIRST(&outcome_fifo)) != NULL)
-		outcome_free(o);
-}
 
 static struct session *
 session_find_live(const uint8_t *id)
@@ -211,7 +111,7 @@ static int
 session_seen_again(struct session *s, uint16_t *code, char *err,
     size_t errlen)
 {
-	struct outcome *o;
+	const struct outcome *o;
 
 	if (session_find_live(s->put_id) != NULL) {
 		*code = WIRE_ABORT_LOOP;
@@ -235,37 +135,15 @@ session_seen_again(struct session *s, uint16_t *code, char *err,
 		    s->put_hex);
 		return -1;
 	}
-	if ((s->entries = calloc(o->n, sizeof(*s->entries))) == NULL) {
+	if ((s->out.e = calloc(o->n, sizeof(*s->out.e))) == NULL) {
 		*code = WIRE_ABORT_INTERNAL;
 		snprintf(err, errlen, "out of memory");
 		return -1;
 	}
-	memcpy(s->entries, o->entries, o->n * sizeof(*s->entries));
-	s->nentries = s->entries_cap = o->n;
+	memcpy(s->out.e, o->entries, o->n * sizeof(*s->out.e));
+	s->out.n = s->out.cap = o->n;
 	s->replay = 1;
 	return 0;
-}
-
-static struct session_entry *
-session_add_entry(struct session *s)
-{
-	struct session_entry *e;
-
-	if (s->nentries == s->entries_cap) {
-		unsigned int cap = s->entries_cap ? s->entries_cap * 2 : 4;
-		if (cap > WIRE_MAX_ENTRIES)
-			cap = WIRE_MAX_ENTRIES;
-		if (s->nentries >= cap)
-			return NULL;
-		e = reallocarray(s->entries, cap, sizeof(*e));
-		if (e == NULL)
-			return NULL;
-		s->entries = e;
-		s->entries_cap = cap;
-	}
-	e = &s->entries[s->nentries++];
-	memset(e, 0, sizeof(*e));
-	return e;
 }
 
 /*
@@ -591,7 +469,7 @@ session_new(const struct session_params *sp, uint16_t *code, char *err,
 	}
 	*code = WIRE_ABORT_INTERNAL;
 	snprintf(err, errlen, "out of memory");
-	if (!s->replay && session_add_entry(s) == NULL)
+	if (!s->replay && outcome_add(&s->out) == NULL)
 		goto fail;
 	s->timer = clock_timer_new(session_timer_cb, s);
 	s->reap_ev = event_new(env->base, -1, 0, session_reap_cb, s);
@@ -773,47 +651,21 @@ static void
 session_fork_done(struct session *s, struct pipe *p,
     const struct wire_frame *res, const char *reason)
 {
-	struct session_entry *e;
-	struct wire_entry we;
-	unsigned int i;
-
 	if (s->forks_pending > 0)
 		s->forks_pending--;
-	if (res != NULL)
-		STATS_INC(puts_forwarded);
 	if (res != NULL) {
-		for (i = 0; i < res->u.result.count; i++) {
-			if (wire_result_entry(res, i, &we) != 0 ||
-			    (e = session_add_entry(s)) == NULL)
-				break;
-			e->status = we.status;
-			e->depth = we.depth < 254 ? we.depth + 1 : 255;
-			snprintf(e->node, sizeof(e->node), "%.*s",
-			    we.node_len, we.node);
-			snprintf(e->via, sizeof(e->via), "%s", p->peer_name);
-			e->bytes = we.bytes;
-			e->first_us = we.first_us;
-			e->last_us = we.last_us;
-			snprintf(e->reason, sizeof(e->reason), "%.*s",
-			    we.reason_len, we.reason);
-		}
-	} else if (s->state != SESS_FAILED &&
-	    (e = session_add_entry(s)) != NULL) {
-		e->status = WIRE_RES_FAILED;
-		e->depth = 1;
-		snprintf(e->node, sizeof(e->node), "%s", p->peer_name);
-		snprintf(e->via, sizeof(e->via), "%s", s->conf->node_id);
-		e->bytes = p->bytes_out;
-		snprintf(e->reason, sizeof(e->reason), "%s",
-		    reason ? reason : "failed");
-	}
+		STATS_INC(puts_forwarded);
+		outcome_add_result(&s->out, res, p->peer_name);
+	} else if (s->state != SESS_FAILED)
+		outcome_add_failed(&s->out, p->peer_name, s->conf->node_id,
+		    p->bytes_out, reason);
 	session_check_done(s);
 }
 
 static void
 session_own_entry(struct session *s)
 {
-	struct session_entry *e = &s->entries[0];
+	struct session_entry *e = &s->out.e[0];
 
 	e->depth = 0;
 	snprintf(e->node, sizeof(e->node), "%s", s->conf->node_id);
@@ -836,20 +688,6 @@ session_own_entry(struct session *s)
 		    "before the next hop%s", s->store == ST_STORED ?
 		    " (stored here)" : "");
 	}
-}
-
-static int
-session_ok(const struct session *s)
-{
-	unsigned int i, stored = 0;
-
-	for (i = 0; i < s->nentries; i++) {
-		if (s->entries[i].status == WIRE_RES_FAILED)
-			return 0;
-		if (s->entries[i].status == WIRE_RES_STORED)
-			stored++;
-	}
-	return stored > 0;
 }
 
 static void
@@ -884,27 +722,28 @@ session_check_done(struct session *s)
 	}
 	if (!s->replay)
 		session_own_entry(s);
-	ok = session_ok(s);
+	ok = outcome_ok(s->out.e, s->out.n);
 	if (ok)
 		STATS_INC(puts_stored);
 	else
 		STATS_INC(puts_failed);
 	if (ok && !s->replay)
-		outcome_add(s);
+		outcome_keep(s->put_id, s->sha256, s->size, s->key, s->out.e,
+		    s->out.n);
 	stats_duration(clock_mono() - s->created);
 	if (events_wanted())
 		events_publish("stream-done", json_pack("{s:I,s:s,s:s,s:b,s:i,"
 		    "s:s}", "stream", (json_int_t)s->id, "put_id", s->put_hex,
-		    "key", s->key_esc, "ok", ok, "hops", (int)s->nentries,
+		    "key", s->key_esc, "ok", ok, "hops", (int)s->out.n,
 		    "reason", ok ? "" : "a hop failed"));
 	log_info("stream=%llu put=%s key=%s done ok=%d hops=%u bytes=%llu "
 	    "age=%.3fs", (unsigned long long)s->id, s->put_hex, s->key_log, ok,
-	    s->nentries, (unsigned long long)s->entries[0].bytes,
+	    s->out.n, (unsigned long long)s->out.e[0].bytes,
 	    clock_mono() - s->created);
 	ops = s->ops;
 	s->ops = NULL;
 	if (ops != NULL && ops->result != NULL)
-		ops->result(s->up, s, s->entries, s->nentries, ok);
+		ops->result(s->up, s, s->out.e, s->out.n, ok);
 	else
 		log_info("stream=%llu put=%s result not sent: upstream gone",
 		    (unsigned long long)s->id, s->put_hex);
@@ -1003,7 +842,7 @@ session_free(struct session *s)
 	if (s->reap_ev != NULL)
 		event_free(s->reap_ev);
 	config_unref(s->conf);
-	free(s->entries);
+	outcome_list_free(&s->out);
 	free(s->key_esc);
 	free(s->key_log);
 	free(s->key);
@@ -1156,40 +995,8 @@ session_count(void)
 	return n;
 }
 
-static json_t *
-session_entries_json(const struct session_entry *e, unsigned int n)
-{
-	static const char *names[] = { "?", "stored", "forwarded", "failed" };
-	json_t *a = json_array();
-	unsigned int i;
-
-	for (i = 0; i < n; i++)
-		json_array_append_new(a, json_pack(
-		    "{s:s,s:s,s:i,s:s,s:I,s:I,s:I,s:s}", "node",
-		    util_esc(e[i].node), "via", util_esc(e[i].via),
-		    "depth", e[i].depth, "status",
-		    names[e[i].status <= 3 ? e[i].status : 0],
-		    "bytes", (json_int_t)e[i].bytes,
-		    "first_us", (json_int_t)e[i].first_us,
-		    "last_us", (json_int_t)e[i].last_us,
-		    "reason", util_esc(e[i].reason)));
-	return a;
-}
-
 json_t *
 session_outcome_json(const uint8_t *put_id)
 {
-	char hex[2 * WIRE_PUT_ID_LEN + 1];
-	struct outcome *o;
-
-	util_hex_encode(put_id, WIRE_PUT_ID_LEN, hex);
-	if (session_find_live(put_id) != NULL)
-		return json_pack("{s:b,s:s,s:s,s:b,s:[]}", "ok", 1, "put_id",
-		    hex, "state", "in-flight", "stored", 0, "results");
-	if ((o = outcome_find(put_id)) != NULL)
-		return json_pack("{s:b,s:s,s:s,s:b,s:o}", "ok", 1, "put_id",
-		    hex, "state", "done", "stored", 1, "results",
-		    session_entries_json(o->entries, o->n));
-	return json_pack("{s:b,s:s,s:s,s:b,s:[]}", "ok", 1, "put_id", hex,
-	    "state", "unknown", "stored", 0, "results");
+	return outcome_query_json(put_id, session_find_live(put_id) != NULL);
 }

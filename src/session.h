@@ -78,7 +78,6 @@ struct json_t	*session_json(const struct session *);
 struct json_t	*session_json_all(void);
 /* 1 if this PUT was answered from an earlier stored outcome. */
 int		 session_replayed(const struct session *);
-void		 session_outcomes_free(void);
 /* Sessions in flight (not yet reaped or done). */
 unsigned int	 session_count(void);
 /* relayctl outcome: what this relay knows of a PUT id. */

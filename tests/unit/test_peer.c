@@ -57,6 +57,7 @@
 #include "daemon.h"
 #include "listener.h"
 #include "log.h"
+#include "outcome.h"
 #include "peer.h"
 #include "route.h"
 #include "session.h"
@@ -408,7 +409,7 @@ teardown(void **state)
 		close(fx->lfd);
 	peer_listen_close();
 	session_free_all();
-	session_outcomes_free();
+	outcome_free_all();
 	peer_free_all();
 	store_close(env->store);
 	route_seen_free(env->seen);

@@ -39,6 +39,7 @@
 #include "clock.h"
 #include "config.h"
 #include "log.h"
+#include "outcome.h"
 #include "peer.h"
 #include "daemon.h"
 #include "route.h"
@@ -198,7 +199,7 @@ teardown(void **state)
 	struct fixture *fx = *state;
 
 	session_free_all();
-	session_outcomes_free();
+	outcome_free_all();
 	peer_free_all();
 	if (fx->hop > 0)
 		close(fx->hop);
