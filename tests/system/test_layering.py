@@ -30,6 +30,9 @@ def test_src_graph_is_one_way():
     assert r.returncode == 0, r.stdout + r.stderr
     assert "UP:" not in r.stdout and "CYCLE:" not in r.stdout, r.stdout
     assert " 0 problems" in r.stdout, r.stdout
+    # Nothing is excused: no edge is on the allow-list.
+    assert " 0 allow-listed" in r.stdout and "allowed:" not in r.stdout, \
+        r.stdout
 
 
 def test_upward_include_fails(tmp_path):
