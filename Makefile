@@ -64,9 +64,9 @@ test_stats_MODS  = stats statstab wire
 # pipe alone: its output and its owner are the test's ops tables.
 test_pipe_MODS   = pipe clock stream wire log util stats
 # session runs with the daemon's modules; the test stands in for relayd.c.
-test_session_MODS = $(MODS)
+test_session_MODS = $(MODS) fixture
 # peer likewise: the test plays the remote relay on a Unix socket.
-test_peer_MODS = $(MODS)
+test_peer_MODS = $(MODS) fixture
 
 all: $(BUILD)/relayd $(BUILD)/relayctl
 
@@ -90,8 +90,12 @@ $(BUILD)/relayctl-%.o: src/relayctl/%.c src/*.h $(wildcard src/relayctl/*.h) | $
 $(BUILD)/relayctl: $(CTL_OBJS) $(BUILD)/log.o $(BUILD)/util.o
 	$(CC) $(LDFLAGS) -o $@ $^ $(PKG_LIBS)
 
-$(BUILD)/test_%.o: tests/unit/test_%.c src/*.h | $(BUILD)
-	$(CC) $(CFLAGS) $(PKG_CFLAGS) -Isrc -c -o $@ $<
+$(BUILD)/test_%.o: tests/unit/test_%.c src/*.h tests/unit/fixture.h | $(BUILD)
+	$(CC) $(CFLAGS) $(PKG_CFLAGS) -Isrc -Itests/unit -c -o $@ $<
+
+# What the unit tests that run the daemon's modules share (fixture.h).
+$(BUILD)/fixture.o: tests/unit/fixture.c tests/unit/fixture.h src/*.h | $(BUILD)
+	$(CC) $(CFLAGS) $(PKG_CFLAGS) -Isrc -Itests/unit -c -o $@ $<
 
 .SECONDEXPANSION:
 $(BUILD)/test_%: $(BUILD)/test_%.o $$(addprefix $(BUILD)/,$$(addsuffix .o,$$(test_$$*_MODS)))

@@ -55,6 +55,7 @@
 #include "clock.h"
 #include "config.h"
 #include "daemon.h"
+#include "fixture.h"
 #include "listener.h"
 #include "log.h"
 #include "outcome.h"
@@ -332,19 +333,7 @@ start_relayd(struct fixture *fx, int hop_port)
 
 	snprintf(path, sizeof(path), "%s/relayd.conf", fx->dir);
 	write_conf(path, fx->dir, hop_port);
-	env = &fx->relayd;
-	TAILQ_INIT(&env->peers);
-	TAILQ_INIT(&env->sessions);
-	clock_fake_enable(1000.0, 1700000000000000ULL);
-	assert_non_null(env->base = event_base_new());
-	clock_init(env->base);
-	if ((env->conf = config_load(path, err, sizeof(err))) == NULL)
-		fail_msg("config: %s", err);
-	listener_config(env->conf);
-	assert_non_null(env->seen = route_seen_new(1024, 600.0));
-	if ((env->store = store_open(env->base, env->conf->store_dir, err,
-	    sizeof(err))) == NULL)
-		fail_msg("store: %s", err);
+	fixture_daemon_up(&fx->relayd, path);
 	peer_set_sink(&session_sink_ops);	/* relayd_setup() does */
 	snprintf(path, sizeof(path), "%s/peer.sock", fx->dir);
 	if (peer_listen(NULL, NULL, listen_unix(path), err,
@@ -378,26 +367,6 @@ setup(void **state)
 	return 0;
 }
 
-static void
-rm_dir(const char *dir)
-{
-	char path[512];
-	struct dirent *de;
-	DIR *d;
-
-	if ((d = opendir(dir)) == NULL)
-		return;
-	while ((de = readdir(d)) != NULL) {
-		if (strcmp(de->d_name, ".") == 0 || strcmp(de->d_name, "..") == 0)
-			continue;
-		snprintf(path, sizeof(path), "%s/%s", dir, de->d_name);
-		if (unlink(path) == -1)
-			rm_dir(path);
-	}
-	closedir(d);
-	rmdir(dir);
-}
-
 static int
 teardown(void **state)
 {
@@ -408,16 +377,9 @@ teardown(void **state)
 	if (fx->lfd >= 0)
 		close(fx->lfd);
 	peer_listen_close();
-	session_free_all();
-	outcome_free_all();
-	peer_free_all();
-	store_close(env->store);
-	route_seen_free(env->seen);
-	config_unref(env->conf);
-	event_base_free(env->base);
-	rm_dir(fx->dir);
+	fixture_daemon_down();
+	fixture_rm_tree(fx->dir);
 	free(fx);
-	env = NULL;
 	return 0;
 }
 

@@ -42,6 +42,7 @@
 #include "outcome.h"
 #include "peer.h"
 #include "daemon.h"
+#include "fixture.h"
 #include "route.h"
 #include "session.h"
 #include "store.h"
@@ -141,28 +142,14 @@ static int
 setup_common(void **state, int hop_port)
 {
 	struct fixture *fx;
-	char path[128], err[1024];
+	char path[128];
 
 	assert_non_null(fx = calloc(1, sizeof(*fx)));
 	snprintf(fx->dir, sizeof(fx->dir), "/tmp/test_session.XXXXXX");
 	assert_non_null(mkdtemp(fx->dir));
 	snprintf(path, sizeof(path), "%s/relayd.conf", fx->dir);
 	write_conf(path, fx->dir, hop_port);
-
-	env = &fx->relayd;
-	TAILQ_INIT(&env->peers);
-	TAILQ_INIT(&env->sessions);
-	clock_fake_enable(1000.0, 1700000000000000ULL);
-	assert_non_null(env->base = event_base_new());
-	clock_init(env->base);
-	env->conf = config_load(path, err, sizeof(err));
-	if (env->conf == NULL)
-		fail_msg("config: %s", err);
-	assert_non_null(env->seen = route_seen_new(1024, 600.0));
-	env->store = store_open(env->base, env->conf->store_dir, err,
-	    sizeof(err));
-	if (env->store == NULL)
-		fail_msg("store: %s", err);
+	fixture_daemon_up(&fx->relayd, path);
 	*state = fx;
 	return 0;
 }
@@ -173,45 +160,18 @@ setup_store(void **state)
 	return setup_common(state, 0);
 }
 
-static void
-rm_dir(const char *dir)
-{
-	char path[512];
-	struct dirent *de;
-	DIR *d;
-
-	if ((d = opendir(dir)) == NULL)
-		return;
-	while ((de = readdir(d)) != NULL) {
-		if (strcmp(de->d_name, ".") == 0 || strcmp(de->d_name, "..") == 0)
-			continue;
-		snprintf(path, sizeof(path), "%s/%s", dir, de->d_name);
-		if (unlink(path) == -1)
-			rm_dir(path);
-	}
-	closedir(d);
-	rmdir(dir);
-}
-
 static int
 teardown(void **state)
 {
 	struct fixture *fx = *state;
 
-	session_free_all();
-	outcome_free_all();
-	peer_free_all();
+	fixture_daemon_down();
 	if (fx->hop > 0)
 		close(fx->hop);
 	if (fx->lfd > 0)
 		close(fx->lfd);
-	store_close(env->store);
-	route_seen_free(env->seen);
-	config_unref(env->conf);
-	event_base_free(env->base);
-	rm_dir(fx->dir);
+	fixture_rm_tree(fx->dir);
 	free(fx);
-	env = NULL;
 	return 0;
 }
 
