@@ -105,10 +105,14 @@ unit: $(UNIT_BINS)
 	@set -e; for t in $(UNIT_BINS); do echo "== $$t"; $$t; done
 
 # The unit tests again under valgrind's memcheck: no errors, no leaks.
+# Two at a time (two cores); the first failure stops the rest and shows
+# that test's own output.
 valgrind: $(UNIT_BINS)
-	@set -e; for t in $(UNIT_BINS); do echo "== valgrind $$t"; \
-	    valgrind -q --leak-check=full --errors-for-leak-kinds=definite \
-	    --error-exitcode=9 $$t >/dev/null; done
+	@printf '%s\n' $(UNIT_BINS) | xargs -P 2 -I{} sh -c \
+	    'echo "== valgrind {}"; valgrind -q --leak-check=full \
+	    --errors-for-leak-kinds=definite --error-exitcode=9 {} \
+	    >{}.valgrind.log 2>&1 || { cat {}.valgrind.log; \
+	    echo "valgrind {} failed"; exit 255; }'
 
 # libFuzzer targets (clang 14), each run for FUZZ_SECONDS on its corpus.
 FUZZ_SECONDS	?= 10
