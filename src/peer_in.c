@@ -46,10 +46,11 @@ struct clock_timer	*peer_starved_ev;
  * instream's window, each capped by the bytes its PUT still declares (a
  * sender cannot use credit beyond its declared size: that is a size
  * error), so a one-byte PUT reserves one byte.  A grant (a new stream's
- * first window included) is
- * made only if stream_total_held() + peer_reserved + the grant fits in
- * max_buffered; a DATA byte moves from here into the buffer, so buffered
- * bytes from peers can never exceed max_buffered.
+ * first window included) is made only if stream_total_held() +
+ * peer_reserved + the grant fits in max_buffered.  A DATA frame's payload
+ * stays reserved (instream.landing) from its header until its bytes are
+ * in the buffer, so a byte is always counted once, as reserved or as
+ * held, and buffered bytes from peers can never exceed max_buffered.
  */
 static uint64_t			peer_reserved;
 /* DATA of a stream that is gone is read into this and dropped. */
@@ -110,9 +111,13 @@ peer_instream_unreserve(struct instream *in)
 	peer_reserved -= in->reserved;
 	in->reserved = 0;
 	in->window = 0;
+	in->landing = 0;
 }
 
-/* Reserve what of window can still be used: at most the bytes left. */
+/*
+ * Reserve what of window can still be used (at most the bytes left) and
+ * the payload of the DATA frame being read.
+ */
 static void
 instream_rereserve(struct instream *in)
 {
@@ -121,6 +126,7 @@ instream_rereserve(struct instream *in)
 	want = in->window > 0 ? (uint64_t)in->window : 0;
 	if (want > in->left)
 		want = in->left;
+	want += in->landing;
 	peer_reserved = peer_reserved - in->reserved + want;
 	in->reserved = want;
 }
@@ -424,10 +430,28 @@ peer_on_data_start(struct peer *p, uint32_t id, size_t len)
 		peer_in_sink->lost(h, "upstream sent beyond its credit");
 		return -1;
 	}
+	/* Bytes past the declared size are refused by the sink, not held. */
+	in->landing = len < in->left ? len : in->left;
 	in->window -= len;
-	in->left -= len < in->left ? len : in->left;
+	in->left -= in->landing;
 	instream_rereserve(in);
 	return 0;
+}
+
+/*
+ * n bytes of the DATA frame being read are in the buffer (or refused):
+ * their reservation ends.  The stream is looked up again, since the sink
+ * may have failed and freed it.
+ */
+static void
+peer_data_landed(struct peer *p, size_t n)
+{
+	struct instream *in;
+
+	if ((in = peer_find_in(p, p->rx_id)) == NULL)
+		return;
+	in->landing -= n < in->landing ? n : in->landing;
+	instream_rereserve(in);
 }
 
 /* The current DATA frame's payload bytes that came through the input. */
@@ -440,11 +464,13 @@ peer_on_data_bytes(struct peer *p, struct evbuffer *input, size_t n)
 	if (p->rx_drop || (in = peer_find_in(p, p->rx_id)) == NULL) {
 		STATS_ADD(data_discarded, n);
 		evbuffer_drain(input, n);
+		peer_data_landed(p, n);
 		return;
 	}
 	/* May free `in` (the sink fails the stream and aborts upstream). */
 	if (peer_in_sink->data(in->sink, input, n) == -1)
 		p->rx_drop = 1;
+	peer_data_landed(p, n);
 }
 
 /* Zero-copy receive: where the transport may put payload bytes now. */
@@ -477,10 +503,12 @@ peer_sunk(struct xport *xp, size_t n, void *arg)
 	p->last_rx = clock_mono();
 	if (p->rx_drop || (in = peer_find_in(p, p->rx_id)) == NULL) {
 		STATS_ADD(data_discarded, n);
+		peer_data_landed(p, n);
 		return;
 	}
 	if (peer_in_sink->data_commit(in->sink, n) == -1)
 		p->rx_drop = 1;
+	peer_data_landed(p, n);
 }
 
 static void

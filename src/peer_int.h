@@ -55,6 +55,7 @@ struct instream {
 	int64_t			 window;	/* bytes the sender may send */
 	uint64_t		 reserved;	/* of window, held in peer_reserved */
 	uint64_t		 left;		/* declared bytes not yet received */
+	uint64_t		 landing;	/* of the DATA frame being read */
 	uint64_t		 credit_pending;
 	TAILQ_ENTRY(instream)	 starved_entry;	/* waits for memory */
 	int			 starved;

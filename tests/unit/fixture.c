@@ -69,9 +69,10 @@ fixture_daemon_up(struct relayd *r, const char *conf_path)
 void
 fixture_daemon_down(void)
 {
+	/* As relayd_teardown(): links hold sessions, so they go first. */
+	peer_free_all();
 	session_free_all();
 	outcome_free_all();
-	peer_free_all();
 	store_close(env->store);
 	route_seen_free(env->seen);
 	config_unref(env->conf);

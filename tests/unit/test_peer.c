@@ -857,6 +857,41 @@ test_put_stored(void **state)
 	assert_open(fx);
 }
 
+/*
+ * A DATA frame's payload stays reserved against max_buffered from its
+ * header until its bytes are in the buffer: with a frame's header and
+ * 1,000 of its 5,000 bytes read, 4,000 are still reserved, so a second
+ * stream cannot be granted them while the rest is on the wire.
+ */
+static void
+test_data_landing_reserved(void **state)
+{
+	struct fixture *fx = *state;
+	static uint8_t buf[WIRE_HDR_LEN + 65536];
+	int i;
+
+	hello(fx, CONN_WINDOW);
+	send_turn(fx, buf, enc_put(buf, sizeof(buf), 5, 5000, 'd', 4));
+	assert_int_equal(session_count(), 1);
+	assert_int_equal(peer_reserved_bytes(), 5000);
+	wire_enc_data_hdr(buf, sizeof(buf), 5, 5000);
+	memset(buf + WIRE_HDR_LEN, 'd', 5000);
+	send_turn(fx, buf, WIRE_HDR_LEN + 1000);
+	assert_int_equal(peer_reserved_bytes(), 4000);
+	send_turn(fx, buf + WIRE_HDR_LEN + 1000, 4000);
+	assert_int_equal(peer_reserved_bytes(), 0);
+	wire_enc_end(buf, sizeof(buf), 5);
+	send_turn(fx, buf, WIRE_HDR_LEN);
+	for (i = 0; i < 2000 && session_count() > 0; i++) {
+		turn_worker();
+		rd(fx);
+	}
+	assert_int_equal(session_count(), 0);
+	assert_int_equal(count(fx, WIRE_RESULT), 1);
+	assert_int_equal(count(fx, WIRE_ABORT), 0);
+	assert_open(fx);
+}
+
 /* --- the output bound --- */
 
 /*
@@ -1186,6 +1221,7 @@ main(void)
 		T(test_oversize),
 		T(test_put_abort),
 		T(test_put_stored),
+		T(test_data_landing_reserved),
 		T(test_output_over_bound),
 		T(test_output_pong_stuck),
 	};
