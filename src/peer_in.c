@@ -327,9 +327,21 @@ peer_on_put(struct peer *p, const struct wire_frame *f)
 	uint16_t code;
 	char err[256];
 
-	if (peer_is_ours(p, id) || peer_find_in(p, id) != NULL) {
+	/*
+	 * A PUT on a live stream's id is a connection error: an ABORT on
+	 * that id would name the live stream too, and a peer could not tell
+	 * which of the two it ended (relayd-protocol(7), Errors).  An id of
+	 * relayd's own parity names no stream of the sender's: ABORT it.
+	 */
+	if (peer_find_in(p, id) != NULL) {
+		snprintf(err, sizeof(err), "PUT on stream %u, which is in use",
+		    id);
+		peer_fail(p, err);
+		return;
+	}
+	if (peer_is_ours(p, id)) {
 		peer_send_abort(p, id, WIRE_ABORT_PROTOCOL,
-		    "stream id not available");
+		    "stream id of the receiver's parity");
 		return;
 	}
 	if (p->nin >= env->conf->max_streams_per_peer) {
@@ -577,7 +589,7 @@ peer_on_credit(struct peer *p, const struct wire_frame *f)
 	ps->ops->credit(ps->owner, f->u.credit);
 }
 
-/* A framing error: GOAWAY with the reason, then close this link only. */
+/* A PING: answered with a PONG, or folded into the one still queued. */
 static void
 peer_on_ping(struct peer *p, uint64_t value)
 {

@@ -662,6 +662,19 @@ session_fork_done(struct session *s, struct pipe *p,
 	session_check_done(s);
 }
 
+/* Some next hop took the payload whole (its own entry is not failed). */
+static int
+session_forwarded(const struct session *s)
+{
+	unsigned int i;
+
+	for (i = 1; i < s->out.n; i++)
+		if (s->out.e[i].depth == 1 &&
+		    s->out.e[i].status != WIRE_RES_FAILED)
+			return 1;
+	return 0;
+}
+
 static void
 session_own_entry(struct session *s)
 {
@@ -679,7 +692,12 @@ session_own_entry(struct session *s)
 		    s->store_reason);
 	} else if (s->store == ST_STORED)
 		e->status = WIRE_RES_STORED;
-	else
+	else if (s->plan.nhops > 0 && !session_forwarded(s)) {
+		/* "forwarded" would claim work that did not happen. */
+		e->status = WIRE_RES_FAILED;
+		snprintf(e->reason, sizeof(e->reason), "not stored here and "
+		    "no next hop took the payload");
+	} else
 		e->status = WIRE_RES_FORWARDED;
 	if (s->plan.budget_exhausted && s->plan.nhops == 0 &&
 	    e->status != WIRE_RES_FAILED) {
