@@ -87,8 +87,12 @@ CTL_OBJS = $(CTL_SRCS:src/relayctl/%.c=$(BUILD)/relayctl-%.o)
 $(BUILD)/relayctl-%.o: src/relayctl/%.c src/*.h $(wildcard src/relayctl/*.h) | $(BUILD)
 	$(CC) $(CFLAGS) $(PKG_CFLAGS) -Isrc -c -o $@ $<
 
+# relayctl links libc and jansson only: put loads libcrypto when it hashes
+# (src/relayctl/digest.c), so status and show start fast.
+CTL_LIBS	 = $(shell pkg-config --libs jansson 2>/dev/null) -ldl
+
 $(BUILD)/relayctl: $(CTL_OBJS) $(BUILD)/log.o $(BUILD)/util.o
-	$(CC) $(LDFLAGS) -o $@ $^ $(PKG_LIBS)
+	$(CC) $(LDFLAGS) -o $@ $^ $(CTL_LIBS)
 
 $(BUILD)/test_%.o: tests/unit/test_%.c src/*.h tests/unit/fixture.h | $(BUILD)
 	$(CC) $(CFLAGS) $(PKG_CFLAGS) -Isrc -Itests/unit -c -o $@ $<

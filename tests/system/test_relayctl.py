@@ -656,3 +656,21 @@ def test_log_level_changes_what_relayd_logs(make_relay):
     wait_for(lambda: "log level set to info" in r.log_since(off), 5,
              "the level change to info logged")
     assert not re.search(r"^<7>", r.log_since(off), re.M), r.log_since(off)
+
+
+def test_relayctl_links_only_what_it_uses():
+    """relayctl is linked with libc and jansson only: status and show do
+    not map libcrypto, libssl, libconfig, libevent or libsystemd at start
+    (put loads libcrypto when it hashes a file)."""
+    out = subprocess.run(["ldd", RELAYCTL], capture_output=True, text=True,
+                         check=True).stdout
+    for lib in ("libcrypto", "libssl", "libconfig", "libevent",
+                "libsystemd"):
+        assert lib not in out, "relayctl links %s:\n%s" % (lib, out)
+    # A status start maps no libcrypto either: LD_DEBUG lists every
+    # object the loader opens.
+    env = dict(os.environ, LD_DEBUG="files")
+    r = subprocess.run([RELAYCTL, "-s", "/nonexistent/ctl.sock", "status"],
+                       capture_output=True, text=True, env=env)
+    assert r.returncode == 3
+    assert "libcrypto" not in r.stderr
