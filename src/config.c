@@ -253,6 +253,18 @@ config_err(struct config_ctx *ctx, const config_setting_t *s,
 	va_end(ap);
 }
 
+/* Remembers where s is, for errors found after config_load(). */
+static void
+config_where_set(struct config_ctx *ctx, const config_setting_t *s,
+    struct config_where *w)
+{
+	const char	*file = config_setting_source_file(s);
+
+	free(w->file);
+	w->file = strdup(file != NULL ? file : ctx->path);
+	w->line = config_setting_source_line(s);
+}
+
 static const char *
 config_type_name(const config_setting_t *s)
 {
@@ -451,6 +463,7 @@ config_set_listen(struct config_ctx *ctx, const struct config_opt *o,
 	    &why) == -1)
 		config_err(ctx, s, "%s: bad address \"%s\": %s", o->name, v,
 		    why);
+	config_where_set(ctx, s, &ctx->cf->listen_at);
 }
 
 /*
@@ -476,6 +489,7 @@ config_set_metrics(struct config_ctx *ctx, const struct config_opt *o,
 	    &ctx->cf->metrics_port, &why) == -1)
 		config_err(ctx, s, "%s: bad address \"%s\": %s", o->name, v,
 		    why);
+	config_where_set(ctx, s, &ctx->cf->metrics_at);
 }
 
 static void
@@ -505,6 +519,8 @@ config_set_path(struct config_ctx *ctx, const struct config_opt *o,
 	}
 	free(*dst);
 	*dst = copy;
+	if (dst == &ctx->cf->store_dir)
+		config_where_set(ctx, s, &ctx->cf->store_dir_at);
 }
 
 static void
@@ -1363,6 +1379,9 @@ config_free(struct config *cf)
 	free(cf->metrics_port);
 	free(cf->control_socket);
 	free(cf->store_dir);
+	free(cf->listen_at.file);
+	free(cf->metrics_at.file);
+	free(cf->store_dir_at.file);
 	config_tls_free(&cf->tls);
 	free(cf);
 }

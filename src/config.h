@@ -116,6 +116,12 @@ struct route_conf {
 	unsigned int	 hops[CONFIG_MAX_HOPS];	/* indexes into peers */
 };
 
+/* Where a setting was read, for checks made after config_load(). */
+struct config_where {
+	char		*file;		/* NULL: not set (a default) */
+	unsigned int	 line;
+};
+
 struct config {
 	int		 refcnt;
 	unsigned int	 generation;
@@ -155,6 +161,10 @@ struct config {
 	struct peer_conf *peers;
 	unsigned int	 nroutes;
 	struct route_conf *routes;
+	/* For relayd -n's checks of the host (bind, store_dir). */
+	struct config_where listen_at;
+	struct config_where metrics_at;
+	struct config_where store_dir_at;
 };
 
 /*

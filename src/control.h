@@ -24,8 +24,14 @@ struct control_actions {
 	unsigned int	(*drain)(const char *by);
 };
 
+/*
+ * Binds the control socket.  A socket file already there is replaced only
+ * if stale (nobody accepts on it); if another relayd answers, -1.
+ */
 int	control_open(const char *path, const struct control_actions *,
 	    char *err, size_t errlen);
+/* -1 (why in err) if another process answers on path; touches nothing. */
+int	control_probe(const char *path, char *err, size_t errlen);
 void	control_close(void);
 /* 1 if some client runs `monitor` (build events only then). */
 int	control_monitoring(void);
