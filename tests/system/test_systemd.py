@@ -363,7 +363,7 @@ def check_units(dest, prefix):
     # No `relayd -n` before start: it would find the listen port held by
     # relayd.socket.  A reload goes through relayctl, which reports a
     # refused config and fails the reload.
-    assert "ExecStartPre=" not in svc, "ExecStartPre= is back"
+    assert not re.search(r"(?m)^ExecStartPre=", svc), "ExecStartPre= is back"
     for line in ("ExecStart=%s/sbin/relayd -d -f /etc/relayd/relayd.conf"
                  % prefix,
                  "ExecReload=%s/bin/relayctl -s /run/relayd/relayd.sock "
