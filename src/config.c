@@ -61,6 +61,7 @@ struct config_ctx {
 	char			*dir;		/* absolute directory of path */
 	char			*incdir;	/* libconfig's include dir */
 	unsigned int		 ninc;		/* files read for the scan */
+	size_t			 incbytes;	/* their text, all together */
 	struct config_inc	 incs[CONFIG_INCLUDE_MAX];
 	int			 tls_seen;	/* top-level tls is set */
 	unsigned int		 nerr;
@@ -548,8 +549,8 @@ config_set_path(struct config_ctx *ctx, const struct config_opt *o,
 	}
 	free(*dst);
 	*dst = copy;
-	if (dst == &ctx->cf->store_dir)
-		config_where_set(ctx, s, &ctx->cf->store_dir_at);
+	config_where_set(ctx, s, dst == &ctx->cf->store_dir ?
+	    &ctx->cf->store_dir_at : &ctx->cf->control_socket_at);
 }
 
 static void
@@ -1360,6 +1361,13 @@ config_scan_file(struct config_ctx *ctx, const char *lib, const char *shown,
 	if (depth > CONFIG_INCLUDE_DEPTH || (inc->buf = config_slurp(ctx,
 	    inc->shown, &inc->len, 1)) == NULL)
 		return;
+	if ((ctx->incbytes += inc->len) > CONFIG_FILE_MAX) {
+		config_err_file(ctx, inc->shown, 0, "included files larger "
+		    "than 16 MiB in all");
+		free(inc->buf);
+		inc->buf = NULL;
+		return;
+	}
 	memset(&sc, 0, sizeof(sc));
 	sc.ctx = ctx;
 	sc.file = inc->shown;
@@ -1653,6 +1661,7 @@ config_free(struct config *cf)
 	free(cf->listen_at.file);
 	free(cf->metrics_at.file);
 	free(cf->store_dir_at.file);
+	free(cf->control_socket_at.file);
 	config_tls_free(&cf->tls);
 	free(cf);
 }

@@ -161,10 +161,11 @@ struct config {
 	struct peer_conf *peers;
 	unsigned int	 nroutes;
 	struct route_conf *routes;
-	/* For relayd -n's checks of the host (bind, store_dir). */
+	/* For relayd -n's checks of the host (bind, store_dir, socket). */
 	struct config_where listen_at;
 	struct config_where metrics_at;
 	struct config_where store_dir_at;
+	struct config_where control_socket_at;
 };
 
 /*

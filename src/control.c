@@ -783,7 +783,7 @@ ctl_accept_cb(struct evconnlistener *l, evutil_socket_t fd,
  * A socket file at the control path is stale when connect() is refused
  * (nobody listens); when something answers, another relayd runs there,
  * and unlinking its socket would leave it unreachable.  0: no socket or
- * a stale one (*stale set); -1: in use, or cannot tell, said in err.
+ * a stale one (*stale set); 1: in use; -1: cannot tell; why in err.
  */
 static int
 ctl_probe(const struct sockaddr_un *sun, int *stale, char *err,
@@ -804,10 +804,9 @@ ctl_probe(const struct sockaddr_un *sun, int *stale, char *err,
 	e = errno;
 	close(fd);
 	if (rc == 0 || e == EAGAIN || e == EINPROGRESS) {
-		snprintf(err, errlen, "another relayd answers on %s; not "
-		    "starting a second one (stop it first, or give this one "
-		    "its own control_socket)", sun->sun_path);
-		return -1;
+		snprintf(err, errlen, "another relayd answers on %s",
+		    sun->sun_path);
+		return 1;
 	}
 	if (e != ECONNREFUSED) {
 		snprintf(err, errlen, "cannot tell whether %s is in use: "
@@ -849,7 +848,7 @@ ctl_clear_stale(const struct sockaddr_un *sun, char *err, size_t errlen)
 {
 	int stale;
 
-	if (ctl_probe(sun, &stale, err, errlen) == -1)
+	if (ctl_probe(sun, &stale, err, errlen) != 0)
 		return -1;
 	if (!stale)
 		return 0;

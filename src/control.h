@@ -30,7 +30,11 @@ struct control_actions {
  */
 int	control_open(const char *path, const struct control_actions *,
 	    char *err, size_t errlen);
-/* -1 (why in err) if another process answers on path; touches nothing. */
+/*
+ * Whether another process answers on path, touching nothing: 0 no (no
+ * socket, or a stale one), 1 yes, -1 cannot tell; for 1 and -1 why is in
+ * err.
+ */
 int	control_probe(const char *path, char *err, size_t errlen);
 void	control_close(void);
 /* 1 if some client runs `monitor` (build events only then). */

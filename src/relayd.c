@@ -407,10 +407,16 @@ relayd_check_host(const struct config *cf)
 		rc = -1;
 	}
 	/* Checked by hand while this config runs: its ports are taken. */
-	if (control_probe(cf->control_socket, why, sizeof(why)) == -1) {
-		fprintf(stderr, "relayd: %s: listen and metrics not checked\n",
-		    why);
+	switch (control_probe(cf->control_socket, why, sizeof(why))) {
+	case 1:
+		fprintf(stderr, "relayd: %s: listen and metrics are in use by "
+		    "it, not checked\n", why);
 		return rc;
+	case -1:
+		relayd_check_say(&cf->control_socket_at, cf->path,
+		    "control_socket", why);
+		rc = -1;
+		break;
 	}
 	if (cf->listen_host != NULL && listener_check_bind(cf->listen_host,
 	    cf->listen_port, why, sizeof(why)) == -1) {
@@ -507,8 +513,9 @@ main(int argc, char *argv[])
 		return 0;
 	}
 	/* Before daemon(): the refusal reaches the terminal and exit code. */
-	if (control_probe(env->conf->control_socket, err, sizeof(err)) == -1) {
-		fprintf(stderr, "relayd: control: %s\n", err);
+	if (control_probe(env->conf->control_socket, err, sizeof(err)) != 0) {
+		fprintf(stderr, "relayd: control: %s; not starting (stop it "
+		    "first, or give this one its own control_socket)\n", err);
 		config_unref(env->conf);
 		return 1;
 	}

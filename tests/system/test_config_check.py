@@ -431,3 +431,14 @@ def test_include_absolute_path(tmp_path):
     out = r.stdout + r.stderr
     assert r.returncode == 1, out
     assert "%s:2: max_payload: expected an integer" % inc in out, out
+
+
+def test_check_while_this_config_runs(make_relay):
+    """Checked by hand while a relayd runs it, a config's own ports are
+    taken by that relayd: -n says so and does not count them as errors."""
+    a = make_relay("running", store=True).start()
+    r = check(a.conf_path)
+    out = r.stdout + r.stderr
+    assert r.returncode == 0, out
+    assert "another relayd answers on %s" % a.socket in out and \
+        "listen and metrics are in use by it, not checked" in out, out
