@@ -652,6 +652,7 @@ config_tls_free(struct tls_conf *t)
 	for (i = 0; t->allow != NULL && i < t->nallow; i++)
 		free(t->allow[i]);
 	free(t->allow);
+	free(t->file);
 	memset(t, 0, sizeof(*t));
 }
 
@@ -666,7 +667,8 @@ config_tls_copy(struct tls_conf *dst, const struct tls_conf *src)
 	dst->line = src->line;
 	if ((src->ca != NULL && (dst->ca = strdup(src->ca)) == NULL) ||
 	    (src->cert != NULL && (dst->cert = strdup(src->cert)) == NULL) ||
-	    (src->key != NULL && (dst->key = strdup(src->key)) == NULL))
+	    (src->key != NULL && (dst->key = strdup(src->key)) == NULL) ||
+	    (src->file != NULL && (dst->file = strdup(src->file)) == NULL))
 		goto fail;
 	if (src->nallow == 0)
 		return 0;
@@ -893,6 +895,9 @@ config_tls_parse(struct config_ctx *ctx, const config_setting_t *s,
 	const config_setting_t	*a;
 
 	t->line = config_setting_source_line(s);
+	free(t->file);
+	t->file = strdup(config_setting_source_file(s) != NULL ?
+	    config_shown(ctx, config_setting_source_file(s)) : ctx->path);
 	switch (config_setting_type(s)) {
 	case CONFIG_TYPE_BOOL:
 		if (config_setting_get_bool(s))

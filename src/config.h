@@ -81,8 +81,8 @@ enum route_mode {
  * (resolved relative to the config file's directory if not absolute).
  * allow[] entries are "CN=<common name>" or "sha256:<hex fingerprint of
  * the DER certificate>" (colons optional, any case); none = any
- * certificate signed by the CA.  line is where the setting is, for errors
- * found later (by tls.c).
+ * certificate signed by the CA.  file and line are where the setting is,
+ * for errors found later (by tls.c).
  */
 struct tls_conf {
 	int		 enabled;
@@ -92,6 +92,7 @@ struct tls_conf {
 	unsigned int	 nallow;
 	char		**allow;
 	int		 line;
+	char		*file;		/* where line is: main or included */
 };
 
 struct peer_conf {

@@ -53,6 +53,8 @@ tls_ctx_new(const struct tls_conf *tc, int server, const char *path,
 	SSL_CTX *ctx;
 	char why[256];
 
+	if (tc->file != NULL)
+		path = tc->file;
 	ERR_clear_error();
 	ctx = SSL_CTX_new(server ? TLS_server_method() : TLS_client_method());
 	if (ctx == NULL) {
@@ -348,6 +350,8 @@ tls_check_validity(SSL_CTX *ctx, const struct tls_conf *tc,
 
 	if ((cert = SSL_CTX_get0_certificate(ctx)) == NULL)
 		return 0;
+	if (tc->file != NULL)
+		path = tc->file;
 	nb = X509_get0_notBefore(cert);
 	na = X509_get0_notAfter(cert);
 	if (X509_cmp_current_time(nb) >= 0) {

@@ -442,3 +442,19 @@ def test_check_while_this_config_runs(make_relay):
     assert r.returncode == 0, out
     assert "another relayd answers on %s" % a.socket in out and \
         "listen and metrics are in use by it, not checked" in out, out
+
+
+def test_include_tls_errors_name_the_included_file(tmp_path):
+    """A certificate problem found after parsing (an expired one) is told
+    at the included file and line where its tls group is."""
+    tls = dated(tmp_path, "relay1", -30, -1)
+    inc = write(tmp_path / "tls.conf", "# tls\n\ntls = %s;\n" % conf_tls(tls))
+    path, _ = host_config(str(tmp_path), "false")
+    with open(path) as f:
+        text = f.read().replace("tls = false;\n", '@include "tls.conf"\n')
+    write(path, text)
+    r = check(path)
+    out = r.stdout + r.stderr
+    assert r.returncode == 1, out
+    assert "%s:3: tls: certificate %s has expired" % (inc, tls["cert"]) \
+        in out, out
