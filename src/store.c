@@ -266,22 +266,21 @@ store_key_check(const char *key, size_t key_len, char *why, size_t whylen)
 	return -1;
 }
 
-/* The directory dir is in ("." for a bare name), in buf. */
+/* path cut to the directory it is in ("." for a bare name). */
 static void
-store_parent(const char *dir, char *buf, size_t len)
+store_parent(char *path)
 {
-	size_t	 n = strlen(dir);
+	size_t	 n = strlen(path);
 
-	while (n > 1 && dir[n - 1] == '/')
+	while (n > 1 && path[n - 1] == '/')
 		n--;
-	while (n > 0 && dir[n - 1] != '/')
+	while (n > 0 && path[n - 1] != '/')
 		n--;
-	while (n > 1 && dir[n - 1] == '/')
+	while (n > 1 && path[n - 1] == '/')
 		n--;
 	if (n == 0)
-		snprintf(buf, len, ".");
-	else
-		snprintf(buf, len, "%.*s", (int)n, dir);
+		path[n++] = '.';
+	path[n] = '\0';
 }
 
 int
@@ -302,12 +301,17 @@ store_check_dir(const char *dir, char *why, size_t whylen)
 		}
 		return 0;
 	}
-	if (errno != ENOENT) {
+	if (errno != ENOENT && errno != ENOTDIR) {
 		snprintf(why, whylen, "%s: %s", dir, strerror(errno));
 		return -1;
 	}
-	/* store_open makes the last component only. */
-	store_parent(dir, parent, sizeof(parent));
+	/* store_open makes it and its missing parents: in the nearest. */
+	snprintf(parent, sizeof(parent), "%s", dir);
+	do
+		store_parent(parent);
+	while (stat(parent, &st) == -1 && (errno == ENOENT ||
+	    errno == ENOTDIR) && strcmp(parent, ".") != 0 &&
+	    strcmp(parent, "/") != 0);
 	if (stat(parent, &st) == 0 && !S_ISDIR(st.st_mode))
 		errno = ENOTDIR;
 	else if (stat(parent, &st) == 0 && access(parent, W_OK | X_OK) == 0)
@@ -902,13 +906,39 @@ store_clean_tmp(int dirfd, char *err, size_t errlen)
 	return 0;
 }
 
+/*
+ * mkdir -p: dir and its missing parents, mode 0750 (relayd -n checks
+ * that the nearest existing one is writable, see store_check_dir).
+ */
+static int
+store_mkdirs(const char *dir, char *err, size_t errlen)
+{
+	char	 path[PATH_MAX];
+	size_t	 i, n = strlen(dir);
+
+	if (n >= sizeof(path)) {
+		snprintf(err, errlen, "%s: path too long", dir);
+		return -1;
+	}
+	memcpy(path, dir, n + 1);
+	for (i = 1; i <= n; i++) {
+		if (path[i] != '/' && path[i] != '\0')
+			continue;
+		path[i] = '\0';
+		if (mkdir(path, 0750) == -1 && errno != EEXIST) {
+			store_errmsg(err, errlen, path, errno);
+			return -1;
+		}
+		path[i] = dir[i];
+	}
+	return 0;
+}
+
 static int
 store_open_dir(struct store *st, const char *dir, char *err, size_t errlen)
 {
-	if (mkdir(dir, 0750) == -1 && errno != EEXIST) {
-		store_errmsg(err, errlen, dir, errno);
+	if (store_mkdirs(dir, err, errlen) == -1)
 		return -1;
-	}
 	st->st_dirfd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
 	if (st->st_dirfd == -1) {
 		store_errmsg(err, errlen, dir, errno);

@@ -326,21 +326,41 @@ def test_address_in_use(tmp_path, setting):
     assert r.returncode == 0, r.stdout + r.stderr
 
 
-def test_store_dir_missing(tmp_path):
-    path, _ = host_config(str(tmp_path), "false")
+def set_store_dir(path, store):
     with open(path) as f:
         text = f.read()
-    gone = str(tmp_path / "no" / "such" / "store")
-    text = re.sub(r'store_dir = "[^"]*"', 'store_dir = "%s"' % gone, text)
     with open(path, "w") as f:
-        f.write(text)
+        f.write(re.sub(r'store_dir = "[^"]*"', 'store_dir = "%s"' % store,
+                       text))
+
+
+def test_store_dir_missing(tmp_path):
+    """A store_dir that cannot be made (under a file here) is refused;
+    one whose missing parents can be made is not: start makes them."""
+    path, _ = host_config(str(tmp_path), "false")
+    afile = str(tmp_path / "afile")
+    write(afile, "not a directory\n")
+    gone = os.path.join(afile, "store")
+    set_store_dir(path, gone)
     r = check(path)
     out = r.stdout + r.stderr
     assert r.returncode == 1, out
-    assert "%s:4: store_dir: %s: missing" % (path, gone) in out, out
-    # One level missing is fine: relayd makes it at start.
-    os.makedirs(str(tmp_path / "no" / "such"))
-    assert check(path).returncode == 0
+    assert ("%s:4: store_dir: %s: missing, and cannot be made in %s: Not a "
+            "directory" % (path, gone, afile)) in out, out
+    set_store_dir(path, str(tmp_path / "no" / "such" / "store"))
+    r = check(path)
+    assert r.returncode == 0, r.stdout + r.stderr
+
+
+def test_store_dir_made_at_start(make_relay):
+    """What -n accepts, start does: missing parents of store_dir are
+    made (mode 0750)."""
+    a = make_relay("nested", store=True)
+    a.store_dir = os.path.join(a.dir, "state", "relayd", "store")
+    a.start()
+    assert os.path.isdir(a.store_dir)
+    assert os.stat(os.path.join(a.dir, "state")).st_mode & 0o777 == 0o750
+    assert a.status()["node"] == "nested"
 
 
 NOBODY = 65534
@@ -374,6 +394,17 @@ def test_store_dir_not_writable():
         assert r.returncode == 1, out
         assert "%s:3: store_dir: %s: not writable: Permission denied" % (
             path, store) in out, out
+        # Missing, in a directory it cannot write: cannot be made.
+        nested = os.path.join(store, "a", "b")
+        with open(path) as f:
+            text = f.read()
+        with open(path, "w") as f:
+            f.write(text.replace('"%s"' % store, '"%s"' % nested))
+        r = run()
+        out = r.stdout + r.stderr
+        assert r.returncode == 1, out
+        assert ("%s:3: store_dir: %s: missing, and cannot be made in %s: "
+                "Permission denied" % (path, nested, store)) in out, out
         os.chmod(store, 0o777)
         r = run()
         assert r.returncode == 0, r.stdout + r.stderr
