@@ -779,6 +779,89 @@ ctl_accept_cb(struct evconnlistener *l, evutil_socket_t fd,
 	clock_timer_arm(c->request_ev, env->conf->control_request_timeout);
 }
 
+/*
+ * A socket file at the control path is stale when connect() is refused
+ * (nobody listens); when something answers, another relayd runs there,
+ * and unlinking its socket would leave it unreachable.  0: no socket or
+ * a stale one (*stale set); 1: in use; -1: cannot tell; why in err.
+ */
+static int
+ctl_probe(const struct sockaddr_un *sun, int *stale, char *err,
+    size_t errlen)
+{
+	struct stat st;
+	int fd, rc, e;
+
+	*stale = 0;
+	if (lstat(sun->sun_path, &st) == -1 || !S_ISSOCK(st.st_mode))
+		return 0;
+	fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0);
+	if (fd == -1) {
+		snprintf(err, errlen, "socket: %s", strerror(errno));
+		return -1;
+	}
+	rc = connect(fd, (const struct sockaddr *)sun, sizeof(*sun));
+	e = errno;
+	close(fd);
+	if (rc == 0 || e == EAGAIN || e == EINPROGRESS) {
+		snprintf(err, errlen, "another relayd answers on %s",
+		    sun->sun_path);
+		return 1;
+	}
+	if (e != ECONNREFUSED) {
+		snprintf(err, errlen, "cannot tell whether %s is in use: "
+		    "connect: %s", sun->sun_path, strerror(e));
+		return -1;
+	}
+	*stale = 1;
+	return 0;
+}
+
+static int
+ctl_sockaddr(const char *path, struct sockaddr_un *sun, char *err,
+    size_t errlen)
+{
+	memset(sun, 0, sizeof(*sun));
+	sun->sun_family = AF_UNIX;
+	if (strlen(path) >= sizeof(sun->sun_path)) {
+		snprintf(err, errlen, "control socket path too long: %s", path);
+		return -1;
+	}
+	strcpy(sun->sun_path, path);
+	return 0;
+}
+
+int
+control_probe(const char *path, char *err, size_t errlen)
+{
+	struct sockaddr_un sun;
+	int stale;
+
+	if (ctl_sockaddr(path, &sun, err, errlen) == -1)
+		return -1;
+	return ctl_probe(&sun, &stale, err, errlen);
+}
+
+/* Removes a stale socket at the control path; -1 if one is live. */
+static int
+ctl_clear_stale(const struct sockaddr_un *sun, char *err, size_t errlen)
+{
+	int stale;
+
+	if (ctl_probe(sun, &stale, err, errlen) != 0)
+		return -1;
+	if (!stale)
+		return 0;
+	if (unlink(sun->sun_path) == -1 && errno != ENOENT) {
+		snprintf(err, errlen, "remove stale socket %s: %s",
+		    sun->sun_path, strerror(errno));
+		return -1;
+	}
+	log_info("control: removed stale socket %s (nobody listened)",
+	    sun->sun_path);
+	return 0;
+}
+
 int
 control_open(const char *path, const struct control_actions *actions,
     char *err, size_t errlen)
@@ -788,23 +871,15 @@ control_open(const char *path, const struct control_actions *actions,
 	int fd;
 
 	ctl_actions = actions;
-	memset(&sun, 0, sizeof(sun));
-	sun.sun_family = AF_UNIX;
-	if (strlen(path) >= sizeof(sun.sun_path)) {
-		snprintf(err, errlen, "control socket path too long: %s", path);
+	if (ctl_sockaddr(path, &sun, err, errlen) == -1)
 		return -1;
-	}
-	strcpy(sun.sun_path, path);
 	if ((fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0)) == -1) {
 		snprintf(err, errlen, "socket: %s", strerror(errno));
 		return -1;
 	}
-	/* A stale socket from a crash is replaced; anything else is not. */
-	{
-		struct stat st;
-
-		if (lstat(path, &st) == 0 && S_ISSOCK(st.st_mode))
-			unlink(path);
+	if (ctl_clear_stale(&sun, err, errlen) == -1) {
+		close(fd);
+		return -1;
 	}
 	old = umask(0117);
 	if (bind(fd, (struct sockaddr *)&sun, sizeof(sun)) == -1) {

@@ -273,6 +273,11 @@ session_admit(struct session *s, uint8_t budget, uint16_t *code,
 		    s->conf->node_id);
 		return -1;
 	}
+	/* Refused here, not only on a storing hop further on. */
+	if (store_key_check(s->key, s->key_len, err, errlen) == -1) {
+		*code = WIRE_ABORT_PROTOCOL;
+		return -1;
+	}
 	if (s->size > s->conf->max_payload) {
 		*code = WIRE_ABORT_TOO_LARGE;
 		snprintf(err, errlen, "declared size %llu above max_payload "

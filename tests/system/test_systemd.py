@@ -360,10 +360,14 @@ def check_units(dest, prefix):
     with open(os.path.join(unitdir, "relayd.service")) as f:
         svc = f.read()
     assert not re.search(r"@[A-Z]+@", svc), "unsubstituted @...@"
-    for line in ("ExecStartPre=%s/sbin/relayd -n -f /etc/relayd/relayd.conf"
+    # No `relayd -n` before start: it would find the listen port held by
+    # relayd.socket.  A reload goes through relayctl, which reports a
+    # refused config and fails the reload.
+    assert not re.search(r"(?m)^ExecStartPre=", svc), "ExecStartPre= is back"
+    for line in ("ExecStart=%s/sbin/relayd -d -f /etc/relayd/relayd.conf"
                  % prefix,
-                 "ExecStart=%s/sbin/relayd -d -f /etc/relayd/relayd.conf"
-                 % prefix,
+                 "ExecReload=%s/bin/relayctl -s /run/relayd/relayd.sock "
+                 "reload" % prefix,
                  "Type=notify", "User=_relayd", "RuntimeDirectory=relayd",
                  "StateDirectory=relayd", "WatchdogSec=30"):
         assert re.search(r"(?m)^%s$" % re.escape(line), svc), line
@@ -385,7 +389,8 @@ def check_example_config(dest, prefix, work):
     tlsdir = os.path.join(work, "tls")
     # The TLS files must really be read: a missing one is an error.
     with open(conf, "w") as f:
-        f.write(example.replace("/etc/relayd/tls/", tlsdir + "/"))
+        f.write(conftest.host_local(example.replace(
+            "/etc/relayd/tls/", tlsdir + "/"), work))
     r = subprocess.run([relayd, "-n", "-f", conf], capture_output=True,
                        text=True, timeout=30)
     assert r.returncode != 0, "relayd -n accepted missing TLS files"
