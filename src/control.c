@@ -616,8 +616,7 @@ ctl_request(struct ctl_client *c, const char *line, size_t len)
 		ctl_fail(c, "%s", err);
 		return;
 	}
-	log_debug("control: request cmd=%.*s", (int)(len < 64 ? len : 64),
-	    line);
+	log_debug("control: request %s", util_escn(line, len < 64 ? len : 64));
 	switch (req.cmd) {
 	case CTL_CMD_STATUS:
 		ctl_cmd_status(c);
