@@ -9,7 +9,9 @@
 #include <syslog.h>
 #include <unistd.h>
 
+#ifndef LOG_NO_JOURNAL
 #include <systemd/sd-journal.h>
+#endif
 
 #include "log.h"
 #include "util.h"
@@ -28,9 +30,6 @@ static char	 log_ident[32] = "relayd";
  * as given but cut to LOG_FIELD_MAX and escaped again on the way out.
  */
 enum { LOG_F_PUT_ID, LOG_F_KEY, LOG_F_PEER, LOG_F_REASON, LOG_NFIELDS };
-static const char *const log_field_names[LOG_NFIELDS] = {
-	"PUT_ID", "KEY", "PEER", "REASON"
-};
 static __thread char	 log_fields[LOG_NFIELDS][LOG_FIELD_MAX];
 static __thread int	 log_nset;
 
@@ -42,31 +41,6 @@ log_init(const char *ident, int foreground, int level)
 	snprintf(log_ident, sizeof(log_ident), "%s", ident);
 	if (!foreground)
 		openlog(ident, LOG_PID | LOG_NDELAY, LOG_DAEMON);
-}
-
-/*
- * systemd connects stderr to the journal and says so in JOURNAL_STREAM
- * ("device:inode" of that stream, see systemd.exec(5)); a stderr that is
- * something else (redirected by a shell, inherited by a child) does not
- * match.  Then log lines are sent with sd_journal_send(3) instead, with
- * their PUT's fields.
- */
-int
-log_journal_auto(void)
-{
-	struct stat	 st;
-	const char	*js = getenv("JOURNAL_STREAM");
-	uintmax_t	 dev, ino;
-	char		 end;
-
-	log_journal = 0;
-	if (!log_fg || js == NULL ||
-	    sscanf(js, "%ju:%ju%c", &dev, &ino, &end) != 2 ||
-	    fstat(STDERR_FILENO, &st) == -1)
-		return 0;
-	if ((uintmax_t)st.st_dev == dev && (uintmax_t)st.st_ino == ino)
-		log_journal = 1;
-	return log_journal;
 }
 
 static void
@@ -101,6 +75,51 @@ log_put(const char *put_id, const char *key, const char *peer,
 	}
 }
 
+#ifdef LOG_NO_JOURNAL
+/* relayctl's build: its messages are for its user, on stderr. */
+int
+log_journal_auto(void)
+{
+	return 0;
+}
+
+static int
+log_journal_send(int pri, const char *msg)
+{
+	(void)pri;
+	(void)msg;
+	return -1;
+}
+#else
+/*
+ * systemd connects stderr to the journal and says so in JOURNAL_STREAM
+ * ("device:inode" of that stream, see systemd.exec(5)); a stderr that is
+ * something else (redirected by a shell, inherited by a child) does not
+ * match.  Then log lines are sent with sd_journal_send(3) instead, with
+ * their PUT's fields.
+ */
+int
+log_journal_auto(void)
+{
+	struct stat	 st;
+	const char	*js = getenv("JOURNAL_STREAM");
+	uintmax_t	 dev, ino;
+	char		 end;
+
+	log_journal = 0;
+	if (!log_fg || js == NULL ||
+	    sscanf(js, "%ju:%ju%c", &dev, &ino, &end) != 2 ||
+	    fstat(STDERR_FILENO, &st) == -1)
+		return 0;
+	if ((uintmax_t)st.st_dev == dev && (uintmax_t)st.st_ino == ino)
+		log_journal = 1;
+	return log_journal;
+}
+
+static const char *const log_field_names[LOG_NFIELDS] = {
+	"PUT_ID", "KEY", "PEER", "REASON"
+};
+
 /* One entry: MESSAGE=, PRIORITY=, SYSLOG_IDENTIFIER= and the PUT's. */
 static int
 log_journal_send(int pri, const char *msg)
@@ -129,6 +148,7 @@ log_journal_send(int pri, const char *msg)
 	}
 	return sd_journal_sendv(iov, n) < 0 ? -1 : 0;
 }
+#endif
 
 void
 log_setlevel(int level)

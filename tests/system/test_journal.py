@@ -245,10 +245,11 @@ def test_other_stderr_stays_plain(make_relay, relay_root):
         journal.close()
 
 
-def test_claimed_node_id_cannot_forge_fields(make_relay):
-    """A next hop that answers HELLO with another node id, one with blanks,
-    a forged field and a backslash (the wire allows printable ASCII), is
-    logged as one escaped field."""
+def test_claimed_node_id_is_escaped(make_relay):
+    """A next hop that answers HELLO with another node id is logged with
+    that id escaped as one field: a backslash in it is doubled, so an id
+    that spells an escape (the wire allows 0x21..0x7e) cannot pass for
+    the control byte it names."""
     lsock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
     lsock.bind((HOST, 0))
     lsock.listen(1)
@@ -261,7 +262,7 @@ def test_claimed_node_id_cannot_forge_fields(make_relay):
         with conn:
             conn.settimeout(DEADLINE)
             conn.recv(4096)                     # relayd's HELLO
-            conn.sendall(W.enc_hello(b"evil node peer=forged\\",
+            conn.sendall(W.enc_hello(b"evil\\x1b[31m\"peer=x",
                                      1 << 20, 1 << 20))
             wait_for(lambda: "says its node id" in relay.log_text(),
                      DEADLINE, "the node id warning")
@@ -270,5 +271,4 @@ def test_claimed_node_id_cannot_forge_fields(make_relay):
     line = [ln for ln in relay.log_text().splitlines()
             if "says its node id" in ln][0]
     assert no_control_bytes(line), repr(line)
-    assert len(re.findall(r"(?:^|\s|>)peer=", line)) == 1, line
-    assert line.endswith("is evil\\x20node\\x20peer=forged\\\\"), line
+    assert line.endswith('is evil\\\\x1b[31m\\"peer=x'), line
