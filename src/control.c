@@ -390,6 +390,34 @@ ctl_routes_json(const struct config *cf)
 	return routes;
 }
 
+/* "host:port" ("[v6]:port"), or NULL when host is NULL (not set). */
+static const char *
+ctl_addr_str(const char *host, const char *port, char *buf, size_t len)
+{
+	if (host == NULL)
+		return NULL;
+	snprintf(buf, len, strchr(host, ':') != NULL ? "[%s]:%s" : "%s:%s",
+	    host, port);
+	return buf;
+}
+
+/*
+ * The options ctl_config_json leaves to this one; with it, every option
+ * of config_opts (config.c) has a field of the same name.
+ */
+static json_t *
+ctl_config_more_json(const struct config *cf)
+{
+	char metrics[300];
+
+	return json_pack("{s:s?,s:f,s:I,s:f}",
+	    "metrics", ctl_addr_str(cf->metrics_host, cf->metrics_port,
+	    metrics, sizeof(metrics)),
+	    "drain_timeout", cf->drain_timeout,
+	    "max_output_buffer", (json_int_t)cf->max_output_buffer,
+	    "output_timeout", cf->output_timeout);
+}
+
 static json_t *
 ctl_config_json(const struct config *cf)
 {
@@ -406,8 +434,8 @@ ctl_config_json(const struct config *cf)
 		    (json_int_t)cf->peers[i].rate_limit, "tls",
 		    ctl_tls_conf_json(&cf->peers[i].tls)));
 	if (cf->listen_host != NULL)
-		snprintf(listen, sizeof(listen), "%s:%s", cf->listen_host,
-		    cf->listen_port);
+		ctl_addr_str(cf->listen_host, cf->listen_port, listen,
+		    sizeof(listen));
 	o = json_pack("{s:s,s:s?,s:s,s:s,s:I,s:f,s:f,s:f,s:f,s:f,s:I,s:I,"
 	    "s:I,s:I,s:I,s:o,s:o,s:o}",
 	    "node_id", cf->node_id, "listen", listen[0] ? listen : NULL,
@@ -436,6 +464,7 @@ ctl_config_json(const struct config *cf)
 	    "control_request_timeout", cf->control_request_timeout,
 	    "max_metrics_clients", (json_int_t)cf->max_metrics_clients,
 	    "metrics_header_timeout", cf->metrics_header_timeout));
+	json_object_update_missing_new(o, ctl_config_more_json(cf));
 	return o;
 }
 
@@ -587,8 +616,7 @@ ctl_request(struct ctl_client *c, const char *line, size_t len)
 		ctl_fail(c, "%s", err);
 		return;
 	}
-	log_debug("control: request cmd=%.*s", (int)(len < 64 ? len : 64),
-	    line);
+	log_debug("control: request %s", util_escn(line, len < 64 ? len : 64));
 	switch (req.cmd) {
 	case CTL_CMD_STATUS:
 		ctl_cmd_status(c);

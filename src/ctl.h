@@ -44,7 +44,8 @@
  *     -> {"ok":true,"generation":N,"routes":[{"prefix":"a/","mode":
  *         "fanout"|"failover","store":true,"hops":["relay2"]}]}
  *     -> {"ok":true,"generation":N,"path":"/etc/relayd/relayd.conf",
- *         "config":{"node_id":...,"listen":...,every scalar option...,
+ *         "config":{"node_id":...,"listen":...,"metrics":...,one field
+ *         per option of config_opts (config.c), by the same name,...,
  *         "tls":{"enabled":true,"ca":...,"cert":...,"key":...,
  *         "allow":[...]},"peers":[{"name","address","rate_limit",
  *         "tls":{"enabled":..}}]}}

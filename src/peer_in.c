@@ -319,6 +319,17 @@ instream_open(struct peer *p, struct instream *in, const struct wire_put *put,
 	    errlen);
 }
 
+/* The journal fields of a log line about an inbound PUT (log_put). */
+static void
+peer_log_put(const struct peer *p, const struct wire_put *put,
+    const char *reason)
+{
+	char	hex[2 * WIRE_PUT_ID_LEN + 1];
+
+	util_hex_encode(put->put_id, WIRE_PUT_ID_LEN, hex);
+	log_put(hex, util_escn(put->key, put->key_len), p->name, reason);
+}
+
 static void
 peer_on_put(struct peer *p, const struct wire_frame *f)
 {
@@ -355,6 +366,7 @@ peer_on_put(struct peer *p, const struct wire_frame *f)
 	    f->u.put.size : p->stream_window)) {
 		STATS_INC(reserve_refused);
 		STATS_CODE(puts_refused, WIRE_ABORT_LIMIT);
+		peer_log_put(p, &f->u.put, "max_buffered reached");
 		log_warnx("peer=%s addr=%s stream=%u put refused: max_buffered "
 		    "reached buffered=%llu reserved=%llu max_buffered=%llu",
 		    p->name, p->addr, id,
@@ -383,6 +395,7 @@ peer_on_put(struct peer *p, const struct wire_frame *f)
 	in->window = p->stream_window;
 	if ((in->sink = instream_open(p, in, &f->u.put, &code, err,
 	    sizeof(err))) == NULL) {
+		peer_log_put(p, &f->u.put, err);
 		log_warnx("peer=%s stream=%u put refused: %s", p->name, id,
 		    err);
 		peer_send_abort(p, id, code, err);

@@ -316,11 +316,14 @@ pipe_on_result(void *arg, const struct wire_frame *f)
 	struct pipe *p = arg;
 	char why[200];
 
+	log_put(p->put_hex, util_escn(p->key, p->key_len), p->peer_name, NULL);
 	log_debug("stream=%llu peer=%s result entries=%u bytes_out=%llu",
 	    (unsigned long long)p->sess_id, p->peer_name,
 	    f->u.result.count, (unsigned long long)p->bytes_out);
 	if (pipe_result_check(p, f, why, sizeof(why)) == -1) {
 		STATS_INC(results_refused);
+		log_put(p->put_hex, util_escn(p->key, p->key_len),
+		    p->peer_name, why);
 		log_warnx("stream=%llu put=%s peer=%s result refused: %s",
 		    (unsigned long long)p->sess_id, p->put_hex,
 		    p->peer_name, why);
@@ -339,6 +342,7 @@ pipe_on_abort(void *arg, uint16_t code, const char *msg, size_t msg_len)
 
 	snprintf(why, sizeof(why), "aborted by %s: %s: %.*s", p->peer_name,
 	    wire_abort_name(code), (int)msg_len, msg);
+	log_put(p->put_hex, util_escn(p->key, p->key_len), p->peer_name, why);
 	log_warnx("stream=%llu peer=%s %s bytes_out=%llu",
 	    (unsigned long long)p->sess_id, p->peer_name, util_esc(why),
 	    (unsigned long long)p->bytes_out);
@@ -397,6 +401,7 @@ pipe_timer_cb(void *arg)
 		clock_timer_arm(p->timer, limit - idle);
 		return;
 	}
+	log_put(p->put_hex, util_escn(p->key, p->key_len), p->peer_name, why);
 	log_warnx("stream=%llu peer=%s pipe %s bytes_out=%llu buffered=%llu "
 	    "age=%.3fs", (unsigned long long)p->sess_id, p->peer_name, why,
 	    (unsigned long long)p->bytes_out, (unsigned long long)

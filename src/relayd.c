@@ -521,6 +521,8 @@ main(int argc, char *argv[])
 	}
 	if (!fl.debug && daemon(0, 0) == -1)
 		fatal("daemon");
+	if (log_journal_auto())
+		log_debug("logging to the journal (JOURNAL_STREAM)");
 	signal(SIGPIPE, SIG_IGN);
 	if ((env->base = event_base_new()) == NULL)
 		fatalx("event_base_new failed");

@@ -188,6 +188,7 @@ session_abort_slow(struct session *s, uint64_t fastest)
 		    "behind the fastest fork (max_fork_lag %llu)",
 		    p->peer_name, (unsigned long long)(fastest - off),
 		    (unsigned long long)lag);
+		log_put(s->put_hex, s->key_esc, p->peer_name, why);
 		log_warnx("stream=%llu put=%s %s", (unsigned long long)s->id,
 		    s->put_hex, why);
 		pipe_abort(p, WIRE_ABORT_LIMIT, why);
@@ -250,6 +251,7 @@ session_store_done(struct store_job *job, int ok, const char *reason,
 	if (!ok)
 		snprintf(s->store_reason, sizeof(s->store_reason), "%s",
 		    reason ? reason : "store failed");
+	log_put(s->put_hex, s->key_esc, NULL, ok ? NULL : s->store_reason);
 	log_info("stream=%llu put=%s key=%s store=%s%s%s",
 	    (unsigned long long)s->id, s->put_hex, s->key_log,
 	    ok ? "stored" : "failed", ok ? "" : " reason=",
@@ -490,6 +492,7 @@ session_new(const struct session_params *sp, uint16_t *code, char *err,
 	}
 	STATS_INC(puts_received);
 	clock_timer_arm(s->timer, s->conf->stream_inactivity_timeout);
+	log_put(s->put_hex, s->key_esc, s->upstream_name, NULL);
 	log_info("stream=%llu put=%s key=%s size=%llu from=%s store=%s "
 	    "forks=%u budget=%u%s", (unsigned long long)s->id, s->put_hex,
 	    s->key_log, (unsigned long long)s->size, s->upstream_name,
@@ -624,6 +627,7 @@ session_fail(struct session *s, uint16_t code, const char *why)
 	s->state = SESS_FAILED;
 	STATS_CODE(streams_aborted, code);
 	snprintf(s->fail_reason, sizeof(s->fail_reason), "%s", why);
+	log_put(s->put_hex, s->key_esc, s->upstream_name, why);
 	log_warnx("stream=%llu put=%s key=%s failed reason=\"%s\" "
 	    "bytes_in=%llu buffered=%llu age=%.3fs",
 	    (unsigned long long)s->id, s->put_hex, s->key_log, util_esc(why),
@@ -646,10 +650,12 @@ session_upstream_lost(struct session *s, const char *why)
 	s->up = NULL;
 	if (s->state == SESS_RECEIVING)
 		session_fail(s, WIRE_ABORT_UPSTREAM_LOST, why);
-	else
+	else {
+		log_put(s->put_hex, s->key_esc, s->upstream_name, why);
 		log_info("stream=%llu put=%s upstream gone after the last "
 		    "byte (%s); forks and store go on",
 		    (unsigned long long)s->id, s->put_hex, why);
+	}
 }
 
 static void
@@ -759,6 +765,7 @@ session_check_done(struct session *s)
 		    "s:s}", "stream", (json_int_t)s->id, "put_id", s->put_hex,
 		    "key", s->key_esc, "ok", ok, "hops", (int)s->out.n,
 		    "reason", ok ? "" : "a hop failed"));
+	log_put(s->put_hex, s->key_esc, NULL, ok ? NULL : "a hop failed");
 	log_info("stream=%llu put=%s key=%s done ok=%d hops=%u bytes=%llu "
 	    "age=%.3fs", (unsigned long long)s->id, s->put_hex, s->key_log, ok,
 	    s->out.n, (unsigned long long)s->out.e[0].bytes,
@@ -767,9 +774,12 @@ session_check_done(struct session *s)
 	s->ops = NULL;
 	if (ops != NULL && ops->result != NULL)
 		ops->result(s->up, s, s->out.e, s->out.n, ok);
-	else
+	else {
+		log_put(s->put_hex, s->key_esc, s->upstream_name,
+		    "upstream gone");
 		log_info("stream=%llu put=%s result not sent: upstream gone",
 		    (unsigned long long)s->id, s->put_hex);
+	}
 	session_close(s);
 }
 
@@ -831,6 +841,7 @@ session_timer_cb(void *arg)
 	else
 		snprintf(why, sizeof(why), "no result within %.1fs",
 		    s->conf->result_timeout);
+	log_put(s->put_hex, s->key_esc, NULL, why);
 	log_warnx("stream=%llu put=%s %s forks_pending=%u store=%s",
 	    (unsigned long long)s->id, s->put_hex, why, s->forks_pending,
 	    s->store == ST_WRITING ? "writing" : "done");

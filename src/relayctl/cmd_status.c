@@ -176,16 +176,16 @@ ctl_config_peers(json_t *peers)
 	size_t			 i;
 	char			 rate[32];
 
-	ctl_table_init(&t, 4);
+	ctl_table_init(&t, 5);
 	t.indent = 2;
-	ctl_table_row(&t, "NAME", "ADDRESS", "RATE_LIMIT", "TLS");
+	ctl_table_row(&t, "NAME", "ADDRESS", "RATE_LIMIT", "TLS", "IDENTITY");
 	json_array_foreach(peers, i, p) {
 		tls = json_object_get(p, "tls");
 		ctl_table_row(&t, ctl_jstr(p, "name"), ctl_jstr(p, "address"),
 		    ctl_jintstr(p, "rate_limit", rate, sizeof(rate)),
 		    !json_is_object(tls) ? "default" :
 		    json_is_true(json_object_get(tls, "enabled")) ? "yes" :
-		    "no");
+		    "no", ctl_jstr(p, "identity"));
 	}
 	ctl_table_print(&t, stdout);
 	ctl_table_free(&t);

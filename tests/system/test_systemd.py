@@ -373,7 +373,13 @@ def check_units(dest, prefix):
         assert re.search(r"(?m)^%s$" % re.escape(line), svc), line
     with open(os.path.join(unitdir, "relayd.socket")) as f:
         sock = f.read()
-    assert re.search(r"(?m)^ListenStream=7400$", sock)
+    # Loopback only by default, as the shipped relayd.conf listens, with
+    # a commented line for other addresses; exactly one socket.
+    assert re.findall(r"(?m)^ListenStream=(.*)$", sock) == \
+        ["127.0.0.1:7400"], sock
+    assert re.search(r"(?m)^#ListenStream=\S+$", sock), sock
+    with open(os.path.join(REPO, "conf", "relayd.conf")) as f:
+        assert re.search(r'(?m)^listen = "127\.0\.0\.1:7400";', f.read())
     assert re.search(r"(?m)^Accept=no$", sock)
 
 
@@ -407,7 +413,8 @@ def check_example_config(dest, prefix, work):
 def check_sysusers_tmpfiles(dest, prefix, work):
     """sysusers.d and tmpfiles.d applied to a scratch root: user and group
     _relayd exist, /etc/relayd and /etc/relayd/tls are 0750 root:_relayd
-    and a root-only key becomes readable by the group."""
+    and no key is readable beyond the service user: a relay key made by
+    root becomes 0600 _relayd:_relayd, the CA's key 0600 root:root."""
     root = os.path.join(work, "root")
     for sub in ("sysusers.d", "tmpfiles.d"):
         d = os.path.join(root, "usr/lib", sub)
@@ -415,10 +422,12 @@ def check_sysusers_tmpfiles(dest, prefix, work):
         shutil.copy(os.path.join(dest, prefix.strip("/"), "lib", sub,
                                  "relayd.conf"), d)
     os.makedirs(os.path.join(root, "etc/relayd/tls"))
-    key = os.path.join(root, "etc/relayd/tls/relay.key")
-    with open(key, "w"):
-        pass
-    os.chmod(key, 0o600)
+    for name, mode in (("relay.key", 0o600), ("ca.key", 0o644),
+                       ("other.key", 0o666), ("ca.pem", 0o644)):
+        key = os.path.join(root, "etc/relayd/tls", name)
+        with open(key, "w"):
+            pass
+        os.chmod(key, mode)
     os.chmod(os.path.join(root, "etc/relayd"), 0o755)
     for cmd in (["systemd-sysusers", "--root=" + root],
                 ["systemd-tmpfiles", "--root=" + root, "--create",
@@ -433,12 +442,23 @@ def check_sysusers_tmpfiles(dest, prefix, work):
         groups = {ln.split(":")[0]: ln.split(":") for ln in f}
     assert "_relayd" in users and "_relayd" in groups
     gid = int(groups["_relayd"][2])
+    uid = int(users["_relayd"][2])
     assert int(users["_relayd"][3]) == gid
-    for path, mode in (("etc/relayd", 0o750), ("etc/relayd/tls", 0o750),
-                       ("etc/relayd/tls/relay.key", 0o640)):
+    for path, mode, owner in (
+            ("etc/relayd", 0o750, (0, gid)),
+            ("etc/relayd/tls", 0o750, (0, gid)),
+            ("etc/relayd/tls/relay.key", 0o600, (uid, gid)),
+            ("etc/relayd/tls/other.key", 0o600, (uid, gid)),
+            ("etc/relayd/tls/ca.key", 0o600, (0, 0))):
         st = os.stat(os.path.join(root, path))
         assert (stat.S_IMODE(st.st_mode), st.st_uid, st.st_gid) == \
-            (mode, 0, gid), path
+            (mode, owner[0], owner[1]), path
+    # No key material for the group or others, whoever owns it.
+    tls = os.path.join(root, "etc/relayd/tls")
+    for n in os.listdir(tls):
+        if n.endswith(".key"):
+            assert stat.S_IMODE(os.stat(os.path.join(tls, n)).st_mode) & \
+                0o077 == 0, n
 
 
 @pytest.mark.parametrize("prefix", ["/usr", None])
