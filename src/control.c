@@ -475,6 +475,9 @@ ctl_cmd_show(struct ctl_client *c, enum ctl_show what)
 		ctl_finish(c, json_pack("{s:b,s:o}", "ok", 1, "stats",
 		    stats_json(stats_table, stats_ntable)));
 		break;
+	case CTL_SHOW_PUTS:
+		ctl_finish(c, outcome_recent_json(CTL_SHOW_PUTS_MAX));
+		break;
 	}
 }
 
