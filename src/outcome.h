@@ -36,7 +36,7 @@ struct json_t;
 
 #define OUTCOME_MAX	1024
 #define OUTCOME_TTL	600.0
-#define OUTCOME_FAIL_ENTRIES	32
+#define OUTCOME_FAIL_ENTRIES	16
 
 /* What became of a kept PUT (relayctl outcome's "state"). */
 enum outcome_state {
