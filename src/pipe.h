@@ -104,7 +104,7 @@ struct pipe {
  * nearer the origin gives up, and every deadline stays within base +
  * 1 s (base + base / 2 below a 2 s base).
  */
-#define PIPE_BLAME_HOPS		16
+#define PIPE_BLAME_HOPS		20
 #define PIPE_BLAME_STEP(base)	(((base) < 2.0 ? (base) / 2 : 1.0) / \
 				    PIPE_BLAME_HOPS)
 double		 pipe_deadline(double base, uint8_t budget);

@@ -37,7 +37,7 @@ OPTS = {"stream_inactivity_timeout": T, "stream_window": WINDOW,
         "conn_window": CONN_WINDOW, "max_payload": 64 * MIB,
         "max_buffered": 8 * MIB}
 # Time for relayctl itself: start, hash 16 MiB, connect (not relayd's).
-CLIENT_SLACK = 0.5
+CLIENT_SLACK = 0.25
 
 
 def links_up(relays):

@@ -478,9 +478,9 @@ test_deadline_by_depth(void **state)
 		}
 		assert_true(pipe_deadline(base, 0) == base);
 	}
-	/* The step the system tests rely on: 1/16 s at a 2 s base. */
-	assert_true(PIPE_BLAME_STEP(2.0) > 0.0624 &&
-	    PIPE_BLAME_STEP(2.0) < 0.0626);
+	/* The step the system tests rely on: 1/20 s at a 2 s base. */
+	assert_true(PIPE_BLAME_STEP(2.0) > 0.0499 &&
+	    PIPE_BLAME_STEP(2.0) < 0.0501);
 }
 
 /* A fork that times out tells its owner the code its upstream hears. */
