@@ -121,8 +121,9 @@ outcome_blame_parse(const char *msg, size_t len, char *node, size_t nodelen,
 	if (len < plen || memcmp(msg, BLAME_PREFIX, plen) != 0)
 		return -1;
 	for (n = 0; plen + n < len && msg[plen + n] != ' '; n++)
-		if ((unsigned char)msg[plen + n] <= ' ')
-			return -1;
+		if ((unsigned char)msg[plen + n] < 0x21 ||
+		    (unsigned char)msg[plen + n] > 0x7e)
+			return -1;	/* not a node id (relayd.conf(5)) */
 	if (n == 0 || n >= nodelen || n > CONFIG_NAME_MAX)
 		return -1;
 	i = plen + n;

@@ -219,6 +219,7 @@ test_blame_text(void **state)
 		"failed at n (depth 256): x",		/* above a byte */
 		"failed at n (depth 1) x",		/* no "): " */
 		"failed at n\x01m (depth 1): x",	/* a control byte */
+		"failed at n\xc3\xa9 (depth 1): x",	/* not 0x21-0x7e */
 		"failed at n",
 		"no progress to n for 2.0s",
 		"failed at "
