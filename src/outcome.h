@@ -12,7 +12,9 @@
  * the oldest dropped first.  Failed and aborted PUTs are kept in a
  * sibling table with the same bounds (and at most OUTCOME_FAIL_ENTRIES
  * entries each), so that `relayctl outcome` can answer for them and a
- * flood of failures neither grows memory nor pushes out a success.
+ * flood of failures neither grows memory nor pushes out a success: at
+ * most OUTCOME_MAX records of under 7 KiB (16 entries of 368 bytes, the
+ * record, a key of at most 512 bytes), about 7 MiB in all.
  *
  * Blame: a relay whose every branch failed aborts its upstream with a
  * text that names the failing hop, "failed at NODE (depth N): REASON",

@@ -242,8 +242,8 @@ pipe_pull(void *arg, size_t room)
 			clock_timer_arm(p->timer, p->result_timeout);
 			return PEER_PULL_DONE;
 		case STREAM_FAILED:
-			pipe_send_abort(p, WIRE_ABORT_UPSTREAM_LOST,
-			    stream_buf_fail_reason(
+			pipe_send_abort(p, p->down_code != 0 ? p->down_code :
+			    WIRE_ABORT_UPSTREAM_LOST, stream_buf_fail_reason(
 			    stream_reader_buf(p->reader)));
 			pipe_finish(p, NULL, "upstream failed");
 			return PEER_PULL_DONE;

@@ -91,6 +91,9 @@ struct pipe {
 	struct clock_timer	*timer;
 	char			 outcome[128];
 	uint16_t		 fail_code;	/* what the upstream hears */
+	uint16_t		 down_code;	/* ABORT code downstream when
+						 * the buffer fails (owner's;
+						 * 0: upstream-lost) */
 	int			 peer_aborted;	/* the next hop sent ABORT */
 	size_t			 abort_len;
 	char			 abort_msg[WIRE_MAX_TEXT];	/* its text */

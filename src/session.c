@@ -621,6 +621,7 @@ static void
 session_fail(struct session *s, uint16_t code, const char *why)
 {
 	const struct session_upstream_ops *ops = s->ops;
+	struct pipe *p;
 
 	if (s->state != SESS_RECEIVING)
 		return;
@@ -644,6 +645,10 @@ session_fail(struct session *s, uint16_t code, const char *why)
 	s->ops = NULL;
 	if (ops != NULL && ops->abort != NULL)
 		ops->abort(s->up, s, code, why);
+	/* A silent upstream is a timeout downstream too, not a loss. */
+	TAILQ_FOREACH(p, &s->forks, sess_entry)
+		if (code == WIRE_ABORT_TIMEOUT)
+			p->down_code = code;
 	stream_fail(s->buf, why);
 	/* Forks abort at once; this only bounds a fork stuck on its link. */
 	clock_timer_arm(s->timer, s->conf->stream_inactivity_timeout);

@@ -556,6 +556,15 @@ test_upstream_failed(void **state)
 	assert_string_equal(fk.abort_msg, "upstream gone");
 	done_pipe(p, buf);
 
+	/* The owner's code for a silent upstream: timeout, not lost. */
+	p = new_sending(PAYLOAD, 0, &buf);
+	p->down_code = WIRE_ABORT_TIMEOUT;
+	stream_fail(buf, "no data for 3.0s");
+	assert_int_equal(pull(p, 1000), PEER_PULL_DONE);
+	assert_int_equal(fk.aborts, 1);
+	assert_int_equal(fk.abort_code, WIRE_ABORT_TIMEOUT);
+	done_pipe(p, buf);
+
 	p = new_sending(PAYLOAD, 0, &buf);
 	assert_int_equal(stream_append(buf, payload, 100), 0);
 	fk.fail_data = 1;
