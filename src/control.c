@@ -186,9 +186,17 @@ static void
 ctl_put_abort(void *up, struct session *s, uint16_t code, const char *msg)
 {
 	struct ctl_client *c = up;
+	const struct session_entry *e;
+	unsigned int n;
 
-	(void)s;
 	c->sess = NULL;
+	/* Every hop heard of so far, the one that failed among them. */
+	if ((e = session_entries(s, &n)) != NULL && n > 0) {
+		ctl_finish(c, json_pack("{s:b,s:s,s:s,s:s,s:o}", "ok", 0,
+		    "error", util_esc(msg), "code", wire_abort_name(code),
+		    "put_id", c->put_hex, "results", outcome_json(e, n)));
+		return;
+	}
 	/* The stream failed on this relay itself: name it, depth 0. */
 	ctl_finish(c, json_pack("{s:b,s:s,s:s,s:s,s:[{s:s,s:s,s:i,s:s,s:I,"
 	    "s:i,s:i,s:s}]}", "ok", 0, "error", util_esc(msg), "code",
@@ -495,6 +503,9 @@ ctl_cmd_show(struct ctl_client *c, enum ctl_show what)
 		/* The same table /metrics renders (statstab.c). */
 		ctl_finish(c, json_pack("{s:b,s:o}", "ok", 1, "stats",
 		    stats_json(stats_table, stats_ntable)));
+		break;
+	case CTL_SHOW_PUTS:
+		ctl_finish(c, outcome_recent_json(CTL_SHOW_PUTS_MAX));
 		break;
 	}
 }

@@ -45,7 +45,7 @@ static const struct ctlproto_cmd ctlproto_cmds[] = {
 };
 
 static const char *const ctlproto_show_names[] = {
-	"peers", "streams", "routes", "config", "stats", NULL
+	"peers", "streams", "routes", "config", "stats", "puts", NULL
 };
 /* In enum log_level order (log.h). */
 static const char *const ctlproto_level_names[] = {
@@ -247,7 +247,7 @@ ctlproto_show(json_t *o, struct ctl_request *req, char *err, size_t errlen)
 
 	if (i == -1)
 		return ctlproto_fail(err, errlen, "show needs what: peers, "
-		    "streams, routes, config or stats");
+		    "streams, routes, config, stats or puts");
 	req->u.show = (enum ctl_show)i;
 	return 0;
 }

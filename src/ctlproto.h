@@ -31,6 +31,7 @@ enum ctl_show {
 	CTL_SHOW_ROUTES,
 	CTL_SHOW_CONFIG,
 	CTL_SHOW_STATS,
+	CTL_SHOW_PUTS,
 };
 
 struct ctl_put_req {

@@ -81,6 +81,7 @@ static void	session_timer_cb(void *);
 static void	session_reap_cb(evutil_socket_t, short, void *);
 static void	session_check_done(struct session *);
 static void	session_fail(struct session *, uint16_t, const char *);
+static void	session_own_entry(struct session *);
 static void	session_fork_done(struct session *, struct pipe *,
 		    const struct wire_frame *, const char *);
 
@@ -355,8 +356,11 @@ session_pipe_new(struct session *s, struct peer *p, struct stream_reader *r)
 		.sha256 = s->sha256,
 		.hops = s->plan.next_budget,
 		.sess_id = s->id,
-		.inactivity = s->conf->stream_inactivity_timeout,
-		.result_timeout = s->conf->result_timeout,
+		/* Deeper hops give up first: see pipe_deadline(). */
+		.inactivity = pipe_deadline(s->conf->stream_inactivity_timeout,
+		    s->plan.next_budget),
+		.result_timeout = pipe_deadline(s->conf->result_timeout,
+		    s->plan.next_budget),
 	};
 
 	return pipe_new(&pp);
@@ -606,8 +610,12 @@ session_end(struct session *s)
 	if (s->last_us == 0)
 		s->last_us = clock_wall_us();
 	s->state = SESS_COMPLETE;
-	/* From here the wait for store and forks is bounded by result_timeout. */
-	clock_timer_arm(s->timer, s->conf->result_timeout);
+	/*
+	 * From here the wait for store and forks is bounded by
+	 * result_timeout, a step after the forks' own result deadlines.
+	 */
+	clock_timer_arm(s->timer, pipe_deadline(s->conf->result_timeout,
+	    s->plan.next_budget) + PIPE_BLAME_STEP(s->conf->result_timeout));
 	session_check_done(s);
 	return 0;
 }
@@ -621,6 +629,7 @@ static void
 session_fail(struct session *s, uint16_t code, const char *why)
 {
 	const struct session_upstream_ops *ops = s->ops;
+	struct pipe *p;
 
 	if (s->state != SESS_RECEIVING)
 		return;
@@ -634,9 +643,21 @@ session_fail(struct session *s, uint16_t code, const char *why)
 	    (unsigned long long)stream_buf_appended(s->buf),
 	    (unsigned long long)stream_buf_held(s->buf),
 	    clock_mono() - s->created);
+	if (!s->replay && s->out.n > 0) {
+		session_own_entry(s);
+		s->out.e[0].status = WIRE_RES_FAILED;
+		snprintf(s->out.e[0].reason, sizeof(s->out.e[0].reason), "%s",
+		    why);
+		outcome_keep_failed(s->put_id, s->size, s->key, s->out.e,
+		    s->out.n, 1, why);
+	}
 	s->ops = NULL;
 	if (ops != NULL && ops->abort != NULL)
 		ops->abort(s->up, s, code, why);
+	/* A silent upstream is a timeout downstream too, not a loss. */
+	TAILQ_FOREACH(p, &s->forks, sess_entry)
+		if (code == WIRE_ABORT_TIMEOUT)
+			p->down_code = code;
 	stream_fail(s->buf, why);
 	/* Forks abort at once; this only bounds a fork stuck on its link. */
 	clock_timer_arm(s->timer, s->conf->stream_inactivity_timeout);
@@ -658,6 +679,36 @@ session_upstream_lost(struct session *s, const char *why)
 	}
 }
 
+/*
+ * Fail fast: a stream still arriving whose every branch has failed, on a
+ * relay that does not store it, can go nowhere.  It is aborted upstream
+ * at once, with a text that names the failure nearest the fault
+ * (outcome_blame_format), instead of taking the rest of the upload.
+ */
+static int
+session_fail_fast(struct session *s)
+{
+	const struct session_entry *b;
+	struct pipe *p;
+	uint16_t code = WIRE_ABORT_INTERNAL;
+	char why[WIRE_MAX_TEXT];
+
+	if (s->state != SESS_RECEIVING || s->forks_pending > 0 ||
+	    s->plan.nhops == 0 || s->store == ST_WRITING ||
+	    s->store == ST_STORED || s->replay || s->out.n < 2)
+		return 0;
+	if ((b = outcome_blamed(s->out.e + 1, s->out.n - 1)) == NULL)
+		return 0;
+	TAILQ_FOREACH(p, &s->forks, sess_entry)
+		if (p->fail_code != 0)
+			code = p->fail_code;
+	outcome_blame_format(why, sizeof(why), b->node, b->depth, b->reason);
+	log_warnx("stream=%llu put=%s no branch left: %s",
+	    (unsigned long long)s->id, s->put_hex, util_esc(why));
+	session_fail(s, code, why);
+	return 1;
+}
+
 static void
 session_fork_done(struct session *s, struct pipe *p,
     const struct wire_frame *res, const char *reason)
@@ -667,9 +718,14 @@ session_fork_done(struct session *s, struct pipe *p,
 	if (res != NULL) {
 		STATS_INC(puts_forwarded);
 		outcome_add_result(&s->out, res, p->peer_name);
-	} else if (s->state != SESS_FAILED)
+	} else if (s->state != SESS_FAILED && p->peer_aborted)
+		outcome_add_aborted(&s->out, p->peer_name, s->conf->node_id,
+		    p->bytes_out, p->fail_code, p->abort_msg, p->abort_len);
+	else if (s->state != SESS_FAILED)
 		outcome_add_failed(&s->out, p->peer_name, s->conf->node_id,
 		    p->bytes_out, reason);
+	if (session_fail_fast(s))
+		return;
 	session_check_done(s);
 }
 
@@ -759,6 +815,9 @@ session_check_done(struct session *s)
 	if (ok && !s->replay)
 		outcome_keep(s->put_id, s->sha256, s->size, s->key, s->out.e,
 		    s->out.n);
+	else if (!s->replay)
+		outcome_keep_failed(s->put_id, s->size, s->key, s->out.e,
+		    s->out.n, 0, NULL);
 	stats_duration(clock_mono() - s->created);
 	if (events_wanted())
 		events_publish("stream-done", json_pack("{s:I,s:s,s:s,s:b,s:i,"
@@ -1027,6 +1086,13 @@ session_count(void)
 		if (s->state != SESS_DONE)
 			n++;
 	return n;
+}
+
+const struct session_entry *
+session_entries(const struct session *s, unsigned int *n)
+{
+	*n = s->replay ? 0 : s->out.n;
+	return s->out.e;
 }
 
 json_t *

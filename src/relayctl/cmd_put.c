@@ -539,6 +539,11 @@ ctl_cmd_put(struct ctl_ctx *ctx, int argc, char **argv)
 	}
 	log_debug("relayctl: put_id=%s key=%s bytes=%" PRIu64 " sha256=%s",
 	    put_id, argv[0], p.size, sha);
+	/* First, so a PUT that never ends can still be looked up. */
+	if (!ctx->json) {
+		printf("put_id %s\n", put_id);
+		fflush(stdout);
+	}
 	if ((rc = ctl_connect(ctx, &conn)) != CTL_EXIT_OK)
 		goto done;
 	if ((p.block = malloc(CTL_BLOCK)) == NULL)
@@ -575,6 +580,16 @@ ctl_show_outcome(json_t *final)
 	    json_is_true(json_object_get(final, "stored")) ? "yes" : "no");
 	free(id);
 	free(state);
+	if (json_is_string(json_object_get(final, "failing_hop"))) {
+		id = ctl_clean(ctl_jstr(final, "failing_hop"));
+		printf("failing hop  %s\n", id);
+		free(id);
+	}
+	if (json_is_string(json_object_get(final, "reason"))) {
+		id = ctl_clean(ctl_jstr(final, "reason"));
+		printf("reason  %s\n", id);
+		free(id);
+	}
 	res = ctl_results_sorted(final, &n);
 	ctl_put_table(res, n, 1);
 	free(res);

@@ -115,9 +115,24 @@ def test_res_result_before_end(make_relay):
     d.accept()
     put = d.expect_put()
     d.result(put.stream, [entry(W.RES_STORED, 0, b"down", len(data))])
-    p.send_data(sid, data)
-    p.send_end(sid)
-    refused(p, sid, d, put.stream, b"before END")
+    # Before END the relay (no store, no other branch) fails fast: the
+    # branch's failed entry goes upstream as an ABORT that names it
+    # (Blame), or as a RESULT if the whole payload was in first.
+    f = d.expect(lambda f: f.stream == put.stream, soon(), "ABORT")
+    assert f.type == W.ABORT and f.code == W.ABORT_PROTOCOL, f
+    try:
+        p.send_data(sid, data)
+        p.send_end(sid)
+    except OSError:
+        pass
+    f = stream_end(p, sid)
+    if f.type == W.ABORT:
+        assert f.msg.startswith(b"failed at down (depth 1): "), f
+        assert b"before END" in f.msg, f
+    else:
+        failed = [e for e in f.entries if e.status == W.RES_FAILED]
+        assert failed and failed[-1].node == b"down", f
+        assert b"before END" in failed[-1].reason, f
 
 
 def test_res_zero_entries(make_relay):
