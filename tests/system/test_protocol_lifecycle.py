@@ -63,6 +63,18 @@ def test_life_refuse_key_nul(r):
     assert alive(p)
 
 
+def test_life_refuse_key_too_long(make_relay):
+    """A key whose file name would pass 255 bytes is refused at once with
+    ABORT protocol, also by a relay that only forwards it."""
+    d = Downstream()
+    r = relay(make_relay, downs=[d])
+    p = upstream(r)
+    sid = p.put(b"f/" + b"k" * 300, b"x")
+    f = aborted(p, sid, W.ABORT_PROTOCOL)
+    assert b"too long for a file name" in f.msg
+    assert alive(p)
+
+
 def test_life_refuse_shutdown(make_relay):
     """A draining relay sends GOAWAY (shutdown); a PUT after it is
     refused with ABORT shutdown, and a stream in flight still finishes."""
