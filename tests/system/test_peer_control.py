@@ -12,6 +12,8 @@ to both; hop1 and hop2 store.  Proven here:
   is done the link closes and stays down ("drained") until enable.
 - test_show_peers_figures: rtt (last and smoothed, from the PING sent on
   link-up), link age, admin state and generation, in JSON and the table.
+- test_state_survives_reload: disabled and drained peers stay so over a
+  reload, also when the peer's settings change.
 - test_bad_peer_commands: unknown peer names, inbound-only names, bad
   actions and over-long names get a clear error and a non-zero exit.
 """
@@ -147,6 +149,31 @@ def test_show_peers_figures(make_relay):
                      r.stdout, re.M), r.stdout
     assert re.search(r"^hop2\s+\S+\s+out\s+down\s+drained\s", r.stdout,
                      re.M), r.stdout
+
+
+def test_state_survives_reload(make_relay):
+    hop0, hop1, hop2 = triangle(make_relay)
+    ctl_json(hop0, "peer", "disable", "hop1")
+    ctl_json(hop0, "peer", "drain", "hop2")
+    wait_state(hop0, "hop1", "down", "disabled")
+    wait_state(hop0, "hop2", "down", "drained")
+    assert ctl_json(hop0, "reload")["generation"] == 2
+    # Unchanged peers keep their state; a changed one (a new rate_limit
+    # makes a new link object) takes it over too.
+    assert peer(hop0, "hop1")["admin"] == "disabled"
+    assert peer(hop0, "hop2")["admin"] == "drained"
+    hop0.peers[0]["rate_limit"] = 1 << 20
+    hop0.write_config()
+    assert ctl_json(hop0, "reload")["generation"] == 3
+    p = wait_for(lambda: (lambda q: q if q["config_generation"] == 3 else
+                          None)(peer(hop0, "hop1")), 5, "hop1 on gen 3")
+    assert p["admin"] == "disabled" and p["state"] == "down", p
+    rc, js = put(hop0, "fan/c", b"c" * 100, timeout=20)
+    assert rc != 0 and "disabled" in js.get("error", ""), js
+    ctl_json(hop0, "peer", "enable", "hop1")
+    wait_state(hop0, "hop1", "up", "enabled")
+    rc, js = put(hop0, "k5", b"5" * 100, timeout=20)
+    assert rc == 0 and stored_on(js) == ["hop1"], js
 
 
 def test_bad_peer_commands(make_relay):
