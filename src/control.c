@@ -616,6 +616,27 @@ ctl_cmd_drain(struct ctl_client *c)
 	    "streams", (int)n));
 }
 
+/* relayctl peer disable|enable|drain NAME (peer.h says what each does). */
+static void
+ctl_cmd_peer(struct ctl_client *c, const struct ctl_peer_req *r)
+{
+	static const enum peer_admin admin[] = {
+		[CTL_PEER_DISABLE] = PEER_ADMIN_DISABLED,
+		[CTL_PEER_ENABLE] = PEER_ADMIN_ENABLED,
+		[CTL_PEER_DRAIN] = PEER_ADMIN_DRAINING,
+	};
+	const struct peer *p;
+	char err[256];
+
+	if (peer_admin_set(r->name, admin[r->action], err,
+	    sizeof(err)) == -1) {
+		ctl_fail(c, "%s", err);
+		return;
+	}
+	p = peer_find_outbound(r->name);
+	ctl_finish(c, json_pack("{s:b,s:o}", "ok", 1, "peer", peer_json(p)));
+}
+
 static void
 ctl_request(struct ctl_client *c, const char *line, size_t len)
 {
@@ -649,6 +670,9 @@ ctl_request(struct ctl_client *c, const char *line, size_t len)
 		break;
 	case CTL_CMD_DRAIN:
 		ctl_cmd_drain(c);
+		break;
+	case CTL_CMD_PEER:
+		ctl_cmd_peer(c, &req.u.peer);
 		break;
 	case CTL_CMD_LOG:
 		log_setlevel(req.u.level);

@@ -89,6 +89,18 @@
  *        streams in flight finish (up to drain_timeout), then relayd exits
  *   {"cmd":"log","level":"warn"|"info"|"debug"}
  *     -> {"ok":true,"level":"debug"}
+ *   {"cmd":"peer","action":"disable"|"enable"|"drain","name":"relay2"}
+ *     -> {"ok":true,"peer":{...}}   (the outbound peer's object, as in
+ *        show peers) or {"ok":false,"error":"no configured peer 'x'"}
+ *
+ * A peer object in status and show peers also has: "admin" (outbound:
+ * "enabled"|"disabled"|"draining"|"drained", inbound: null),
+ * "generation" (the config generation of the link's TLS context, null
+ * while no link), "config_generation" (the one its next link uses),
+ * "rtt_ms" and "srtt_ms" (last and smoothed PING/PONG round trip),
+ * "age_s" (since the link came up), "cert_not_after" ("YYYY-MM-DDThh:
+ * mm:ssZ") and "cert_expires_in_s" (the peer's certificate on a TLS
+ * link); null where there is no such figure.
  */
 #ifndef RELAYD_CTL_H
 #define RELAYD_CTL_H

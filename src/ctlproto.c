@@ -23,6 +23,7 @@ static int	ctlproto_show(json_t *, struct ctl_request *, char *, size_t);
 static int	ctlproto_outcome(json_t *, struct ctl_request *, char *,
 		    size_t);
 static int	ctlproto_log(json_t *, struct ctl_request *, char *, size_t);
+static int	ctlproto_peer(json_t *, struct ctl_request *, char *, size_t);
 
 static const char *const ctlproto_no_fields[] = { NULL };
 static const char *const ctlproto_put_fields[] = {
@@ -31,6 +32,7 @@ static const char *const ctlproto_put_fields[] = {
 static const char *const ctlproto_show_fields[] = { "what", NULL };
 static const char *const ctlproto_outcome_fields[] = { "put_id", NULL };
 static const char *const ctlproto_log_fields[] = { "level", NULL };
+static const char *const ctlproto_peer_fields[] = { "action", "name", NULL };
 
 static const struct ctlproto_cmd ctlproto_cmds[] = {
 	{ "status",	CTL_CMD_STATUS,	ctlproto_no_fields,	NULL },
@@ -42,10 +44,15 @@ static const struct ctlproto_cmd ctlproto_cmds[] = {
 	{ "reload",	CTL_CMD_RELOAD,	ctlproto_no_fields,	NULL },
 	{ "drain",	CTL_CMD_DRAIN,	ctlproto_no_fields,	NULL },
 	{ "log",	CTL_CMD_LOG,	ctlproto_log_fields,	ctlproto_log },
+	{ "peer",	CTL_CMD_PEER,	ctlproto_peer_fields,	ctlproto_peer },
 };
 
 static const char *const ctlproto_show_names[] = {
 	"peers", "streams", "routes", "config", "stats", "puts", NULL
+};
+/* In enum ctl_peer_action order. */
+static const char *const ctlproto_peer_actions[] = {
+	"disable", "enable", "drain", NULL
 };
 /* In enum log_level order (log.h). */
 static const char *const ctlproto_level_names[] = {
@@ -273,6 +280,33 @@ ctlproto_log(json_t *o, struct ctl_request *req, char *err, size_t errlen)
 		return ctlproto_fail(err, errlen, "log needs level: warn, info "
 		    "or debug");
 	req->u.level = i;
+	return 0;
+}
+
+static int
+ctlproto_peer(json_t *o, struct ctl_request *req, char *err, size_t errlen)
+{
+	struct ctl_peer_req *p = &req->u.peer;
+	const json_t *name = json_object_get(o, "name");
+	int i = ctlproto_word(json_object_get(o, "action"),
+	    ctlproto_peer_actions);
+	size_t len;
+
+	if (i == -1)
+		return ctlproto_fail(err, errlen, "peer needs action: disable, "
+		    "enable or drain");
+	if (!json_is_string(name))
+		return ctlproto_fail(err, errlen, "peer needs name (string)");
+	len = json_string_length(name);
+	if (len == 0 || len > CTL_PEER_NAME_MAX)
+		return ctlproto_fail(err, errlen, "peer name must be 1..%d "
+		    "bytes", CTL_PEER_NAME_MAX);
+	if (memchr(json_string_value(name), '\0', len) != NULL)
+		return ctlproto_fail(err, errlen, "peer name must not contain "
+		    "NUL");
+	p->action = (enum ctl_peer_action)i;
+	memcpy(p->name, json_string_value(name), len);
+	p->name[len] = '\0';
 	return 0;
 }
 

@@ -23,6 +23,20 @@ enum ctl_command {
 	CTL_CMD_RELOAD,
 	CTL_CMD_DRAIN,
 	CTL_CMD_LOG,
+	CTL_CMD_PEER,
+};
+
+/* peer disable|enable|drain: in this order on the wire's "action". */
+enum ctl_peer_action {
+	CTL_PEER_DISABLE = 0,
+	CTL_PEER_ENABLE,
+	CTL_PEER_DRAIN,
+};
+#define CTL_PEER_NAME_MAX	64	/* bytes, as a config peer name */
+
+struct ctl_peer_req {
+	enum ctl_peer_action	 action;
+	char			 name[CTL_PEER_NAME_MAX + 1];	/* no NUL */
 };
 
 enum ctl_show {
@@ -55,6 +69,7 @@ struct ctl_request {
 		enum ctl_show		show;
 		uint8_t			put_id[WIRE_PUT_ID_LEN];  /* outcome */
 		int			level;	/* log: enum log_level */
+		struct ctl_peer_req	peer;
 	} u;
 };
 

@@ -15,6 +15,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 #include <unistd.h>
 
 #include <event2/buffer.h>
@@ -72,6 +73,44 @@ peer_is_up(const struct peer *p)
 	return p->state == PEER_UP && !p->remote_goaway;
 }
 
+/*
+ * A PING whose PONG gives the link's round-trip time: one when the link
+ * comes up, so the figure exists early, and the keepalive ones.  The
+ * latest PING out is the one measured; a PONG echoing anything else is
+ * ignored.
+ */
+static void
+peer_send_ping(struct peer *p)
+{
+	uint8_t frame[WIRE_HDR_LEN + 8];
+	uint64_t v = (uint64_t)clock_wall_us();
+
+	if (wire_enc_ping(frame, sizeof(frame), 0, v) <= 0 ||
+	    peer_send(p, frame, sizeof(frame)) == -1)
+		return;
+	p->rtt_value = v;
+	p->rtt_sent = clock_mono();
+}
+
+void
+peer_on_pong(struct peer *p, uint64_t value)
+{
+	double rtt;
+
+	p->ping_out = 0;
+	if (p->rtt_sent < 0 || value != p->rtt_value)
+		return;
+	rtt = clock_mono() - p->rtt_sent;
+	if (rtt < 0)
+		rtt = 0;
+	p->rtt_sent = -1;
+	p->rtt_last = rtt;
+	if (p->rtt_smooth < 0)
+		p->rtt_smooth = rtt;
+	else
+		p->rtt_smooth += (rtt - p->rtt_smooth) / 8;
+}
+
 /* HELLO done: the link no longer counts as a handshake. */
 static void
 peer_acct_authenticated(struct peer *p)
@@ -127,6 +166,7 @@ peer_new(int outbound)
 		return NULL;
 	}
 	p->backoff_ms = PEER_BACKOFF_MIN;
+	p->rtt_sent = p->rtt_last = p->rtt_smooth = -1;
 	TAILQ_INSERT_TAIL(&env->peers, p, entry);
 	return p;
 }
@@ -138,6 +178,8 @@ peer_free(struct peer *p)
 	xport_free(p->xp);
 	if (p->ctx != NULL)
 		SSL_CTX_free(p->ctx);
+	if (p->next_ctx != NULL)
+		SSL_CTX_free(p->next_ctx);
 	if (p->conf != NULL)
 		config_unref(p->conf);
 	if (p->rl_ev != NULL)
@@ -175,6 +217,9 @@ peer_transport_new(struct peer *p, evutil_socket_t fd)
 	p->out_paused = 0;
 	p->pong_end = 0;
 	p->pong_owed = 0;
+	p->link_gen = p->conf != NULL ? p->conf->generation : 0;
+	p->has_not_after = 0;
+	p->rtt_sent = p->rtt_last = p->rtt_smooth = -1;
 	xport_setcb(xp, peer_read_cb, peer_write_cb, peer_event_cb, p);
 	xport_set_sink(xp, peer_sink, peer_sunk, WIRE_HDR_LEN);
 	xport_set_lowat(xp, PEER_OUT_LOW);
@@ -286,6 +331,8 @@ peer_on_hello(struct peer *p, const struct wire_frame *f)
 		events_publish("peer-up", json_pack("{s:s,s:s,s:s}", "peer",
 		    p->name, "address", p->addr, "direction",
 		    p->outbound ? "out" : "in"));
+	p->up_since = p->state_since;
+	peer_send_ping(p);
 	clock_timer_arm(p->timer, env->conf->idle_timeout);
 	while ((ps = TAILQ_FIRST(&p->link_wait)) != NULL) {
 		peer_dequeue(p, ps);
@@ -363,6 +410,12 @@ peer_close_final(struct peer *p)
 		event_active(p->reap_ev, 0, 0);
 		return;
 	}
+	if (p->admin == PEER_ADMIN_DRAINING) {
+		log_info("peer=%s drained", p->name);
+		p->admin = PEER_ADMIN_DRAINED;
+	}
+	if (p->admin != PEER_ADMIN_ENABLED)
+		return;		/* down until relayctl peer enable */
 	/* Outbound links come back, with exponential backoff. */
 	clock_timer_arm(p->timer, p->backoff_ms / 1000.0);
 	p->backoff_ms *= 2;
@@ -492,6 +545,7 @@ peer_tls_established(struct peer *p)
 	    SSL_get_cipher_name(ssl));
 	tls_peer_identity(ssl, p->tls_fp, sizeof(p->tls_fp), p->tls_subject,
 	    sizeof(p->tls_subject));
+	p->has_not_after = tls_peer_not_after(ssl, &p->cert_not_after) == 0;
 	log_info("peer=%s addr=%s tls=%s cipher=%s subject=\"%s\" "
 	    "fingerprint=%s", p->name, p->addr, p->tls_version,
 	    p->tls_cipher, p->tls_subject, p->tls_fp);
@@ -569,7 +623,6 @@ static void
 peer_timer_cb(void *arg)
 {
 	struct peer *p = arg;
-	uint8_t frame[WIRE_HDR_LEN + 8];
 	double idle;
 
 	switch (p->state) {
@@ -602,9 +655,7 @@ peer_timer_cb(void *arg)
 			break;
 		}
 		p->ping_out = 1;
-		if (wire_enc_ping(frame, sizeof(frame), 0,
-		    (uint64_t)clock_wall_us()) > 0)
-			peer_send(p, frame, sizeof(frame));
+		peer_send_ping(p);
 		clock_timer_arm(p->timer, env->conf->idle_timeout);
 		break;
 	}
@@ -776,6 +827,22 @@ peer_listen_close(void)
 	peer_server_ctx = NULL;
 }
 
+/*
+ * A peer a reload replaced (changed settings) hands its admin state to
+ * the new one; a drain in progress is over for a link with no streams.
+ */
+static int
+peer_admin_inherited(const char *name)
+{
+	struct peer *p;
+	int admin = PEER_ADMIN_ENABLED;
+
+	TAILQ_FOREACH(p, &env->peers, entry)
+		if (p->outbound && p->retired && strcmp(p->name, name) == 0)
+			admin = p->admin;
+	return admin == PEER_ADMIN_DRAINING ? PEER_ADMIN_DRAINED : admin;
+}
+
 void
 peer_start_outbound(void)
 {
@@ -808,7 +875,9 @@ peer_start_outbound(void)
 		if (p->tlsc->enabled && (p->ctx = tls_ctx_new(p->tlsc, 0,
 		    c->path, err, sizeof(err))) == NULL)
 			fatalx("%s", err);
-		peer_connect(p);
+		p->admin = peer_admin_inherited(p->name);
+		if (p->admin == PEER_ADMIN_ENABLED)
+			peer_connect(p);
 	}
 }
 
@@ -836,16 +905,80 @@ peer_tls_json(void)
 	    (json_int_t)peer_tls_handshakes, "tls_refused", o);
 }
 
+const char *
+peer_admin_name(int admin)
+{
+	switch (admin) {
+	case PEER_ADMIN_ENABLED:
+		return "enabled";
+	case PEER_ADMIN_DISABLED:
+		return "disabled";
+	case PEER_ADMIN_DRAINING:
+		return "draining";
+	case PEER_ADMIN_DRAINED:
+		return "drained";
+	}
+	return "?";
+}
+
+static json_t *
+peer_json_secs(double v)
+{
+	return v < 0 ? json_null() : json_real(v);
+}
+
+/* notAfter as "YYYY-MM-DDThh:mm:ssZ", or null. */
+static json_t *
+peer_json_time(const struct peer *p)
+{
+	struct tm tm;
+	time_t t = (time_t)p->cert_not_after;
+	char buf[32];
+
+	if (!p->has_not_after || p->state != PEER_UP || gmtime_r(&t, &tm) == NULL ||
+	    strftime(buf, sizeof(buf), "%Y-%m-%dT%H:%M:%SZ", &tm) == 0)
+		return json_null();
+	return json_string(buf);
+}
+
+/*
+ * The link's own figures: admin state, the generation its SSL_CTX (or,
+ * plaintext, its settings) came from, round-trip times from PING/PONG,
+ * the peer certificate's expiry and the link's age (null while down).
+ */
+static void
+peer_json_link(const struct peer *p, json_t *o)
+{
+	int up = p->state == PEER_UP;
+
+	json_object_set_new(o, "admin", p->outbound ?
+	    json_string(peer_admin_name(p->admin)) : json_null());
+	json_object_set_new(o, "generation", p->xp != NULL ?
+	    json_integer(p->link_gen) : json_null());
+	json_object_set_new(o, "config_generation", p->conf != NULL ?
+	    json_integer(p->conf->generation) : json_null());
+	json_object_set_new(o, "rtt_ms", peer_json_secs(p->rtt_last < 0 ?
+	    -1 : p->rtt_last * 1000));
+	json_object_set_new(o, "srtt_ms", peer_json_secs(p->rtt_smooth < 0 ?
+	    -1 : p->rtt_smooth * 1000));
+	json_object_set_new(o, "cert_not_after", peer_json_time(p));
+	json_object_set_new(o, "cert_expires_in_s", p->has_not_after && up ?
+	    json_integer(p->cert_not_after - (int64_t)time(NULL)) :
+	    json_null());
+	json_object_set_new(o, "age_s", peer_json_secs(up ?
+	    clock_mono() - p->up_since : -1));
+}
+
 json_t *
 peer_json(const struct peer *p)
 {
-	json_t *tls = json_null();
+	json_t *o, *tls = json_null();
 
 	if (p->tls_version[0] != '\0')
 		tls = json_pack("{s:s,s:s,s:s,s:s}", "version", p->tls_version,
 		    "cipher", p->tls_cipher, "subject", p->tls_subject,
 		    "fingerprint", p->tls_fp);
-	return json_pack("{s:s,s:s,s:s,s:s,s:i,s:i,s:I,s:I,s:I,s:f,s:s,s:o}",
+	o = json_pack("{s:s,s:s,s:s,s:s,s:i,s:i,s:I,s:I,s:I,s:f,s:s,s:o}",
 	    "name", p->name, "address", p->addr,
 	    "direction", p->outbound ? "out" : "in",
 	    "state", peer_state_name(p->state),
@@ -855,6 +988,9 @@ peer_json(const struct peer *p)
 	    "send_credit", (json_int_t)p->conn_credit,
 	    "state_s", clock_mono() - p->state_since,
 	    "last_error", p->last_error, "tls", tls);
+	if (o != NULL)
+		peer_json_link(p, o);
+	return o;
 }
 
 void
@@ -918,6 +1054,92 @@ peer_goaway_all(const char *why)
 			peer_send(p, frame, n);
 }
 
+/* Disable: close the link now (its streams fail) and stop dialling. */
+static void
+peer_disable(struct peer *p)
+{
+	uint8_t frame[WIRE_HDR_LEN + 4 + WIRE_MAX_TEXT];
+	int n;
+
+	p->admin = PEER_ADMIN_DISABLED;
+	switch (p->state) {
+	case PEER_DOWN:
+		clock_timer_disarm(p->timer);	/* no redial */
+		break;
+	case PEER_UP:
+		n = wire_enc_goaway(frame, sizeof(frame), WIRE_ABORT_SHUTDOWN,
+		    "link disabled");
+		if (n > 0)
+			peer_send(p, frame, n);
+		peer_linger_close(p, "disabled by relayctl");
+		break;
+	case PEER_CLOSING:
+		break;		/* peer_close_final() will not redial */
+	default:
+		peer_drop(p, "disabled by relayctl");
+		break;
+	}
+}
+
+/* Drain: no new PUTs (peer_usable), close once its streams are done. */
+static void
+peer_drain(struct peer *p)
+{
+	if (p->admin == PEER_ADMIN_DRAINED ||
+	    p->admin == PEER_ADMIN_DISABLED)
+		return;		/* down already, and stays down */
+	p->admin = PEER_ADMIN_DRAINING;
+	if (p->state == PEER_DOWN) {
+		clock_timer_disarm(p->timer);
+		p->admin = PEER_ADMIN_DRAINED;
+		return;
+	}
+	if (p->nin == 0 && p->nout == 0 && p->state != PEER_CLOSING)
+		peer_linger_close(p, "drained by relayctl");
+}
+
+static void
+peer_enable(struct peer *p)
+{
+	p->admin = PEER_ADMIN_ENABLED;
+	if (p->state != PEER_DOWN || clock_timer_pending(p->timer))
+		return;
+	p->backoff_ms = PEER_BACKOFF_MIN;
+	peer_connect(p);
+}
+
+int
+peer_admin_set(const char *name, enum peer_admin admin, char *err,
+    size_t errlen)
+{
+	struct peer *p;
+	int was;
+
+	if ((p = peer_find_outbound(name)) == NULL) {
+		snprintf(err, errlen, "no configured peer '%s'", name);
+		return -1;
+	}
+	was = p->admin;
+	if (admin == PEER_ADMIN_DISABLED)
+		peer_disable(p);
+	else if (admin == PEER_ADMIN_DRAINING)
+		peer_drain(p);
+	else
+		peer_enable(p);
+	log_info("peer=%s admin=%s (was %s) by relayctl", util_escf(p->name),
+	    peer_admin_name(p->admin), peer_admin_name(was));
+	return 0;
+}
+
+int
+peer_usable(const char *name, void *arg)
+{
+	const struct peer *p = peer_find_outbound(name);
+
+	(void)arg;
+	return p == NULL || p->admin == PEER_ADMIN_ENABLED;
+}
+
 static int
 peer_same_tls(const struct tls_conf *a, const struct tls_conf *b)
 {
@@ -936,9 +1158,74 @@ peer_same_tls(const struct tls_conf *a, const struct tls_conf *b)
 	return 1;
 }
 
+/* The new config's entry of an outbound peer a reload keeps, or NULL. */
+static const struct peer_conf *
+peer_kept(const struct config *c, const struct peer *p)
+{
+	const struct peer_conf *pc;
+
+	if (!p->outbound || p->retired)
+		return NULL;
+	pc = config_peer(c, p->name);
+	if (pc != NULL && strcmp(pc->host, p->host) == 0 &&
+	    strcmp(pc->port, p->port) == 0 &&
+	    pc->rate_limit == p->rate_limit &&
+	    peer_same_tls(&pc->tls, p->tlsc))
+		return pc;
+	return NULL;
+}
+
 /*
- * A reload: outbound links whose settings are unchanged stay; changed or
- * removed ones are retired (no new streams; closed when their streams
+ * A reload reads certificates, keys and CA again for the outbound peers
+ * it keeps too (same file names, maybe new contents): each gets a new
+ * SSL_CTX in next_ctx.  0, or -1 with none made and the reason in err.
+ */
+static int
+peer_refresh_prepare(const struct config *c, char *err, size_t errlen)
+{
+	const struct peer_conf *pc;
+	struct peer *p;
+
+	TAILQ_FOREACH(p, &env->peers, entry) {
+		if ((pc = peer_kept(c, p)) == NULL || !pc->tls.enabled)
+			continue;
+		if ((p->next_ctx = tls_ctx_new(&pc->tls, 0, c->path, err,
+		    errlen)) == NULL)
+			break;
+	}
+	if (p == NULL)
+		return 0;
+	TAILQ_FOREACH(p, &env->peers, entry)
+		if (p->next_ctx != NULL) {
+			SSL_CTX_free(p->next_ctx);
+			p->next_ctx = NULL;
+		}
+	return -1;
+}
+
+/*
+ * The kept peer takes the new generation: its next connection uses the
+ * new context.  A link up now keeps the old one (its SSL holds a
+ * reference) until it reconnects; show peers tells them apart.
+ */
+static void
+peer_refresh_commit(struct peer *p, struct config *c,
+    const struct peer_conf *pc)
+{
+	if (p->ctx != NULL)
+		SSL_CTX_free(p->ctx);
+	p->ctx = p->next_ctx;
+	p->next_ctx = NULL;
+	config_ref(c);
+	config_unref(p->conf);
+	p->conf = c;
+	p->tlsc = &pc->tls;
+}
+
+/*
+ * A reload: outbound links whose settings are unchanged stay, and take
+ * the new generation's TLS context for their next connection; changed
+ * or removed ones are retired (no new streams; closed when their streams
  * are done) and new ones are made.  The listener gets the new TLS
  * context for new connections.  Called with env->conf already the new
  * generation.
@@ -946,7 +1233,7 @@ peer_same_tls(const struct tls_conf *a, const struct tls_conf *b)
 int
 peer_reconfigure(struct config *old, char *err, size_t errlen)
 {
-	const struct config *c = env->conf;
+	struct config *c = env->conf;
 	const struct peer_conf *pc;
 	struct peer *p, *next;
 	SSL_CTX *ctx = NULL;
@@ -955,6 +1242,11 @@ peer_reconfigure(struct config *old, char *err, size_t errlen)
 	if (c->tls.enabled && peer_listener != NULL &&
 	    (ctx = tls_ctx_new(&c->tls, 1, c->path, err, errlen)) == NULL)
 		return -1;
+	if (peer_refresh_prepare(c, err, errlen) == -1) {
+		if (ctx != NULL)
+			SSL_CTX_free(ctx);
+		return -1;
+	}
 	if (peer_server_ctx != NULL)
 		SSL_CTX_free(peer_server_ctx);
 	peer_server_ctx = ctx;
@@ -963,12 +1255,11 @@ peer_reconfigure(struct config *old, char *err, size_t errlen)
 		next = TAILQ_NEXT(p, entry);
 		if (!p->outbound || p->retired)
 			continue;
-		pc = config_peer(c, p->name);
-		if (pc != NULL && strcmp(pc->host, p->host) == 0 &&
-		    strcmp(pc->port, p->port) == 0 &&
-		    pc->rate_limit == p->rate_limit &&
-		    peer_same_tls(&pc->tls, p->tlsc))
+		if ((pc = peer_kept(c, p)) != NULL) {
+			peer_refresh_commit(p, c, pc);
 			continue;
+		}
+		pc = config_peer(c, p->name);
 		log_info("peer=%s retired by reload (%s)", p->name,
 		    pc == NULL ? "removed" : "changed");
 		p->retired = 1;

@@ -154,6 +154,30 @@ struct json_t	*peer_json_all(void);
 void		 peer_free_all(void);
 /* Drain: GOAWAY on every link that is up. */
 void		 peer_goaway_all(const char *why);
+/*
+ * What relayctl peer disable|enable|drain set on an outbound peer.
+ * Disabled: its link is closed and not dialled again, and route_skip()
+ * leaves it out of new PUTs' plans.  Draining: no new PUTs either, the
+ * streams on it finish, then the link closes and the peer is drained,
+ * which is disabled by another name.  The state stays over a reload if
+ * the peer stays in the config; a restart forgets it.
+ */
+enum peer_admin {
+	PEER_ADMIN_ENABLED = 0,
+	PEER_ADMIN_DISABLED,
+	PEER_ADMIN_DRAINING,
+	PEER_ADMIN_DRAINED,
+};
+const char	*peer_admin_name(int);
+/*
+ * Set the outbound peer name to admin.  0, or -1 with the reason in err
+ * (no such configured peer; it quotes name as given: escape it).
+ */
+int		 peer_admin_set(const char *name, enum peer_admin, char *err,
+		    size_t errlen);
+/* May new PUTs use the outbound peer name?  (route_skip's test.) */
+int		 peer_usable(const char *name, void *arg);
+
 /* After a reload (env->conf is the new generation). */
 struct config;
 int		 peer_reconfigure(struct config *old, char *err,

@@ -657,7 +657,7 @@ peer_dispatch(struct peer *p, const struct wire_frame *f)
 		peer_on_ping(p, f->u.ping);
 		break;
 	case WIRE_PONG:
-		p->ping_out = 0;
+		peer_on_pong(p, f->u.ping);
 		break;
 	case WIRE_GOAWAY:
 		p->remote_goaway = 1;

@@ -132,6 +132,17 @@ struct peer {
 	char			 last_error[160];
 	struct sockaddr_storage	 src;		/* inbound: where from */
 	int			 acct;		/* PEER_ACCT_* slots held */
+	/* relayctl peer disable|enable|drain (enum peer_admin). */
+	int			 admin;
+	SSL_CTX			*next_ctx;	/* a reload's, until committed */
+	unsigned int		 link_gen;	/* generation of the link's ctx */
+	double			 up_since;	/* HELLO done (clock_mono) */
+	int			 has_not_after;
+	int64_t			 cert_not_after; /* peer cert, epoch s */
+	uint64_t		 rtt_value;	/* our PING out, awaiting PONG */
+	double			 rtt_sent;	/* then; < 0: none out */
+	double			 rtt_last;	/* seconds; < 0: none yet */
+	double			 rtt_smooth;	/* EWMA, 1/8 gain */
 };
 
 /* Which listener slots an inbound link holds (listener.h). */
@@ -144,6 +155,7 @@ void		 peer_on_hello(struct peer *, const struct wire_frame *);
 void		 peer_drop(struct peer *, const char *);
 void		 peer_linger_close(struct peer *, const char *);
 void		 peer_connect(struct peer *);
+void		 peer_on_pong(struct peer *, uint64_t);
 
 /* peer_in.c: inbound frames and streams. */
 extern const struct peer_sink_ops *peer_in_sink;	/* peer_set_sink() */

@@ -303,6 +303,12 @@ peer_flush_cb(evutil_socket_t fd, short ev, void *arg)
 static void
 peer_stream_attach(struct peer *p, struct peer_stream *ps)
 {
+	if (p->state == PEER_DOWN && p->admin != PEER_ADMIN_ENABLED) {
+		/* Not dialled while disabled or drained (peer.h). */
+		ps->peer = NULL;
+		ps->ops->lost(ps->owner, "peer is disabled by relayctl");
+		return;
+	}
 	ps->peer = p;
 	ps->id = 0;
 	ps->opened = 0;
@@ -325,13 +331,20 @@ peer_stream_attach(struct peer *p, struct peer_stream *ps)
 	}
 }
 
-/* A link retired by a reload closes once its last stream is gone. */
+/*
+ * A link retired by a reload, or drained by relayctl, closes once its
+ * last stream is gone.
+ */
 void
 peer_check_retired(struct peer *p)
 {
-	if (p->retired && p->nin == 0 && p->nout == 0 &&
-	    p->state != PEER_DOWN && p->state != PEER_CLOSING)
+	if (p->nin != 0 || p->nout != 0 || p->state == PEER_DOWN ||
+	    p->state == PEER_CLOSING)
+		return;
+	if (p->retired)
 		peer_linger_close(p, "removed from the config by a reload");
+	else if (p->admin == PEER_ADMIN_DRAINING)
+		peer_linger_close(p, "drained by relayctl");
 }
 
 static void

@@ -47,6 +47,20 @@ route_plan(const struct config *cf, const char *key, size_t key_len,
 	return 0;
 }
 
+unsigned int
+route_skip(struct route_plan *plan, int (*usable)(const char *, void *),
+    void *arg)
+{
+	unsigned int i, n = 0;
+
+	for (i = 0; i < plan->nhops; i++)
+		if (usable(plan->hops[i]->name, arg))
+			plan->hops[n++] = plan->hops[i];
+	i = plan->nhops - n;
+	plan->nhops = n;
+	return i;
+}
+
 /*
  * The seen set.  Ids come from peers, so the bucket index is a keyed hash
  * (SipHash-2-4 with a random key): a peer cannot aim many ids at one

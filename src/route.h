@@ -28,6 +28,15 @@ int	route_plan(const struct config *, const char *key, size_t key_len,
 	    uint8_t budget, struct route_plan *plan);
 
 /*
+ * Leave out of plan the hops usable() says no to (peers disabled or
+ * draining).  A failover plan then starts at the next hop; a fanout plan
+ * loses that branch.  Returns how many hops were left out; a plan with
+ * no hop and no store left has no route.
+ */
+unsigned int route_skip(struct route_plan *plan,
+	    int (*usable)(const char *name, void *), void *arg);
+
+/*
  * Loop protection: a set of PUT ids seen recently.  route_seen_add()
  * returns 1 if the id was already present (a loop or a replay), 0 if it
  * was added, -1 on allocation failure.  Entries older than ttl seconds

@@ -296,6 +296,13 @@ session_admit(struct session *s, uint8_t budget, uint16_t *code,
 		    s->conf->node_id);
 		return -1;
 	}
+	if (route_skip(&s->plan, peer_usable, NULL) > 0 &&
+	    s->plan.nhops == 0 && !s->plan.store) {
+		*code = WIRE_ABORT_NO_ROUTE;
+		snprintf(err, errlen, "no route for key on %s: every next "
+		    "hop is disabled or draining", s->conf->node_id);
+		return -1;
+	}
 	switch (route_seen_add(env->seen, s->put_id, clock_mono())) {
 	case 1:
 		if (session_seen_again(s, code, err, errlen) == -1)

@@ -133,6 +133,28 @@ tls_peer_identity(SSL *ssl, char *fp, size_t fplen, char *subject,
 	X509_free(cert);
 }
 
+/*
+ * The peer certificate's notAfter in seconds since the epoch (UTC).
+ * 0, or -1 if there is no certificate or its time does not convert.
+ */
+int
+tls_peer_not_after(SSL *ssl, int64_t *t)
+{
+	X509 *cert;
+	struct tm tm;
+	int rv = -1;
+
+	if ((cert = SSL_get1_peer_certificate(ssl)) == NULL)
+		return -1;
+	memset(&tm, 0, sizeof(tm));
+	if (ASN1_TIME_to_tm(X509_get0_notAfter(cert), &tm) == 1) {
+		*t = (int64_t)timegm(&tm);
+		rv = 0;
+	}
+	X509_free(cert);
+	return rv;
+}
+
 static int
 tls_cn_matches(X509 *cert, const char *want)
 {

@@ -12,6 +12,7 @@
 #define RELAYD_TLS_H
 
 #include <stddef.h>
+#include <stdint.h>
 
 #include "config.h"
 
@@ -65,5 +66,7 @@ int		 tls_check_config(const struct config *, char *err,
 /* "sha256:<64 hex>" of the peer's certificate, its subject; "" if none. */
 void		 tls_peer_identity(SSL *, char *fp, size_t fplen,
 		    char *subject, size_t sublen);
+/* The peer certificate's notAfter (seconds since the epoch): 0, or -1. */
+int		 tls_peer_not_after(SSL *, int64_t *t);
 
 #endif

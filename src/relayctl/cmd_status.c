@@ -19,6 +19,21 @@ ctl_peer_tls(const json_t *p, char *buf, size_t len)
 	return buf;
 }
 
+/* "1.234/1.100" ms (last/smoothed), or "-" before the first PONG. */
+static char *
+ctl_peer_rtt(const json_t *p, char *buf, size_t len)
+{
+	const json_t	*last = json_object_get(p, "rtt_ms");
+	const json_t	*avg = json_object_get(p, "srtt_ms");
+
+	if (!json_is_number(last) || !json_is_number(avg))
+		snprintf(buf, len, "-");
+	else
+		snprintf(buf, len, "%.3f/%.3f", json_number_value(last),
+		    json_number_value(avg));
+	return buf;
+}
+
 static void
 ctl_peers_print(const json_t *peers, int title)
 {
@@ -26,19 +41,26 @@ ctl_peers_print(const json_t *peers, int title)
 	const json_t		*p, *tls;
 	size_t			 i;
 	char			 streams[32], in[32], out[32], tv[256];
+	char			 gen[32], rtt[64], age[32];
 
-	ctl_table_init(&t, 9);
-	ctl_table_row(&t, "NAME", "ADDRESS", "DIR", "STATE", "STREAMS",
-	    "BYTES_IN", "BYTES_OUT", "TLS", "SUBJECT");
+	ctl_table_init(&t, 14);
+	ctl_table_row(&t, "NAME", "ADDRESS", "DIR", "STATE", "ADMIN", "GEN",
+	    "STREAMS", "BYTES_IN", "BYTES_OUT", "RTT_MS", "AGE", "TLS",
+	    "SUBJECT", "CERT_EXPIRES");
 	json_array_foreach(peers, i, p) {
 		tls = json_object_get(p, "tls");
 		ctl_table_row(&t, ctl_jstr(p, "name"), ctl_jstr(p, "address"),
 		    ctl_jstr(p, "direction"), ctl_jstr(p, "state"),
+		    ctl_jstr(p, "admin"),
+		    ctl_jintstr(p, "generation", gen, sizeof(gen)),
 		    ctl_jintstr(p, "streams", streams, sizeof(streams)),
 		    ctl_jintstr(p, "bytes_in", in, sizeof(in)),
 		    ctl_jintstr(p, "bytes_out", out, sizeof(out)),
+		    ctl_peer_rtt(p, rtt, sizeof(rtt)),
+		    ctl_jsecs(p, "age_s", age, sizeof(age)),
 		    ctl_peer_tls(p, tv, sizeof(tv)),
-		    json_is_object(tls) ? ctl_jstr(tls, "subject") : "-");
+		    json_is_object(tls) ? ctl_jstr(tls, "subject") : "-",
+		    ctl_jstr(p, "cert_not_after"));
 	}
 	if (title)
 		printf("\npeers: %zu\n", json_array_size(peers));

@@ -42,6 +42,15 @@ static const struct ctl_word ctl_show_words[] = {
 	    NULL, 0 },
 };
 
+/* The names go on the wire as "action". */
+static const struct ctl_word ctl_peer_words[] = {
+	{ "disable", "close the link, stop dialling; routes go around it",
+	    NULL, 0 },
+	{ "enable", "back to normal: dial it, route over it", NULL, 0 },
+	{ "drain", "no new PUTs; let its streams finish, then close it",
+	    NULL, 0 },
+};
+
 static const struct ctl_cmd ctl_cmds[] = {
 	{ "status", "", "show the node, its peers and its streams",
 	    "", 0, 0, NULL, 0, ctl_cmd_status },
@@ -59,6 +68,9 @@ static const struct ctl_cmd ctl_cmds[] = {
 	    "", 0, 0, NULL, 0, ctl_cmd_reload },
 	{ "drain", "", "refuse new PUTs, finish the others, then exit",
 	    "", 0, 0, NULL, 0, ctl_cmd_drain },
+	{ "peer", "name", "control one configured (outbound) peer",
+	    "", 1, 1, ctl_peer_words, CTL_NITEMS(ctl_peer_words),
+	    ctl_cmd_peer },
 	{ "log", "", "change what relayd logs",
 	    "", 0, 0, ctl_log_words, CTL_NITEMS(ctl_log_words), ctl_cmd_log },
 	{ "help", "[command]", "show this help, or one command's",

@@ -162,6 +162,7 @@ int	ctl_cmd_outcome(struct ctl_ctx *ctx, int argc, char **argv);
 int	ctl_cmd_reload(struct ctl_ctx *ctx, int argc, char **argv);
 int	ctl_cmd_drain(struct ctl_ctx *ctx, int argc, char **argv);
 int	ctl_cmd_log(struct ctl_ctx *ctx, int argc, char **argv);
+int	ctl_cmd_peer(struct ctl_ctx *ctx, int argc, char **argv);
 
 /* cmd_monitor.c */
 int	ctl_cmd_monitor(struct ctl_ctx *ctx, int argc, char **argv);

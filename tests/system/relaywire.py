@@ -563,7 +563,12 @@ class PeerConn:
             elif f.stream in self.streams:
                 self.streams[f.stream].credit += f.increment
         elif f.type == PING:
-            self.send_raw(enc_ping(f.opaque, pong=True))
+            # relayd PINGs every link as it comes up (round-trip time);
+            # a peer that has shut down its write side just cannot answer.
+            try:
+                self.send_raw(enc_ping(f.opaque, pong=True))
+            except OSError:
+                pass
         elif f.type == DATA:
             # We never open streams towards us, but keep the windows open.
             self.send_raw(enc_credit(0, len(f.data)))

@@ -243,7 +243,7 @@ def test_help_is_printed_from_the_command_and_word_tables(fake):
 @pytest.mark.parametrize("args,message", [
     (["s"], "relayctl: ambiguous command 's', could be: status show"),
     (["frobnicate"], "relayctl: unknown command 'frobnicate', expected one "
-     "of: status show monitor put outcome reload drain log help"),
+     "of: status show monitor put outcome reload drain peer log help"),
     (["show"], "relayctl: show: missing word, expected "
      "peers|streams|routes|config|stats|puts"),
     (["show", "st"], "relayctl: show: ambiguous word 'st', could be: "
@@ -399,7 +399,8 @@ def test_status_and_show_in_json_and_human_form(chain):
     assert peer["streams"] == 0
     out = ctl_human(hop0, "status")
     assert out.startswith("node hop0  uptime ")
-    assert re.search(r"^hop1\s+%s\s+out\s+up\s+0\s+\d+\s+\d+\s+-\s+-$"
+    assert re.search(r"^hop1\s+%s\s+out\s+up\s+enabled\s+1\s+0\s+\d+\s+"
+                     r"\d+\s+\S+\s+\d+\.\ds\s+-\s+-\s+-$"
                      % re.escape(hop1.address), out, re.M), out
     assert "streams: 0" in out
 
@@ -408,9 +409,10 @@ def test_status_and_show_in_json_and_human_form(chain):
             peers["peers"]] == [("hop0", "in", "up")]
     assert peers["peers"][0]["bytes_in"] > 3000
     out = ctl_human(hop1, "show", "pe")
-    assert re.match(r"NAME\s+ADDRESS\s+DIR\s+STATE\s+STREAMS\s+BYTES_IN\s+"
-                    r"BYTES_OUT\s+TLS\s+SUBJECT\n", out), out
-    assert re.search(r"^hop0\s+\S+\s+in\s+up\s", out, re.M), out
+    assert re.match(r"NAME\s+ADDRESS\s+DIR\s+STATE\s+ADMIN\s+GEN\s+"
+                    r"STREAMS\s+BYTES_IN\s+BYTES_OUT\s+RTT_MS\s+AGE\s+TLS\s+"
+                    r"SUBJECT\s+CERT_EXPIRES\n", out), out
+    assert re.search(r"^hop0\s+\S+\s+in\s+up\s+-\s+1\s", out, re.M), out
 
     routes = ctl_json(hop0, "show", "routes")
     assert routes["generation"] == 1

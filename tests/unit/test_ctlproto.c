@@ -59,6 +59,14 @@ static const struct reqcase reqcases[] = {
 	  "log needs level: warn, info or debug", 0 },
 	{ "{\"cmd\":\"drain\",\"now\":true}", CTL_CMD_NONE,
 	  "unknown field \"now\" for drain", 0 },
+	{ "{\"cmd\":\"peer\",\"action\":\"pause\",\"name\":\"a\"}",
+	  CTL_CMD_NONE, "peer needs action: disable, enable or drain", 0 },
+	{ "{\"cmd\":\"peer\",\"action\":\"drain\"}", CTL_CMD_NONE,
+	  "peer needs name (string)", 0 },
+	{ "{\"cmd\":\"peer\",\"action\":\"drain\",\"name\":\"\"}",
+	  CTL_CMD_NONE, "peer name must be 1..64 bytes", 0 },
+	{ "{\"cmd\":\"peer\",\"action\":\"drain\",\"name\":\"a\\u0000\"}",
+	  CTL_CMD_NONE, "peer name must not contain NUL", 0 },
 
 	{ "", CTL_CMD_NONE, MALFORMED, 1 },
 	{ "{", CTL_CMD_NONE, MALFORMED, 1 },
@@ -320,6 +328,43 @@ test_len_bounds_input(void **state)
 
 /* A long bad name is quoted cut, and a small err buffer is respected. */
 static void
+test_peer_fields(void **state)
+{
+	struct ctl_request	 req;
+	char			 err[256], line[256], name[80];
+	int			 n;
+
+	(void)state;
+	n = snprintf(line, sizeof(line), "{\"cmd\":\"peer\",\"action\":"
+	    "\"enable\",\"name\":\"relay-2\"}");
+	assert_int_equal(ctl_parse_request(line, n, &req, err,
+	    sizeof(err)), 0);
+	assert_int_equal(req.cmd, CTL_CMD_PEER);
+	assert_int_equal(req.u.peer.action, CTL_PEER_ENABLE);
+	assert_string_equal(req.u.peer.name, "relay-2");
+	ctl_request_free(&req);
+
+	/* 64 bytes is the longest name; 65 is refused. */
+	memset(name, 'n', 65);
+	name[64] = '\0';
+	n = snprintf(line, sizeof(line), "{\"cmd\":\"peer\",\"action\":"
+	    "\"disable\",\"name\":\"%s\"}", name);
+	assert_int_equal(ctl_parse_request(line, n, &req, err,
+	    sizeof(err)), 0);
+	assert_int_equal(req.u.peer.action, CTL_PEER_DISABLE);
+	assert_int_equal(strlen(req.u.peer.name), 64);
+	ctl_request_free(&req);
+	name[64] = 'n';
+	name[65] = '\0';
+	n = snprintf(line, sizeof(line), "{\"cmd\":\"peer\",\"action\":"
+	    "\"drain\",\"name\":\"%s\"}", name);
+	assert_int_equal(ctl_parse_request(line, n, &req, err,
+	    sizeof(err)), -1);
+	assert_string_equal(err, "peer name must be 1..64 bytes");
+	ctl_request_free(&req);
+}
+
+static void
 test_long_names(void **state)
 {
 	char line[512], err[256], small[8];
@@ -351,6 +396,7 @@ main(void)
 		cmocka_unit_test(test_line_limit),
 		cmocka_unit_test(test_len_bounds_input),
 		cmocka_unit_test(test_long_names),
+		cmocka_unit_test(test_peer_fields),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);

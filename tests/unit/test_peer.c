@@ -50,6 +50,7 @@
 
 #include <cmocka.h>
 #include <event2/event.h>
+#include <jansson.h>
 #include <openssl/evp.h>
 
 #include "clock.h"
@@ -614,7 +615,8 @@ test_handshake_timeout_partial(void **state)
 /* --- keepalive --- */
 
 /*
- * An idle link gets a PING after idle_timeout without a byte from us,
+ * Past the PING sent on link-up (for the round-trip time), an idle
+ * link gets a PING after idle_timeout without a byte from us,
  * not before; with no PONG it is closed idle_timeout later (2 x
  * idle_timeout after the last byte we sent), not before, without a
  * GOAWAY.
@@ -625,17 +627,18 @@ test_keepalive_no_pong(void **state)
 	struct fixture *fx = *state;
 
 	hello(fx, CONN_WINDOW);
+	wait_frames(fx, WIRE_PING, 1);		/* link-up: the rtt's */
 	clock_fake_advance(IDLE - 0.1);
 	assert_open(fx);
-	assert_int_equal(count(fx, WIRE_PING), 0);
+	assert_int_equal(count(fx, WIRE_PING), 1);
 	clock_fake_advance(0.2);
-	wait_frames(fx, WIRE_PING, 1);
+	wait_frames(fx, WIRE_PING, 2);
 	clock_fake_advance(IDLE - 0.2);
 	assert_open(fx);
-	assert_int_equal(count(fx, WIRE_PING), 1);
+	assert_int_equal(count(fx, WIRE_PING), 2);
 	clock_fake_advance(0.2);
 	assert_dropped(fx);
-	assert_int_equal(count(fx, WIRE_PING), 1);
+	assert_int_equal(count(fx, WIRE_PING), 2);
 }
 
 /* A PONG answers the PING: the link stays past 2 x idle_timeout and
@@ -649,16 +652,77 @@ test_keepalive_pong(void **state)
 
 	hello(fx, CONN_WINDOW);
 	clock_fake_advance(IDLE + 0.1);
-	wait_frames(fx, WIRE_PING, 1);
-	assert_true(frame(fx, WIRE_PING, 0, &f));
+	wait_frames(fx, WIRE_PING, 2);		/* link-up, keepalive */
+	assert_true(frame(fx, WIRE_PING, 1, &f));
 	assert_int_equal(wire_enc_ping(buf, sizeof(buf), 1, f.u.ping),
 	    sizeof(buf));
 	send_turn(fx, buf, sizeof(buf));
 	clock_fake_advance(IDLE - 0.1);
 	assert_open(fx);
-	assert_int_equal(count(fx, WIRE_PING), 1);
+	assert_int_equal(count(fx, WIRE_PING), 2);
 	clock_fake_advance(0.2);
+	wait_frames(fx, WIRE_PING, 3);
+	assert_open(fx);
+}
+
+static double
+link_ms(const char *field)
+{
+	json_t *a = peer_json_all(), *v;
+	double ms = -1;
+
+	assert_int_equal(json_array_size(a), 1);
+	v = json_object_get(json_array_get(a, 0), field);
+	if (json_is_number(v))
+		ms = json_number_value(v);
+	json_decref(a);
+	return ms;
+}
+
+static void
+send_pong(struct fixture *fx, uint64_t value)
+{
+	uint8_t buf[WIRE_HDR_LEN + 8];
+
+	assert_int_equal(wire_enc_ping(buf, sizeof(buf), 1, value),
+	    sizeof(buf));
+	send_turn(fx, buf, sizeof(buf));
+}
+
+/*
+ * The round-trip time: the PING sent on link-up, answered 250 ms later
+ * (fake clock), gives rtt and srtt 250 ms; a PONG echoing another value
+ * measures nothing; a keepalive PING answered in 150 ms gives rtt 150
+ * and srtt 250 + (150 - 250) / 8.
+ */
+static void
+test_rtt(void **state)
+{
+	struct fixture *fx = *state;
+	struct wire_frame f;
+
+	hello(fx, CONN_WINDOW);
+	wait_frames(fx, WIRE_PING, 1);
+	assert_true(frame(fx, WIRE_PING, 0, &f));
+	assert_true(link_ms("rtt_ms") < 0);
+	clock_fake_advance(0.25);
+	send_pong(fx, f.u.ping + 1);
+	assert_true(link_ms("rtt_ms") < 0);
+	send_pong(fx, f.u.ping);
+	assert_float_equal(link_ms("rtt_ms"), 250, 0.01);
+	assert_float_equal(link_ms("srtt_ms"), 250, 0.01);
+	send_pong(fx, f.u.ping);	/* measured once */
+	assert_float_equal(link_ms("rtt_ms"), 250, 0.01);
+
+	/* The keepalive PING leaves idle_timeout after our PONG, 0.1 s
+	 * before this advance ends; its PONG comes 0.05 s after that. */
+	clock_fake_advance(IDLE + 0.1);
 	wait_frames(fx, WIRE_PING, 2);
+	assert_true(frame(fx, WIRE_PING, 1, &f));
+	clock_fake_advance(0.05);
+	send_pong(fx, f.u.ping);
+	assert_float_equal(link_ms("rtt_ms"), 150, 0.01);
+	assert_float_equal(link_ms("srtt_ms"), 237.5, 0.01);
 	assert_open(fx);
 }
 
@@ -1211,6 +1275,7 @@ main(void)
 		T(test_handshake_timeout_partial),
 		T(test_keepalive_no_pong),
 		T(test_keepalive_pong),
+		T(test_rtt),
 		T(test_ping_pong),
 		T(test_pongs_folded),
 		T(test_credit_overflow),

@@ -163,6 +163,55 @@ test_fanout_failover(void **state)
 	assert_string_equal(p.hops[0]->port, "7003");
 }
 
+/* A usable() that says no to the names listed in arg (NULL-ended). */
+static int
+usable_unless(const char *name, void *arg)
+{
+	const char *const *no = arg;
+
+	for (; *no != NULL; no++)
+		if (strcmp(*no, name) == 0)
+			return 0;
+	return 1;
+}
+
+static void
+test_skip_disabled(void **state)
+{
+	const struct config	*cf = *state;
+	struct route_plan	 p;
+	const char		*none[] = { NULL };
+	const char		*c_off[] = { "c", NULL };
+	const char		*b_off[] = { "b", NULL };
+	const char		*all_off[] = { "a", "b", "c", NULL };
+
+	/* Failover around a disabled first hop: the next one leads. */
+	plan_key(cf, "img/big/x", 3, &p);
+	assert_int_equal(route_skip(&p, usable_unless, c_off), 1);
+	assert_int_equal(p.nhops, 1);
+	assert_string_equal(p.hops[0]->name, "a");
+	assert_int_equal(p.mode, ROUTE_FAILOVER);
+
+	/* Fanout loses that branch only, in order. */
+	plan_key(cf, "img/cat.png", 3, &p);
+	assert_int_equal(route_skip(&p, usable_unless, b_off), 1);
+	assert_int_equal(p.nhops, 2);
+	assert_string_equal(p.hops[0]->name, "a");
+	assert_string_equal(p.hops[1]->name, "c");
+	assert_int_equal(p.next_budget, 2);
+
+	/* Nothing left, no store: the caller refuses (no route). */
+	plan_key(cf, "img/cat.png", 3, &p);
+	assert_int_equal(route_skip(&p, usable_unless, all_off), 3);
+	assert_int_equal(p.nhops, 0);
+	assert_int_equal(p.store, 0);
+	assert_ptr_not_equal(p.route, NULL);
+
+	plan_key(cf, "img/cat.png", 3, &p);
+	assert_int_equal(route_skip(&p, usable_unless, none), 0);
+	assert_int_equal(p.nhops, 3);
+}
+
 static void
 test_budget(void **state)
 {
@@ -363,6 +412,7 @@ main(void)
 		cmocka_unit_test(test_longest_prefix),
 		cmocka_unit_test(test_no_route),
 		cmocka_unit_test(test_fanout_failover),
+		cmocka_unit_test(test_skip_disabled),
 		cmocka_unit_test(test_budget),
 		cmocka_unit_test(test_seen_add_dup_del),
 		cmocka_unit_test(test_seen_expire),
