@@ -54,6 +54,12 @@
  *         "puts_refused":{"too-large":N,...},"streams_aborted":{...},
  *         "forks_aborted":{...},"tls_handshakes":N,"tls_refused":{...},
  *         "active_streams":N,"buffered":N,"peers_up":N}}
+ *   {"cmd":"show","what":"store","prefix":"a/" (optional)}
+ *     -> {"ok":true,"store_dir":"..","entries":[{"key":"a/b","size":N,
+ *         "sha256":"64 hex"|null,"mtime":N}],"matched":N,
+ *         "truncated":bool,"bytes":N,"reserved":N,"max_bytes":N}
+ *        (at most CTL_STORE_MAX entries, sorted by key; keys escaped as
+ *        util_escape does; sha256 null where the file system kept none)
  *   {"cmd":"monitor"}
  *     -> {"ok":true,"event":"monitoring"} first, then one line per event
  *        until the client closes or relayd stops:
@@ -86,5 +92,6 @@
 #define CTL_MAX_LINE		(64 * 1024)	/* a request line */
 #define CTL_MAX_REPLY		(64 * 1024 * 1024)	/* a reply line */
 #define CTL_DEFAULT_HOPS	16
+#define CTL_STORE_MAX		1000	/* files one show store lists */
 
 #endif

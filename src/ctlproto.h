@@ -31,6 +31,7 @@ enum ctl_show {
 	CTL_SHOW_ROUTES,
 	CTL_SHOW_CONFIG,
 	CTL_SHOW_STATS,
+	CTL_SHOW_STORE,
 };
 
 struct ctl_put_req {
@@ -55,6 +56,9 @@ struct ctl_request {
 		uint8_t			put_id[WIRE_PUT_ID_LEN];  /* outcome */
 		int			level;	/* log: enum log_level */
 	} u;
+	/* show store: the key prefix, owned; NULL and 0 if none. */
+	char			*prefix;
+	size_t			 prefix_len;	/* 0..WIRE_MAX_KEY */
 };
 
 /*
