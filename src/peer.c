@@ -131,11 +131,14 @@ peer_bytes_fold(struct peer *p)
 	p->bfold_out = p->bytes_out;
 }
 
-/* From HELLO on, p's bytes count under its name. */
+/*
+ * HELLO named an inbound link: all its bytes, the handshake's too, count
+ * under that name.  Until then they counted nowhere (not in "(none)"
+ * either, so that no series goes down here).
+ */
 static void
 peer_bytes_name_link(struct peer *p)
 {
-	peer_bytes_fold(p);
 	p->bslot = peer_bytes_slot(p->name);
 }
 
@@ -160,8 +163,9 @@ peer_bytes_at(unsigned int i, int out)
 	if (i >= peer_nbytes)
 		return 0;
 	n = out ? peer_bytes[i].out : peer_bytes[i].in;
+	/* Slot 0 takes an unnamed link's bytes only once it has closed. */
 	TAILQ_FOREACH(p, &env->peers, entry)
-		if (p->bslot == i)
+		if (p->bslot == i && i != 0)
 			n += out ? p->bytes_out - p->bfold_out :
 			    p->bytes_in - p->bfold_in;
 	return n;

@@ -150,7 +150,9 @@ void		 peer_totals(struct peer_totals *);
 /*
  * Wire bytes by peer name since start, counters that survive the links
  * (a closed link's bytes stay with its name).  Slot 0 "(none)" holds
- * inbound links closed before HELLO named them; at most PEER_BYTES_SLOTS
+ * inbound links closed before HELLO named them (a link in its handshake
+ * counts nowhere yet; once named, all its bytes are its name's); at most
+ * PEER_BYTES_SLOTS
  * names are kept (a hostile peer can make up node ids), the rest share
  * slot 1 "(other)".  out = 0: received, 1: sent.
  */

@@ -309,7 +309,7 @@ tls_classify_eof(SSL *ssl, char *why, size_t len)
 	uint64_t	 n = 0;
 	BIO		*rb;
 
-	if (ssl == NULL || !SSL_in_before(ssl)) {
+	if (ssl == NULL || SSL_get_state(ssl) != TLS_ST_BEFORE) {
 		snprintf(why, len, "%s (connection closed during the "
 		    "handshake)", tls_refusal_text(TLS_REF_OTHER));
 		return TLS_REF_OTHER;
