@@ -386,8 +386,9 @@ ctl_cmd_show(struct ctl_ctx *ctx, int argc, char **argv)
 	if (i == CTL_NITEMS(shows))
 		return CTL_EXIT_USAGE;		/* a word without a printer */
 	if (argc > 0 && strcmp(shows[i].what, "store") != 0) {
-		ctl_err("show %s: takes no prefix (only show store does)",
-		    shows[i].what);
+		ctl_err("show: wrong number of arguments (only show store "
+		    "takes a prefix)");
+		ctl_usage_cmd(stderr, ctx->cmd);
 		return CTL_EXIT_USAGE;
 	}
 	req = json_pack("{s:s, s:s}", "cmd", "show", "what", shows[i].what);
