@@ -30,6 +30,8 @@
 #define CONFIG_GIB		(1024 * CONFIG_MIB)
 
 #define CONFIG_MAX_ERRORS	100
+#define CONFIG_INCLUDE_MAX	32	/* included files, all depths */
+#define CONFIG_INCLUDE_DEPTH	10	/* libconfig 1.5's own limit */
 
 #define CONFIG_TLS_ALLOW_MAX	64	/* entries in one allow list */
 #define CONFIG_CN_MAX		64	/* characters after "CN=" */
@@ -46,9 +48,21 @@ struct config_error {
  * Parsing state of one config_load(); never outlives it.  Errors are
  * kept, then sorted by file and line, so the report reads top to bottom.
  */
+/* An included file, read for the integer scan. */
+struct config_inc {
+	char		*lib;		/* libconfig's name for the file */
+	char		*shown;		/* the name errors give */
+	char		*buf;		/* its text; NULL: unreadable */
+	size_t		 len;
+};
+
 struct config_ctx {
 	const char		*path;
 	char			*dir;		/* absolute directory of path */
+	char			*incdir;	/* libconfig's include dir */
+	unsigned int		 ninc;		/* files read for the scan */
+	size_t			 incbytes;	/* their text, all together */
+	struct config_inc	 incs[CONFIG_INCLUDE_MAX];
 	int			 tls_seen;	/* top-level tls is set */
 	unsigned int		 nerr;
 	unsigned int		 nkept;
@@ -235,6 +249,22 @@ config_line_at(const char *buf, const char *at)
 	return line;
 }
 
+/*
+ * The name to give for a file libconfig names lib: an absolute include
+ * of the main file is read through a relative path (see
+ * config_include_rewrite) but shown as written.
+ */
+static const char *
+config_shown(const struct config_ctx *ctx, const char *lib)
+{
+	unsigned int	 i;
+
+	for (i = 0; i < ctx->ninc; i++)
+		if (strcmp(ctx->incs[i].lib, lib) == 0)
+			return ctx->incs[i].shown;
+	return lib;
+}
+
 /* An error about setting s, at its file and line. */
 static void __attribute__((format(printf, 3, 4)))
 config_err(struct config_ctx *ctx, const config_setting_t *s,
@@ -246,13 +276,25 @@ config_err(struct config_ctx *ctx, const config_setting_t *s,
 
 	if (s != NULL) {
 		if (config_setting_source_file(s) != NULL)
-			file = config_setting_source_file(s);
+			file = config_shown(ctx, config_setting_source_file(s));
 		if (config_setting_source_line(s) > 0)
 			line = config_setting_source_line(s);
 	}
 	va_start(ap, fmt);
 	config_verr(ctx, file, line, fmt, ap);
 	va_end(ap);
+}
+
+/* Remembers where s is, for errors found after config_load(). */
+static void
+config_where_set(struct config_ctx *ctx, const config_setting_t *s,
+    struct config_where *w)
+{
+	const char	*file = config_setting_source_file(s);
+
+	free(w->file);
+	w->file = strdup(file != NULL ? config_shown(ctx, file) : ctx->path);
+	w->line = config_setting_source_line(s);
 }
 
 static const char *
@@ -453,6 +495,7 @@ config_set_listen(struct config_ctx *ctx, const struct config_opt *o,
 	    &why) == -1)
 		config_err(ctx, s, "%s: bad address \"%s\": %s", o->name, v,
 		    why);
+	config_where_set(ctx, s, &ctx->cf->listen_at);
 }
 
 /*
@@ -478,6 +521,7 @@ config_set_metrics(struct config_ctx *ctx, const struct config_opt *o,
 	    &ctx->cf->metrics_port, &why) == -1)
 		config_err(ctx, s, "%s: bad address \"%s\": %s", o->name, v,
 		    why);
+	config_where_set(ctx, s, &ctx->cf->metrics_at);
 }
 
 static void
@@ -507,6 +551,8 @@ config_set_path(struct config_ctx *ctx, const struct config_opt *o,
 	}
 	free(*dst);
 	*dst = copy;
+	config_where_set(ctx, s, dst == &ctx->cf->store_dir ?
+	    &ctx->cf->store_dir_at : &ctx->cf->control_socket_at);
 }
 
 static void
@@ -608,6 +654,7 @@ config_tls_free(struct tls_conf *t)
 	for (i = 0; t->allow != NULL && i < t->nallow; i++)
 		free(t->allow[i]);
 	free(t->allow);
+	free(t->file);
 	memset(t, 0, sizeof(*t));
 }
 
@@ -622,7 +669,8 @@ config_tls_copy(struct tls_conf *dst, const struct tls_conf *src)
 	dst->line = src->line;
 	if ((src->ca != NULL && (dst->ca = strdup(src->ca)) == NULL) ||
 	    (src->cert != NULL && (dst->cert = strdup(src->cert)) == NULL) ||
-	    (src->key != NULL && (dst->key = strdup(src->key)) == NULL))
+	    (src->key != NULL && (dst->key = strdup(src->key)) == NULL) ||
+	    (src->file != NULL && (dst->file = strdup(src->file)) == NULL))
 		goto fail;
 	if (src->nallow == 0)
 		return 0;
@@ -849,6 +897,9 @@ config_tls_parse(struct config_ctx *ctx, const config_setting_t *s,
 	const config_setting_t	*a;
 
 	t->line = config_setting_source_line(s);
+	free(t->file);
+	t->file = strdup(config_setting_source_file(s) != NULL ?
+	    config_shown(ctx, config_setting_source_file(s)) : ctx->path);
 	switch (config_setting_type(s)) {
 	case CONFIG_TYPE_BOOL:
 		if (config_setting_get_bool(s))
@@ -1154,9 +1205,86 @@ config_root(struct config_ctx *ctx, const config_setting_t *root)
 		    ctx->cf->stream_window);
 }
 
-/* One numeric literal from config_scan_ints(). */
+/*
+ * Reads path into a NUL-terminated buffer; refuses binary and huge files.
+ * quiet: an included file, which libconfig has reported on if it cannot
+ * open it.  path must outlive ctx's errors.
+ */
+static char *
+config_slurp(struct config_ctx *ctx, const char *path, size_t *lenp,
+    int quiet)
+{
+	struct stat	 st;
+	char		*buf = NULL, *nul;
+	size_t		 len = 0;
+	ssize_t		 n;
+	int		 fd;
+
+	if ((fd = open(path, O_RDONLY | O_CLOEXEC)) == -1) {
+		if (!quiet)
+			config_err_file(ctx, path, 0, "cannot open: %s",
+			    strerror(errno));
+		return NULL;
+	}
+	if (fstat(fd, &st) == -1) {
+		config_err_file(ctx, path, 0, "fstat: %s", strerror(errno));
+		goto fail;
+	}
+	if (!S_ISREG(st.st_mode) || st.st_size > CONFIG_FILE_MAX) {
+		config_err_file(ctx, path, 0, "%s", S_ISREG(st.st_mode) ?
+		    "larger than 16 MiB" : "not a regular file");
+		goto fail;
+	}
+	if ((buf = malloc((size_t)st.st_size + 1)) == NULL) {
+		config_err_file(ctx, path, 0, "out of memory");
+		goto fail;
+	}
+	while (len < (size_t)st.st_size) {
+		n = read(fd, buf + len, (size_t)st.st_size - len);
+		if (n == -1 && errno == EINTR)
+			continue;
+		if (n <= 0) {
+			config_err_file(ctx, path, 0, "read: %s", n == 0 ?
+			    "file shrank while reading" : strerror(errno));
+			goto fail;
+		}
+		len += n;
+	}
+	buf[len] = '\0';
+	if ((nul = memchr(buf, '\0', len)) != NULL) {
+		config_err_file(ctx, path, config_line_at(buf,
+		    nul),
+		    "NUL byte in file (not a text file?)");
+		goto fail;
+	}
+	close(fd);
+	*lenp = len;
+	return buf;
+ fail:
+	free(buf);
+	close(fd);
+	return NULL;
+}
+
+/* One file's text being scanned by config_scan(). */
+struct config_scan {
+	struct config_ctx	*ctx;
+	const char		*file;	/* shown in errors */
+	const char		*buf;
+	const char		*end;
+	unsigned int		 depth;	/* 0: the main file */
+	int			 ints;	/* check integer literals */
+	int			 follow; /* read the files it includes */
+	/* The main file before the parse: where its include paths are. */
+	unsigned int		 nspan;
+	const char		*spans[CONFIG_INCLUDE_MAX][2];
+};
+
+static void	config_scan(struct config_scan *);
+
+/* One numeric literal from config_scan(). */
 static void
-config_scan_int(struct config_ctx *ctx, const char *num, unsigned int line)
+config_scan_int(struct config_scan *sc, const char *num, unsigned int line)
 {
 	const char		*d = num + (*num == '-' || *num == '+');
 	size_t			 n = strlen(num);
@@ -1164,6 +1292,8 @@ config_scan_int(struct config_ctx *ctx, const char *num, unsigned int line)
 	long long		 v = 0;
 	int			 hex, l64;
 
+	if (!sc->ints)
+		return;
 	hex = d[0] == '0' && (d[1] == 'x' || d[1] == 'X');
 	if (strchr(num, '.') != NULL || (!hex && strpbrk(num, "eE") != NULL))
 		return;		/* a float */
@@ -1174,26 +1304,197 @@ config_scan_int(struct config_ctx *ctx, const char *num, unsigned int line)
 	else
 		v = strtoll(num, NULL, 10);
 	if (errno == ERANGE)
-		config_err_line(ctx, line, "integer %s does not fit in 64 "
-		    "bits", num);
+		config_err_file(sc->ctx, sc->file, line, "integer %s does not "
+		    "fit in 64 bits", num);
 	else if (!l64 && (hex ? u > INT32_MAX : v > INT32_MAX ||
 	    v < INT32_MIN))
-		config_err_line(ctx, line, "integer %s does not fit in 32 "
-		    "bits; append L for a 64-bit integer", num);
+		config_err_file(sc->ctx, sc->file, line, "integer %s does not "
+		    "fit in 32 bits; append L for a 64-bit integer", num);
+}
+
+/*
+ * The string between the quotes at q and qe, with libconfig's escapes
+ * undone, into out.  -1 if it does not fit or holds a NUL.
+ */
+static int
+config_unquote(const char *q, const char *qe, char *out, size_t len)
+{
+	static const char	 esc[] = "n\nr\rt\tf\f";
+	const char		*e;
+	size_t			 o = 0;
+	char			 c, hex[3];
+
+	for (; q < qe; q++) {
+		c = *q;
+		if (c == '\\' && q + 1 < qe) {
+			c = *++q;
+			if (c == 'x' && q + 2 < qe && isxdigit((unsigned char)
+			    q[1]) && isxdigit((unsigned char)q[2])) {
+				memcpy(hex, q + 1, 2);
+				hex[2] = '\0';
+				c = (char)strtol(hex, NULL, 16);
+				q += 2;
+			} else if ((e = strchr(esc, c)) != NULL &&
+			    (e - esc) % 2 == 0)
+				c = e[1];
+		}
+		if (c == '\0' || o + 1 >= len)
+			return -1;
+		out[o++] = c;
+	}
+	out[o] = '\0';
+	return 0;
+}
+
+/* The file libconfig names lib is read, kept and scanned for includes. */
+static void
+config_scan_file(struct config_ctx *ctx, const char *lib, const char *shown,
+    unsigned int depth)
+{
+	struct config_inc	*inc;
+	struct config_scan	 sc;
+
+	if (ctx->ninc == CONFIG_INCLUDE_MAX)
+		return;
+	inc = &ctx->incs[ctx->ninc];
+	if ((inc->lib = strdup(lib)) == NULL ||
+	    (inc->shown = strdup(shown)) == NULL) {
+		free(inc->lib);
+		inc->lib = NULL;
+		return;
+	}
+	ctx->ninc++;
+	/* Unreadable: libconfig says "cannot open include file". */
+	if (depth > CONFIG_INCLUDE_DEPTH || (inc->buf = config_slurp(ctx,
+	    inc->shown, &inc->len, 1)) == NULL)
+		return;
+	if ((ctx->incbytes += inc->len) > CONFIG_FILE_MAX) {
+		config_err_file(ctx, inc->shown, 0, "included files larger "
+		    "than 16 MiB in all");
+		free(inc->buf);
+		inc->buf = NULL;
+		return;
+	}
+	memset(&sc, 0, sizeof(sc));
+	sc.ctx = ctx;
+	sc.file = inc->shown;
+	sc.buf = inc->buf;
+	sc.end = inc->buf + inc->len;
+	sc.depth = depth;
+	sc.follow = 1;
+	config_scan(&sc);
+}
+
+/*
+ * libconfig 1.5 puts its include directory in front of every @include
+ * path, absolute or not.  So the main file's absolute paths are given to
+ * it as paths relative to that directory (a realpath: ".." is exact);
+ * this makes that relative form of path, in out.
+ */
+static int
+config_include_up(const struct config_ctx *ctx, const char *path, char *out,
+    size_t len)
+{
+	const char	*d;
+	size_t		 o = 0;
+
+	for (d = ctx->incdir; *d != '\0'; d++) {
+		if (*d != '/' || d[1] == '\0')
+			continue;
+		if (o + 3 >= len)
+			return -1;
+		memcpy(out + o, "../", 3);
+		o += 3;
+	}
+	while (*path == '/')
+		path++;
+	if (o + strlen(path) + 1 > len)
+		return -1;
+	memcpy(out + o, path, strlen(path) + 1);
+	return 0;
+}
+
+/* An "@include" at line of sc: the path's text is q..qe. */
+static void
+config_scan_include(struct config_scan *sc, unsigned int line,
+    const char *q, const char *qe)
+{
+	char	 path[PATH_MAX], lib[PATH_MAX], *shown = NULL;
+
+	if (config_unquote(q, qe, path, sizeof(path)) == -1) {
+		config_err_file(sc->ctx, sc->file, line, "include path too "
+		    "long or with a NUL byte");
+		return;
+	}
+	if (sc->depth == 0 && sc->nspan < CONFIG_INCLUDE_MAX) {
+		sc->spans[sc->nspan][0] = q;
+		sc->spans[sc->nspan++][1] = qe;
+	}
+	if (path[0] == '/' && sc->depth > 0) {
+		config_err_file(sc->ctx, sc->file, line, "include \"%s\": an "
+		    "absolute path works only in the main file; write it "
+		    "relative to %s", path, sc->ctx->incdir);
+		return;
+	}
+	snprintf(lib, sizeof(lib), "%s", path);
+	if (path[0] == '/' ? config_include_up(sc->ctx, path, lib,
+	    sizeof(lib)) == -1 : (shown = config_join(sc->ctx->dir, path,
+	    strlen(path))) == NULL)
+		return;
+	config_scan_file(sc->ctx, lib, shown != NULL ? shown : path,
+	    sc->depth + 1);
+	free(shown);
+}
+
+/* Past a quoted string at p (on its opening quote), counting lines. */
+static const char *
+config_skip_string(const char *p, const char *end, unsigned int *line)
+{
+	for (p++; p < end && *p != '"'; p++) {
+		if (*p == '\\' && p + 1 < end)
+			p++;
+		if (*p == '\n')
+			(*line)++;
+	}
+	return p;
+}
+
+/* "@include" at t..p, first on its line: its quoted path follows. */
+static const char *
+config_scan_at(struct config_scan *sc, const char *t, const char *p,
+    unsigned int *line)
+{
+	const char	*b = t, *q;
+
+	if (p - t != 8 || memcmp(t, "@include", 8) != 0)
+		return p;
+	while (b > sc->buf && (b[-1] == ' ' || b[-1] == '\t'))
+		b--;
+	if (b > sc->buf && b[-1] != '\n')
+		return p;
+	while (p < sc->end && (*p == ' ' || *p == '\t'))
+		p++;
+	if (p == sc->end || *p != '"')
+		return p;
+	q = config_skip_string(p, sc->end, line);
+	if (q < sc->end && sc->follow)
+		config_scan_include(sc, *line, p + 1, q);
+	return q + 1;
 }
 
 /*
  * libconfig 1.5 silently truncates a plain integer literal that does not
  * fit in 32 bits (5000000000 reads as 705032704); only an "L" suffix makes
  * it 64-bit.  Scan the text for such literals and refuse them, so a byte
- * count is never quietly wrong.  Runs only on text libconfig has parsed,
- * so it need not diagnose syntax.
+ * count is never quietly wrong, and follow each @include to do the same
+ * there.  Only text libconfig has parsed is checked for integers, so it
+ * need not diagnose syntax.
  */
 static void
-config_scan_ints(struct config_ctx *ctx, const char *p, const char *end)
+config_scan(struct config_scan *sc)
 {
+	const char	*p = sc->buf, *end = sc->end, *t;
 	unsigned int	 line = 1;
-	const char	*t;
 	char		 num[64];
 	size_t		 n;
 
@@ -1212,18 +1513,15 @@ config_scan_ints(struct config_ctx *ctx, const char *p, const char *end)
 					line++;
 			p += 2;
 		} else if (*p == '"') {
-			for (p++; p < end && *p != '"'; p++) {
-				if (*p == '\\' && p + 1 < end)
-					p++;
-				if (*p == '\n')
-					line++;
-			}
-			p++;
+			p = config_skip_string(p, end, &line) + 1;
 		} else if (isalpha((unsigned char)*p) || *p == '*' ||
 		    *p == '@') {
+			t = p;
 			while (p < end && (isalnum((unsigned char)*p) ||
 			    strchr("-_*@", *p) != NULL))
 				p++;
+			if (*t == '@')
+				p = config_scan_at(sc, t, p, &line);
 		} else if (isdigit((unsigned char)*p) || ((*p == '-' ||
 		    *p == '+' || *p == '.') && p + 1 < end &&
 		    (isdigit((unsigned char)p[1]) || p[1] == '.'))) {
@@ -1237,78 +1535,80 @@ config_scan_ints(struct config_ctx *ctx, const char *p, const char *end)
 				n = sizeof(num) - 1;
 			memcpy(num, t, n);
 			num[n] = '\0';
-			config_scan_int(ctx, num, line);
+			config_scan_int(sc, num, line);
 		} else
 			p++;
 	}
 }
 
-/* Reads path into a NUL-terminated buffer; refuses binary and huge files. */
+/* The main file's text for libconfig: absolute include paths made
+ * relative to the include directory (config_include_up). */
 static char *
-config_slurp(struct config_ctx *ctx, size_t *lenp)
+config_include_rewrite(struct config_ctx *ctx, const struct config_scan *sc)
 {
-	struct stat	 st;
-	char		*buf = NULL, *nul;
-	size_t		 len = 0;
-	ssize_t		 n;
-	int		 fd;
+	char		 path[PATH_MAX], up[PATH_MAX], *out, *o;
+	const char	*p = sc->buf;
+	unsigned int	 i;
+	size_t		 j;
 
-	if ((fd = open(ctx->path, O_RDONLY | O_CLOEXEC)) == -1) {
-		config_err_line(ctx, 0, "cannot open: %s", strerror(errno));
+	out = malloc((sc->end - sc->buf) + sc->nspan * 2 * PATH_MAX + 1);
+	if ((o = out) == NULL) {
+		config_err_line(ctx, 0, "out of memory");
 		return NULL;
 	}
-	if (fstat(fd, &st) == -1) {
-		config_err_line(ctx, 0, "fstat: %s", strerror(errno));
-		goto fail;
-	}
-	if (!S_ISREG(st.st_mode) || st.st_size > CONFIG_FILE_MAX) {
-		config_err_line(ctx, 0, "%s", S_ISREG(st.st_mode) ?
-		    "larger than 16 MiB" : "not a regular file");
-		goto fail;
-	}
-	if ((buf = malloc((size_t)st.st_size + 1)) == NULL) {
-		config_err_line(ctx, 0, "out of memory");
-		goto fail;
-	}
-	while (len < (size_t)st.st_size) {
-		n = read(fd, buf + len, (size_t)st.st_size - len);
-		if (n == -1 && errno == EINTR)
+	for (i = 0; i < sc->nspan; i++) {
+		if (config_unquote(sc->spans[i][0], sc->spans[i][1], path,
+		    sizeof(path)) == -1 || path[0] != '/' ||
+		    config_include_up(ctx, path, up, sizeof(up)) == -1)
 			continue;
-		if (n <= 0) {
-			config_err_line(ctx, 0, "read: %s", n == 0 ?
-			    "file shrank while reading" : strerror(errno));
-			goto fail;
+		memcpy(o, p, sc->spans[i][0] - p);
+		o += sc->spans[i][0] - p;
+		for (j = 0; up[j] != '\0'; j++) {
+			if (up[j] == '\\' || up[j] == '"' || up[j] == '\n')
+				*o++ = '\\';
+			*o++ = up[j] == '\n' ? 'n' : up[j];
 		}
-		len += n;
+		p = sc->spans[i][1];
 	}
-	buf[len] = '\0';
-	if ((nul = memchr(buf, '\0', len)) != NULL) {
-		config_err_line(ctx, config_line_at(buf, nul),
-		    "NUL byte in file (not a text file?)");
-		goto fail;
-	}
-	close(fd);
-	*lenp = len;
-	return buf;
- fail:
-	free(buf);
-	close(fd);
-	return NULL;
+	memcpy(o, p, sc->end - p);
+	o[sc->end - p] = '\0';
+	return out;
 }
 
-/* Sets the include directory to the one holding path. */
+/* Integer literals of the main file and of every included one. */
 static void
-config_include_dir(config_t *lc, const char *path)
+config_scan_ints(struct config_ctx *ctx, const char *buf, size_t len)
 {
-	const char	*slash = strrchr(path, '/');
-	char		*dir;
+	struct config_scan	 sc;
+	unsigned int		 i;
 
-	if (slash == NULL)
-		return;
-	if ((dir = strndup(path, slash == path ? 1 : slash - path)) == NULL)
-		return;
-	config_set_include_dir(lc, dir);
-	free(dir);
+	memset(&sc, 0, sizeof(sc));
+	sc.ctx = ctx;
+	sc.ints = 1;
+	for (i = 0; i <= ctx->ninc; i++) {
+		if (i > 0 && ctx->incs[i - 1].buf == NULL)
+			continue;
+		sc.file = i == 0 ? ctx->path : ctx->incs[i - 1].shown;
+		sc.buf = i == 0 ? buf : ctx->incs[i - 1].buf;
+		sc.end = sc.buf + (i == 0 ? len : ctx->incs[i - 1].len);
+		config_scan(&sc);
+	}
+}
+
+/*
+ * Includes are relative to the config file's directory, resolved (so
+ * that the ".." of config_include_up are exact).  -1 if out of memory.
+ */
+static int
+config_include_dir(struct config_ctx *ctx, config_t *lc)
+{
+	if ((ctx->incdir = realpath(ctx->dir, NULL)) == NULL &&
+	    (ctx->incdir = strdup(ctx->dir)) == NULL) {
+		config_err_line(ctx, 0, "out of memory");
+		return -1;
+	}
+	config_set_include_dir(lc, ctx->incdir);
+	return 0;
 }
 
 static void
@@ -1365,62 +1665,117 @@ config_free(struct config *cf)
 	free(cf->metrics_port);
 	free(cf->control_socket);
 	free(cf->store_dir);
+	free(cf->listen_at.file);
+	free(cf->metrics_at.file);
+	free(cf->store_dir_at.file);
+	free(cf->control_socket_at.file);
 	config_tls_free(&cf->tls);
 	free(cf);
+}
+
+/* The main file's includes followed, its text made ready for libconfig. */
+static char *
+config_prepare(struct config_ctx *ctx, config_t *lc, const char *buf,
+    size_t len)
+{
+	struct config_scan	*sc;
+	char			*text;
+
+	if (config_include_dir(ctx, lc) == -1)
+		return NULL;
+	if ((sc = calloc(1, sizeof(*sc))) == NULL) {
+		config_err_line(ctx, 0, "out of memory");
+		return NULL;
+	}
+	sc->ctx = ctx;
+	sc->file = ctx->path;
+	sc->buf = buf;
+	sc->end = buf + len;
+	sc->follow = 1;
+	config_scan(sc);
+	text = config_include_rewrite(ctx, sc);
+	free(sc);
+	return text;
+}
+
+static void
+config_ctx_free(struct config_ctx *ctx)
+{
+	unsigned int	 i;
+
+	for (i = 0; i < ctx->ninc; i++) {
+		free(ctx->incs[i].lib);
+		free(ctx->incs[i].shown);
+		free(ctx->incs[i].buf);
+	}
+	ctx->ninc = 0;
+	free(ctx->incdir);
+	free(ctx->dir);
 }
 
 struct config *
 config_load(const char *path, char *err, size_t errlen)
 {
-	struct config_ctx	 ctx;
+	struct config_ctx	*ctx;
+	struct config		*cf;
 	config_t		 lc;
-	char			*buf = NULL;
+	char			*buf = NULL, *text = NULL;
 	const char		*file;
 	size_t			 len;
 
-	memset(&ctx, 0, sizeof(ctx));
-	ctx.path = path;
 	if (err != NULL && errlen > 0)
 		err[0] = '\0';
+	/* Large (the kept errors, the includes): not on the stack. */
+	if ((ctx = calloc(1, sizeof(*ctx))) == NULL) {
+		if (err != NULL)
+			snprintf(err, errlen, "%s:0: out of memory", path);
+		return NULL;
+	}
+	ctx->path = path;
 	config_init(&lc);
-	if ((ctx.cf = calloc(1, sizeof(*ctx.cf))) == NULL) {
-		config_err_line(&ctx, 0, "out of memory");
+	if ((ctx->cf = calloc(1, sizeof(*ctx->cf))) == NULL) {
+		config_err_line(ctx, 0, "out of memory");
 		goto done;
 	}
-	config_defaults(ctx.cf);
-	if ((ctx.cf->path = strdup(path)) == NULL ||
-	    (ctx.dir = config_dir(path)) == NULL ||
-	    ctx.cf->control_socket == NULL || ctx.cf->store_dir == NULL) {
-		config_err_line(&ctx, 0, "out of memory");
+	config_defaults(ctx->cf);
+	if ((ctx->cf->path = strdup(path)) == NULL ||
+	    (ctx->dir = config_dir(path)) == NULL ||
+	    ctx->cf->control_socket == NULL || ctx->cf->store_dir == NULL) {
+		config_err_line(ctx, 0, "out of memory");
 		goto done;
 	}
-	if ((buf = config_slurp(&ctx, &len)) == NULL)
+	if ((buf = config_slurp(ctx, path, &len, 0)) == NULL ||
+	    (text = config_prepare(ctx, &lc, buf, len)) == NULL)
 		goto done;
-	config_include_dir(&lc, path);
-	if (config_read_string(&lc, buf) != CONFIG_TRUE) {
+	if (config_read_string(&lc, text) != CONFIG_TRUE) {
 		file = config_error_file(&lc);
-		config_err_file(&ctx, file != NULL ? file : path,
-		    config_error_line(&lc), "%s", config_error_text(&lc) ?
+		config_err_file(ctx, file != NULL ? config_shown(ctx, file) :
+		    path, config_error_line(&lc), "%s", config_error_text(&lc) ?
 		    config_error_text(&lc) : "parse error");
 		goto done;
 	}
-	config_scan_ints(&ctx, buf, buf + len);
-	config_root(&ctx, config_root_setting(&lc));
+	config_scan_ints(ctx, buf, len);
+	config_root(ctx, config_root_setting(&lc));
  done:
 	/* Before config_destroy(): errors may point at its file names. */
-	config_errors_flush(&ctx, err, errlen);
-	free(ctx.dir);
+	config_errors_flush(ctx, err, errlen);
+	cf = ctx->cf;
+	if (ctx->nerr > 0) {
+		config_free(cf);
+		cf = NULL;
+	}
+	config_ctx_free(ctx);
+	free(ctx);
+	free(text);
 	free(buf);
 	config_destroy(&lc);
-	if (ctx.nerr > 0) {
-		config_free(ctx.cf);
+	if (cf == NULL)
 		return NULL;
-	}
-	ctx.cf->generation = ++config_generation;
+	cf->generation = ++config_generation;
 	log_debug("config: loaded path=%s generation=%u node=%s peers=%u "
-	    "routes=%u", path, ctx.cf->generation, ctx.cf->node_id,
-	    ctx.cf->npeers, ctx.cf->nroutes);
-	return ctx.cf;
+	    "routes=%u", path, cf->generation, cf->node_id, cf->npeers,
+	    cf->nroutes);
+	return cf;
 }
 
 void

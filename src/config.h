@@ -82,8 +82,8 @@ enum route_mode {
  * (resolved relative to the config file's directory if not absolute).
  * allow[] entries are "CN=<common name>" or "sha256:<hex fingerprint of
  * the DER certificate>" (colons optional, any case); none = any
- * certificate signed by the CA.  line is where the setting is, for errors
- * found later (by tls.c).
+ * certificate signed by the CA.  file and line are where the setting is,
+ * for errors found later (by tls.c).
  */
 struct tls_conf {
 	int		 enabled;
@@ -93,6 +93,7 @@ struct tls_conf {
 	unsigned int	 nallow;
 	char		**allow;
 	int		 line;
+	char		*file;		/* where line is: main or included */
 };
 
 struct peer_conf {
@@ -115,6 +116,12 @@ struct route_conf {
 	int		 store;
 	unsigned int	 nhops;
 	unsigned int	 hops[CONFIG_MAX_HOPS];	/* indexes into peers */
+};
+
+/* Where a setting was read, for checks made after config_load(). */
+struct config_where {
+	char		*file;		/* NULL: not set (a default) */
+	unsigned int	 line;
 };
 
 struct config {
@@ -157,6 +164,11 @@ struct config {
 	struct peer_conf *peers;
 	unsigned int	 nroutes;
 	struct route_conf *routes;
+	/* For relayd -n's checks of the host (bind, store_dir, socket). */
+	struct config_where listen_at;
+	struct config_where metrics_at;
+	struct config_where store_dir_at;
+	struct config_where control_socket_at;
 };
 
 /*

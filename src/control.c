@@ -187,9 +187,17 @@ static void
 ctl_put_abort(void *up, struct session *s, uint16_t code, const char *msg)
 {
 	struct ctl_client *c = up;
+	const struct session_entry *e;
+	unsigned int n;
 
-	(void)s;
 	c->sess = NULL;
+	/* Every hop heard of so far, the one that failed among them. */
+	if ((e = session_entries(s, &n)) != NULL && n > 0) {
+		ctl_finish(c, json_pack("{s:b,s:s,s:s,s:s,s:o}", "ok", 0,
+		    "error", util_esc(msg), "code", wire_abort_name(code),
+		    "put_id", c->put_hex, "results", outcome_json(e, n)));
+		return;
+	}
 	/* The stream failed on this relay itself: name it, depth 0. */
 	ctl_finish(c, json_pack("{s:b,s:s,s:s,s:s,s:[{s:s,s:s,s:i,s:s,s:I,"
 	    "s:i,s:i,s:s}]}", "ok", 0, "error", util_esc(msg), "code",
@@ -391,6 +399,34 @@ ctl_routes_json(const struct config *cf)
 	return routes;
 }
 
+/* "host:port" ("[v6]:port"), or NULL when host is NULL (not set). */
+static const char *
+ctl_addr_str(const char *host, const char *port, char *buf, size_t len)
+{
+	if (host == NULL)
+		return NULL;
+	snprintf(buf, len, strchr(host, ':') != NULL ? "[%s]:%s" : "%s:%s",
+	    host, port);
+	return buf;
+}
+
+/*
+ * The options ctl_config_json leaves to this one; with it, every option
+ * of config_opts (config.c) has a field of the same name.
+ */
+static json_t *
+ctl_config_more_json(const struct config *cf)
+{
+	char metrics[300];
+
+	return json_pack("{s:s?,s:f,s:I,s:f}",
+	    "metrics", ctl_addr_str(cf->metrics_host, cf->metrics_port,
+	    metrics, sizeof(metrics)),
+	    "drain_timeout", cf->drain_timeout,
+	    "max_output_buffer", (json_int_t)cf->max_output_buffer,
+	    "output_timeout", cf->output_timeout);
+}
+
 static json_t *
 ctl_config_json(const struct config *cf)
 {
@@ -407,8 +443,8 @@ ctl_config_json(const struct config *cf)
 		    (json_int_t)cf->peers[i].rate_limit, "tls",
 		    ctl_tls_conf_json(&cf->peers[i].tls)));
 	if (cf->listen_host != NULL)
-		snprintf(listen, sizeof(listen), "%s:%s", cf->listen_host,
-		    cf->listen_port);
+		ctl_addr_str(cf->listen_host, cf->listen_port, listen,
+		    sizeof(listen));
 	o = json_pack("{s:s,s:s?,s:s,s:s,s:I,s:f,s:f,s:f,s:f,s:f,s:I,s:I,"
 	    "s:I,s:I,s:I,s:o,s:o,s:o}",
 	    "node_id", cf->node_id, "listen", listen[0] ? listen : NULL,
@@ -437,6 +473,7 @@ ctl_config_json(const struct config *cf)
 	    "control_request_timeout", cf->control_request_timeout,
 	    "max_metrics_clients", (json_int_t)cf->max_metrics_clients,
 	    "metrics_header_timeout", cf->metrics_header_timeout));
+	json_object_update_missing_new(o, ctl_config_more_json(cf));
 	json_object_set_new(o, "store_max_bytes",
 	    json_integer((json_int_t)cf->store_max_bytes));
 	return o;
@@ -519,6 +556,9 @@ ctl_cmd_show(struct ctl_client *c, enum ctl_show what)
 		/* The same table /metrics renders (statstab.c). */
 		ctl_finish(c, json_pack("{s:b,s:o}", "ok", 1, "stats",
 		    stats_json(stats_table, stats_ntable)));
+		break;
+	case CTL_SHOW_PUTS:
+		ctl_finish(c, outcome_recent_json(CTL_SHOW_PUTS_MAX));
 		break;
 	case CTL_SHOW_STORE:
 		break;		/* ctl_cmd_show_store: it needs the prefix */
@@ -642,8 +682,7 @@ ctl_request(struct ctl_client *c, const char *line, size_t len)
 		ctl_fail(c, "%s", err);
 		return;
 	}
-	log_debug("control: request cmd=%.*s", (int)(len < 64 ? len : 64),
-	    line);
+	log_debug("control: request %s", util_escn(line, len < 64 ? len : 64));
 	switch (req.cmd) {
 	case CTL_CMD_STATUS:
 		ctl_cmd_status(c);
@@ -837,6 +876,89 @@ ctl_accept_cb(struct evconnlistener *l, evutil_socket_t fd,
 	clock_timer_arm(c->request_ev, env->conf->control_request_timeout);
 }
 
+/*
+ * A socket file at the control path is stale when connect() is refused
+ * (nobody listens); when something answers, another relayd runs there,
+ * and unlinking its socket would leave it unreachable.  0: no socket or
+ * a stale one (*stale set); 1: in use; -1: cannot tell; why in err.
+ */
+static int
+ctl_probe(const struct sockaddr_un *sun, int *stale, char *err,
+    size_t errlen)
+{
+	struct stat st;
+	int fd, rc, e;
+
+	*stale = 0;
+	if (lstat(sun->sun_path, &st) == -1 || !S_ISSOCK(st.st_mode))
+		return 0;
+	fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0);
+	if (fd == -1) {
+		snprintf(err, errlen, "socket: %s", strerror(errno));
+		return -1;
+	}
+	rc = connect(fd, (const struct sockaddr *)sun, sizeof(*sun));
+	e = errno;
+	close(fd);
+	if (rc == 0 || e == EAGAIN || e == EINPROGRESS) {
+		snprintf(err, errlen, "another relayd answers on %s",
+		    sun->sun_path);
+		return 1;
+	}
+	if (e != ECONNREFUSED) {
+		snprintf(err, errlen, "cannot tell whether %s is in use: "
+		    "connect: %s", sun->sun_path, strerror(e));
+		return -1;
+	}
+	*stale = 1;
+	return 0;
+}
+
+static int
+ctl_sockaddr(const char *path, struct sockaddr_un *sun, char *err,
+    size_t errlen)
+{
+	memset(sun, 0, sizeof(*sun));
+	sun->sun_family = AF_UNIX;
+	if (strlen(path) >= sizeof(sun->sun_path)) {
+		snprintf(err, errlen, "control socket path too long: %s", path);
+		return -1;
+	}
+	strcpy(sun->sun_path, path);
+	return 0;
+}
+
+int
+control_probe(const char *path, char *err, size_t errlen)
+{
+	struct sockaddr_un sun;
+	int stale;
+
+	if (ctl_sockaddr(path, &sun, err, errlen) == -1)
+		return -1;
+	return ctl_probe(&sun, &stale, err, errlen);
+}
+
+/* Removes a stale socket at the control path; -1 if one is live. */
+static int
+ctl_clear_stale(const struct sockaddr_un *sun, char *err, size_t errlen)
+{
+	int stale;
+
+	if (ctl_probe(sun, &stale, err, errlen) != 0)
+		return -1;
+	if (!stale)
+		return 0;
+	if (unlink(sun->sun_path) == -1 && errno != ENOENT) {
+		snprintf(err, errlen, "remove stale socket %s: %s",
+		    sun->sun_path, strerror(errno));
+		return -1;
+	}
+	log_info("control: removed stale socket %s (nobody listened)",
+	    sun->sun_path);
+	return 0;
+}
+
 int
 control_open(const char *path, const struct control_actions *actions,
     char *err, size_t errlen)
@@ -846,23 +968,15 @@ control_open(const char *path, const struct control_actions *actions,
 	int fd;
 
 	ctl_actions = actions;
-	memset(&sun, 0, sizeof(sun));
-	sun.sun_family = AF_UNIX;
-	if (strlen(path) >= sizeof(sun.sun_path)) {
-		snprintf(err, errlen, "control socket path too long: %s", path);
+	if (ctl_sockaddr(path, &sun, err, errlen) == -1)
 		return -1;
-	}
-	strcpy(sun.sun_path, path);
 	if ((fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0)) == -1) {
 		snprintf(err, errlen, "socket: %s", strerror(errno));
 		return -1;
 	}
-	/* A stale socket from a crash is replaced; anything else is not. */
-	{
-		struct stat st;
-
-		if (lstat(path, &st) == 0 && S_ISSOCK(st.st_mode))
-			unlink(path);
+	if (ctl_clear_stale(&sun, err, errlen) == -1) {
+		close(fd);
+		return -1;
 	}
 	old = umask(0117);
 	if (bind(fd, (struct sockaddr *)&sun, sizeof(sun)) == -1) {

@@ -24,8 +24,18 @@ struct control_actions {
 	unsigned int	(*drain)(const char *by);
 };
 
+/*
+ * Binds the control socket.  A socket file already there is replaced only
+ * if stale (nobody accepts on it); if another relayd answers, -1.
+ */
 int	control_open(const char *path, const struct control_actions *,
 	    char *err, size_t errlen);
+/*
+ * Whether another process answers on path, touching nothing: 0 no (no
+ * socket, or a stale one), 1 yes, -1 cannot tell; for 1 and -1 why is in
+ * err.
+ */
+int	control_probe(const char *path, char *err, size_t errlen);
 void	control_close(void);
 /* 1 if some client runs `monitor` (build events only then). */
 int	control_monitoring(void);

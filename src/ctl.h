@@ -38,13 +38,15 @@
  *     "ok" is true only if no hop failed and at least one hop stored.
  *     depth 0 is the relay relayctl talks to.  "replayed": true when the
  *     outcome comes from an earlier PUT with the same id and payload.
- *   {"cmd":"show","what":"peers"|"streams"|"routes"|"config"|"stats"}
+ *   {"cmd":"show","what":"peers"|"streams"|"routes"|"config"|"stats"|
+ *    "puts"}
  *     -> {"ok":true,"peers":[...]}       (objects as in status)
  *     -> {"ok":true,"streams":[...]}     (objects as in status)
  *     -> {"ok":true,"generation":N,"routes":[{"prefix":"a/","mode":
  *         "fanout"|"failover","store":true,"hops":["relay2"]}]}
  *     -> {"ok":true,"generation":N,"path":"/etc/relayd/relayd.conf",
- *         "config":{"node_id":...,"listen":...,every scalar option...,
+ *         "config":{"node_id":...,"listen":...,"metrics":...,one field
+ *         per option of config_opts (config.c), by the same name,...,
  *         "tls":{"enabled":true,"ca":...,"cert":...,"key":...,
  *         "allow":[...]},"peers":[{"name","address","rate_limit",
  *         "tls":{"enabled":..}}]}}
@@ -54,6 +56,11 @@
  *         "puts_refused":{"too-large":N,...},"streams_aborted":{...},
  *         "forks_aborted":{...},"tls_handshakes":N,"tls_refused":{...},
  *         "active_streams":N,"buffered":N,"peers_up":N}}
+ *     -> {"ok":true,"puts":[{"put_id":..,"state":"done"|"failed"|
+ *         "aborted","stored":bool,"key":..,"size":N,"age_s":F,
+ *         "reason":..,"failing_hop":..}],"kept_ok":N,"kept_failed":N,
+ *         "max":N,"ttl_s":F}  (newest first, at most CTL_SHOW_PUTS_MAX;
+ *         reason and failing_hop only when not done)
  *   {"cmd":"show","what":"store","prefix":"a/" (optional)}
  *     -> {"ok":true,"store_dir":"..","entries":[{"key":"a/b","size":N,
  *         "sha256":"64 hex"|null,"mtime":N}],"matched":N,
@@ -73,9 +80,13 @@
  *        {"event":"peer-up"|"peer-down","time_us":N,"peer":"relay2",
  *         "address":"..","direction":"in"|"out","reason":".."}
  *   {"cmd":"outcome","put_id":"32 hex"}
- *     -> {"ok":true,"put_id":..,"state":"in-flight"|"done"|"unknown",
- *         "stored":bool,"results":[...]}  (results as in put; "done" is
- *         only remembered for PUTs that succeeded here, for 10 minutes)
+ *     -> {"ok":true,"put_id":..,"state":"in-flight"|"done"|"failed"|
+ *         "aborted"|"unknown","stored":bool,"results":[...]}  (results
+ *         as in put; "done", "failed" (ended with a failed hop) and
+ *         "aborted" (the stream failed before its end) are remembered
+ *         for 10 minutes, at most 1024 of each kind; "failed" and
+ *         "aborted" add "reason" and "failing_hop", the node of the
+ *         failure nearest the fault; "key", "size" and "age_s" too)
  *   {"cmd":"reload"}
  *     -> {"ok":true,"generation":N} or {"ok":false,"error":"FILE:LINE: .."}
  *        (the old config stays on failure)
@@ -92,6 +103,7 @@
 #define CTL_MAX_LINE		(64 * 1024)	/* a request line */
 #define CTL_MAX_REPLY		(64 * 1024 * 1024)	/* a reply line */
 #define CTL_DEFAULT_HOPS	16
+#define CTL_SHOW_PUTS_MAX	100	/* rows of show puts */
 #define CTL_STORE_MAX		1000	/* files one show store lists */
 
 #endif

@@ -46,7 +46,8 @@ static const struct ctlproto_cmd ctlproto_cmds[] = {
 };
 
 static const char *const ctlproto_show_names[] = {
-	"peers", "streams", "routes", "config", "stats", "store", NULL
+	"peers", "streams", "routes", "config", "stats", "puts", "store",
+	NULL
 };
 /* In enum log_level order (log.h). */
 static const char *const ctlproto_level_names[] = {
@@ -244,13 +245,13 @@ ctlproto_word(const json_t *v, const char *const *names)
 static int
 ctlproto_show(json_t *o, struct ctl_request *req, char *err, size_t errlen)
 {
-	int i = ctlproto_word(json_object_get(o, "what"), ctlproto_show_names);
-
-	json_t *p = json_object_get(o, "prefix");
+	int	 i = ctlproto_word(json_object_get(o, "what"),
+		    ctlproto_show_names);
+	json_t	*p = json_object_get(o, "prefix");
 
 	if (i == -1)
 		return ctlproto_fail(err, errlen, "show needs what: peers, "
-		    "streams, routes, config, stats or store");
+		    "streams, routes, config, stats, puts or store");
 	req->u.show = (enum ctl_show)i;
 	if (p == NULL)
 		return 0;

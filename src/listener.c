@@ -7,9 +7,13 @@
 
 #include <netinet/in.h>
 
+#include <errno.h>
+#include <netdb.h>
 #include <stdint.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include <event2/listener.h>
 
@@ -362,4 +366,37 @@ void
 listener_config(const struct config *cf)
 {
 	listener_conf = cf;
+}
+
+int
+listener_check_bind(const char *host, const char *port, char *why,
+    size_t whylen)
+{
+	struct addrinfo	 hints, *res = NULL;
+	int		 fd, on = 1, r, rc = -1;
+
+	memset(&hints, 0, sizeof(hints));
+	hints.ai_family = AF_UNSPEC;
+	hints.ai_socktype = SOCK_STREAM;
+	hints.ai_flags = AI_PASSIVE | AI_NUMERICSERV;
+	if ((r = getaddrinfo(host, port, &hints, &res)) != 0) {
+		snprintf(why, whylen, "%s", gai_strerror(r));
+		return -1;
+	}
+	fd = socket(res->ai_family, res->ai_socktype | SOCK_CLOEXEC,
+	    res->ai_protocol);
+	if (fd == -1)
+		snprintf(why, whylen, "socket: %s", strerror(errno));
+	else if (setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &on,
+	    sizeof(on)) == -1)
+		snprintf(why, whylen, "setsockopt: %s", strerror(errno));
+	else if (bind(fd, res->ai_addr, res->ai_addrlen) == -1 ||
+	    listen(fd, 1) == -1)
+		snprintf(why, whylen, "%s", strerror(errno));
+	else
+		rc = 0;
+	if (fd != -1)
+		close(fd);
+	freeaddrinfo(res);
+	return rc;
 }

@@ -25,6 +25,7 @@
 #ifndef RELAYD_LISTENER_H
 #define RELAYD_LISTENER_H
 
+#include <stddef.h>
 #include <stdint.h>
 
 struct config;
@@ -93,5 +94,12 @@ const char	*listener_slot_name(enum listener_slot);
 struct evconnlistener;
 int		 listener_guard(struct evconnlistener *l, const char *what);
 void		 listener_unguard(struct evconnlistener *l);
+
+/*
+ * relayd -n: bind host:port as the listeners would (SO_REUSEADDR), then
+ * close it at once.  0, or -1 with why (address in use, not local, ...).
+ */
+int		 listener_check_bind(const char *host, const char *port,
+		    char *why, size_t whylen);
 
 #endif

@@ -346,9 +346,14 @@ peer_on_hello(struct peer *p, const struct wire_frame *f)
 		peer_bytes_name_link(p);
 	}
 	else if ((size_t)f->u.hello.node_len != strlen(p->name) ||
-	    memcmp(f->u.hello.node, p->name, f->u.hello.node_len) != 0)
-		log_warnx("peer=%s says its node id is %.*s", p->name,
-		    f->u.hello.node_len, f->u.hello.node);
+	    memcmp(f->u.hello.node, p->name, f->u.hello.node_len) != 0) {
+		char said[UTIL_ESCAPED_LEN(CONFIG_NAME_MAX)];
+
+		/* Its words, as one field that cannot forge the next. */
+		util_escape_field(f->u.hello.node, f->u.hello.node_len, said,
+		    sizeof(said));
+		log_warnx("peer=%s says its node id is %s", p->name, said);
+	}
 	p->conn_credit = f->u.hello.conn_window;
 	p->remote_stream_window = f->u.hello.stream_window;
 	p->state = PEER_UP;

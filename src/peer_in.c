@@ -319,6 +319,17 @@ instream_open(struct peer *p, struct instream *in, const struct wire_put *put,
 	    errlen);
 }
 
+/* The journal fields of a log line about an inbound PUT (log_put). */
+static void
+peer_log_put(const struct peer *p, const struct wire_put *put,
+    const char *reason)
+{
+	char	hex[2 * WIRE_PUT_ID_LEN + 1];
+
+	util_hex_encode(put->put_id, WIRE_PUT_ID_LEN, hex);
+	log_put(hex, util_escn(put->key, put->key_len), p->name, reason);
+}
+
 static void
 peer_on_put(struct peer *p, const struct wire_frame *f)
 {
@@ -327,9 +338,21 @@ peer_on_put(struct peer *p, const struct wire_frame *f)
 	uint16_t code;
 	char err[256];
 
-	if (peer_is_ours(p, id) || peer_find_in(p, id) != NULL) {
+	/*
+	 * A PUT on a live stream's id is a connection error: an ABORT on
+	 * that id would name the live stream too, and a peer could not tell
+	 * which of the two it ended (relayd-protocol(7), Errors).  An id of
+	 * relayd's own parity names no stream of the sender's: ABORT it.
+	 */
+	if (peer_find_in(p, id) != NULL) {
+		snprintf(err, sizeof(err), "PUT on stream %u, which is in use",
+		    id);
+		peer_fail(p, err);
+		return;
+	}
+	if (peer_is_ours(p, id)) {
 		peer_send_abort(p, id, WIRE_ABORT_PROTOCOL,
-		    "stream id not available");
+		    "stream id of the receiver's parity");
 		return;
 	}
 	if (p->nin >= env->conf->max_streams_per_peer) {
@@ -343,6 +366,7 @@ peer_on_put(struct peer *p, const struct wire_frame *f)
 	    f->u.put.size : p->stream_window)) {
 		STATS_INC(reserve_refused);
 		STATS_CODE(puts_refused, WIRE_ABORT_LIMIT);
+		peer_log_put(p, &f->u.put, "max_buffered reached");
 		log_warnx("peer=%s addr=%s stream=%u put refused: max_buffered "
 		    "reached buffered=%llu reserved=%llu max_buffered=%llu",
 		    p->name, p->addr, id,
@@ -371,6 +395,7 @@ peer_on_put(struct peer *p, const struct wire_frame *f)
 	in->window = p->stream_window;
 	if ((in->sink = instream_open(p, in, &f->u.put, &code, err,
 	    sizeof(err))) == NULL) {
+		peer_log_put(p, &f->u.put, err);
 		log_warnx("peer=%s stream=%u put refused: %s", p->name, id,
 		    err);
 		peer_send_abort(p, id, code, err);
@@ -577,7 +602,7 @@ peer_on_credit(struct peer *p, const struct wire_frame *f)
 	ps->ops->credit(ps->owner, f->u.credit);
 }
 
-/* A framing error: GOAWAY with the reason, then close this link only. */
+/* A PING: answered with a PONG, or folded into the one still queued. */
 static void
 peer_on_ping(struct peer *p, uint64_t value)
 {

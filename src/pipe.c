@@ -49,6 +49,14 @@ pipe_state_name(enum pipe_state st)
 	return "?";
 }
 
+double
+pipe_deadline(double base, uint8_t budget)
+{
+	unsigned int b = budget < PIPE_BLAME_HOPS ? budget : PIPE_BLAME_HOPS;
+
+	return base + PIPE_BLAME_STEP(base) * b;
+}
+
 struct pipe *
 pipe_new(const struct pipe_params *pp)
 {
@@ -234,8 +242,8 @@ pipe_pull(void *arg, size_t room)
 			clock_timer_arm(p->timer, p->result_timeout);
 			return PEER_PULL_DONE;
 		case STREAM_FAILED:
-			pipe_send_abort(p, WIRE_ABORT_UPSTREAM_LOST,
-			    stream_buf_fail_reason(
+			pipe_send_abort(p, p->down_code != 0 ? p->down_code :
+			    WIRE_ABORT_UPSTREAM_LOST, stream_buf_fail_reason(
 			    stream_reader_buf(p->reader)));
 			pipe_finish(p, NULL, "upstream failed");
 			return PEER_PULL_DONE;
@@ -316,11 +324,14 @@ pipe_on_result(void *arg, const struct wire_frame *f)
 	struct pipe *p = arg;
 	char why[200];
 
+	log_put(p->put_hex, util_escn(p->key, p->key_len), p->peer_name, NULL);
 	log_debug("stream=%llu peer=%s result entries=%u bytes_out=%llu",
 	    (unsigned long long)p->sess_id, p->peer_name,
 	    f->u.result.count, (unsigned long long)p->bytes_out);
 	if (pipe_result_check(p, f, why, sizeof(why)) == -1) {
 		STATS_INC(results_refused);
+		log_put(p->put_hex, util_escn(p->key, p->key_len),
+		    p->peer_name, why);
 		log_warnx("stream=%llu put=%s peer=%s result refused: %s",
 		    (unsigned long long)p->sess_id, p->put_hex,
 		    p->peer_name, why);
@@ -339,6 +350,13 @@ pipe_on_abort(void *arg, uint16_t code, const char *msg, size_t msg_len)
 
 	snprintf(why, sizeof(why), "aborted by %s: %s: %.*s", p->peer_name,
 	    wire_abort_name(code), (int)msg_len, msg);
+	/* Kept whole: it may name the hop behind the next one. */
+	p->peer_aborted = 1;
+	p->fail_code = code;
+	p->abort_len = msg_len < sizeof(p->abort_msg) ? msg_len :
+	    sizeof(p->abort_msg);
+	memcpy(p->abort_msg, msg, p->abort_len);
+	log_put(p->put_hex, util_escn(p->key, p->key_len), p->peer_name, why);
 	log_warnx("stream=%llu peer=%s %s bytes_out=%llu",
 	    (unsigned long long)p->sess_id, p->peer_name, util_esc(why),
 	    (unsigned long long)p->bytes_out);
@@ -372,6 +390,8 @@ void
 pipe_abort(struct pipe *p, uint16_t code, const char *why)
 {
 	pipe_send_abort(p, code, why);
+	if (p->state != PIPE_DONE)
+		p->fail_code = code;
 	pipe_finish(p, NULL, why);
 }
 
@@ -397,10 +417,12 @@ pipe_timer_cb(void *arg)
 		clock_timer_arm(p->timer, limit - idle);
 		return;
 	}
+	log_put(p->put_hex, util_escn(p->key, p->key_len), p->peer_name, why);
 	log_warnx("stream=%llu peer=%s pipe %s bytes_out=%llu buffered=%llu "
 	    "age=%.3fs", (unsigned long long)p->sess_id, p->peer_name, why,
 	    (unsigned long long)p->bytes_out, (unsigned long long)
 	    stream_buf_held(stream_reader_buf(p->reader)), age);
 	pipe_send_abort(p, WIRE_ABORT_TIMEOUT, why);
+	p->fail_code = WIRE_ABORT_TIMEOUT;
 	pipe_finish(p, NULL, why);
 }

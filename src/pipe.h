@@ -90,7 +90,27 @@ struct pipe {
 	double			 last_progress;
 	struct clock_timer	*timer;
 	char			 outcome[128];
+	uint16_t		 fail_code;	/* what the upstream hears */
+	uint16_t		 down_code;	/* ABORT code downstream when
+						 * the buffer fails (owner's;
+						 * 0: upstream-lost) */
+	int			 peer_aborted;	/* the next hop sent ABORT */
+	size_t			 abort_len;
+	char			 abort_msg[WIRE_MAX_TEXT];	/* its text */
 };
+
+/*
+ * Blame by construction: a relay's deadline for its next hop grows with
+ * the hop budget it received, PIPE_BLAME_STEP(base) a hop, for at most
+ * PIPE_BLAME_HOPS hops.  A deeper hop (a smaller budget) gives up
+ * first, so the hop nearest a stalled one names it before any hop
+ * nearer the origin gives up, and every deadline stays within base +
+ * 1 s (base + base / 2 below a 2 s base).
+ */
+#define PIPE_BLAME_HOPS		20
+#define PIPE_BLAME_STEP(base)	(((base) < 2.0 ? (base) / 2 : 1.0) / \
+				    PIPE_BLAME_HOPS)
+double		 pipe_deadline(double base, uint8_t budget);
 
 /* A pipe, subscribed to its reader and timed from now; NULL on no
  * memory (the reader is then still the caller's). */

@@ -408,6 +408,60 @@ relayd_load(const char *conffile)
 	return 0;
 }
 
+static void
+relayd_check_say(const struct config_where *w, const char *path,
+    const char *what, const char *why)
+{
+	if (w->file != NULL)
+		fprintf(stderr, "%s:%u: %s: %s\n", w->file, w->line, what, why);
+	else
+		fprintf(stderr, "%s:0: %s (default): %s\n", path, what, why);
+}
+
+/*
+ * relayd -n: what start-up would trip over on this host, beyond the
+ * file itself: listen and metrics addresses that cannot be bound, a
+ * store_dir that is missing or not writable.  -1 if any.
+ */
+static int
+relayd_check_host(const struct config *cf)
+{
+	char why[512], what[300];
+	int rc = 0;
+
+	if (store_check_dir(cf->store_dir, why, sizeof(why)) == -1) {
+		relayd_check_say(&cf->store_dir_at, cf->path, "store_dir", why);
+		rc = -1;
+	}
+	/* Checked by hand while this config runs: its ports are taken. */
+	switch (control_probe(cf->control_socket, why, sizeof(why))) {
+	case 1:
+		fprintf(stderr, "relayd: %s: listen and metrics are in use by "
+		    "it, not checked\n", why);
+		return rc;
+	case -1:
+		relayd_check_say(&cf->control_socket_at, cf->path,
+		    "control_socket", why);
+		rc = -1;
+		break;
+	}
+	if (cf->listen_host != NULL && listener_check_bind(cf->listen_host,
+	    cf->listen_port, why, sizeof(why)) == -1) {
+		snprintf(what, sizeof(what), "listen: cannot bind %s:%s",
+		    cf->listen_host, cf->listen_port);
+		relayd_check_say(&cf->listen_at, cf->path, what, why);
+		rc = -1;
+	}
+	if (cf->metrics_host != NULL && listener_check_bind(cf->metrics_host,
+	    cf->metrics_port, why, sizeof(why)) == -1) {
+		snprintf(what, sizeof(what), "metrics: cannot bind %s:%s",
+		    cf->metrics_host, cf->metrics_port);
+		relayd_check_say(&cf->metrics_at, cf->path, what, why);
+		rc = -1;
+	}
+	return rc;
+}
+
 /* The signals, the tick and the systemd watchdog, then the loop. */
 static void
 relayd_run(const char *conffile)
@@ -450,6 +504,7 @@ main(int argc, char *argv[])
 {
 	struct relayd_flags fl;
 	struct relayd relayd;
+	char err[1024];
 
 	/*
 	 * Payload passes through 64 KiB stream chunks and 256 KiB read
@@ -474,12 +529,27 @@ main(int argc, char *argv[])
 	if (relayd_load(fl.conffile) == -1)
 		return 1;
 	if (fl.noaction) {
+		if (relayd_check_host(env->conf) == -1) {
+			fprintf(stderr, "relayd: configuration %s is not valid "
+			    "on this host\n", fl.conffile);
+			config_unref(env->conf);
+			return 1;
+		}
 		fprintf(stderr, "relayd: configuration %s OK\n", fl.conffile);
 		config_unref(env->conf);
 		return 0;
 	}
+	/* Before daemon(): the refusal reaches the terminal and exit code. */
+	if (control_probe(env->conf->control_socket, err, sizeof(err)) != 0) {
+		fprintf(stderr, "relayd: control: %s; not starting (stop it "
+		    "first, or give this one its own control_socket)\n", err);
+		config_unref(env->conf);
+		return 1;
+	}
 	if (!fl.debug && daemon(0, 0) == -1)
 		fatal("daemon");
+	if (log_journal_auto())
+		log_debug("logging to the journal (JOURNAL_STREAM)");
 	signal(SIGPIPE, SIG_IGN);
 	if ((env->base = event_base_new()) == NULL)
 		fatalx("event_base_new failed");

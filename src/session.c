@@ -81,6 +81,7 @@ static void	session_timer_cb(void *);
 static void	session_reap_cb(evutil_socket_t, short, void *);
 static void	session_check_done(struct session *);
 static void	session_fail(struct session *, uint16_t, const char *);
+static void	session_own_entry(struct session *);
 static void	session_fork_done(struct session *, struct pipe *,
 		    const struct wire_frame *, const char *);
 
@@ -188,6 +189,7 @@ session_abort_slow(struct session *s, uint64_t fastest)
 		    "behind the fastest fork (max_fork_lag %llu)",
 		    p->peer_name, (unsigned long long)(fastest - off),
 		    (unsigned long long)lag);
+		log_put(s->put_hex, s->key_esc, p->peer_name, why);
 		log_warnx("stream=%llu put=%s %s", (unsigned long long)s->id,
 		    s->put_hex, why);
 		pipe_abort(p, WIRE_ABORT_LIMIT, why);
@@ -250,6 +252,7 @@ session_store_done(struct store_job *job, int ok, const char *reason,
 	if (!ok)
 		snprintf(s->store_reason, sizeof(s->store_reason), "%s",
 		    reason ? reason : "store failed");
+	log_put(s->put_hex, s->key_esc, NULL, ok ? NULL : s->store_reason);
 	log_info("stream=%llu put=%s key=%s store=%s%s%s",
 	    (unsigned long long)s->id, s->put_hex, s->key_log,
 	    ok ? "stored" : "failed", ok ? "" : " reason=",
@@ -271,6 +274,11 @@ session_admit(struct session *s, uint8_t budget, uint16_t *code,
 		*code = WIRE_ABORT_SHUTDOWN;
 		snprintf(err, errlen, "relay %s is draining",
 		    s->conf->node_id);
+		return -1;
+	}
+	/* Refused here, not only on a storing hop further on. */
+	if (store_key_check(s->key, s->key_len, err, errlen) == -1) {
+		*code = WIRE_ABORT_PROTOCOL;
 		return -1;
 	}
 	if (s->size > s->conf->max_payload) {
@@ -354,8 +362,11 @@ session_pipe_new(struct session *s, struct peer *p, struct stream_reader *r)
 		.sha256 = s->sha256,
 		.hops = s->plan.next_budget,
 		.sess_id = s->id,
-		.inactivity = s->conf->stream_inactivity_timeout,
-		.result_timeout = s->conf->result_timeout,
+		/* Deeper hops give up first: see pipe_deadline(). */
+		.inactivity = pipe_deadline(s->conf->stream_inactivity_timeout,
+		    s->plan.next_budget),
+		.result_timeout = pipe_deadline(s->conf->result_timeout,
+		    s->plan.next_budget),
 	};
 
 	return pipe_new(&pp);
@@ -491,6 +502,7 @@ session_new(const struct session_params *sp, uint16_t *code, char *err,
 	}
 	STATS_INC(puts_received);
 	clock_timer_arm(s->timer, s->conf->stream_inactivity_timeout);
+	log_put(s->put_hex, s->key_esc, s->upstream_name, NULL);
 	log_info("stream=%llu put=%s key=%s size=%llu from=%s store=%s "
 	    "forks=%u budget=%u%s", (unsigned long long)s->id, s->put_hex,
 	    s->key_log, (unsigned long long)s->size, s->upstream_name,
@@ -604,8 +616,12 @@ session_end(struct session *s)
 	if (s->last_us == 0)
 		s->last_us = clock_wall_us();
 	s->state = SESS_COMPLETE;
-	/* From here the wait for store and forks is bounded by result_timeout. */
-	clock_timer_arm(s->timer, s->conf->result_timeout);
+	/*
+	 * From here the wait for store and forks is bounded by
+	 * result_timeout, a step after the forks' own result deadlines.
+	 */
+	clock_timer_arm(s->timer, pipe_deadline(s->conf->result_timeout,
+	    s->plan.next_budget) + PIPE_BLAME_STEP(s->conf->result_timeout));
 	session_check_done(s);
 	return 0;
 }
@@ -619,21 +635,35 @@ static void
 session_fail(struct session *s, uint16_t code, const char *why)
 {
 	const struct session_upstream_ops *ops = s->ops;
+	struct pipe *p;
 
 	if (s->state != SESS_RECEIVING)
 		return;
 	s->state = SESS_FAILED;
 	STATS_CODE(streams_aborted, code);
 	snprintf(s->fail_reason, sizeof(s->fail_reason), "%s", why);
+	log_put(s->put_hex, s->key_esc, s->upstream_name, why);
 	log_warnx("stream=%llu put=%s key=%s failed reason=\"%s\" "
 	    "bytes_in=%llu buffered=%llu age=%.3fs",
 	    (unsigned long long)s->id, s->put_hex, s->key_log, util_esc(why),
 	    (unsigned long long)stream_buf_appended(s->buf),
 	    (unsigned long long)stream_buf_held(s->buf),
 	    clock_mono() - s->created);
+	if (!s->replay && s->out.n > 0) {
+		session_own_entry(s);
+		s->out.e[0].status = WIRE_RES_FAILED;
+		snprintf(s->out.e[0].reason, sizeof(s->out.e[0].reason), "%s",
+		    why);
+		outcome_keep_failed(s->put_id, s->size, s->key, s->out.e,
+		    s->out.n, 1, why);
+	}
 	s->ops = NULL;
 	if (ops != NULL && ops->abort != NULL)
 		ops->abort(s->up, s, code, why);
+	/* A silent upstream is a timeout downstream too, not a loss. */
+	TAILQ_FOREACH(p, &s->forks, sess_entry)
+		if (code == WIRE_ABORT_TIMEOUT)
+			p->down_code = code;
 	stream_fail(s->buf, why);
 	/* Forks abort at once; this only bounds a fork stuck on its link. */
 	clock_timer_arm(s->timer, s->conf->stream_inactivity_timeout);
@@ -647,10 +677,42 @@ session_upstream_lost(struct session *s, const char *why)
 	s->up = NULL;
 	if (s->state == SESS_RECEIVING)
 		session_fail(s, WIRE_ABORT_UPSTREAM_LOST, why);
-	else
+	else {
+		log_put(s->put_hex, s->key_esc, s->upstream_name, why);
 		log_info("stream=%llu put=%s upstream gone after the last "
 		    "byte (%s); forks and store go on",
 		    (unsigned long long)s->id, s->put_hex, why);
+	}
+}
+
+/*
+ * Fail fast: a stream still arriving whose every branch has failed, on a
+ * relay that does not store it, can go nowhere.  It is aborted upstream
+ * at once, with a text that names the failure nearest the fault
+ * (outcome_blame_format), instead of taking the rest of the upload.
+ */
+static int
+session_fail_fast(struct session *s)
+{
+	const struct session_entry *b;
+	struct pipe *p;
+	uint16_t code = WIRE_ABORT_INTERNAL;
+	char why[WIRE_MAX_TEXT];
+
+	if (s->state != SESS_RECEIVING || s->forks_pending > 0 ||
+	    s->plan.nhops == 0 || s->store == ST_WRITING ||
+	    s->store == ST_STORED || s->replay || s->out.n < 2)
+		return 0;
+	if ((b = outcome_blamed(s->out.e + 1, s->out.n - 1)) == NULL)
+		return 0;
+	TAILQ_FOREACH(p, &s->forks, sess_entry)
+		if (p->fail_code != 0)
+			code = p->fail_code;
+	outcome_blame_format(why, sizeof(why), b->node, b->depth, b->reason);
+	log_warnx("stream=%llu put=%s no branch left: %s",
+	    (unsigned long long)s->id, s->put_hex, util_esc(why));
+	session_fail(s, code, why);
+	return 1;
 }
 
 static void
@@ -662,10 +724,28 @@ session_fork_done(struct session *s, struct pipe *p,
 	if (res != NULL) {
 		STATS_INC(puts_forwarded);
 		outcome_add_result(&s->out, res, p->peer_name);
-	} else if (s->state != SESS_FAILED)
+	} else if (s->state != SESS_FAILED && p->peer_aborted)
+		outcome_add_aborted(&s->out, p->peer_name, s->conf->node_id,
+		    p->bytes_out, p->fail_code, p->abort_msg, p->abort_len);
+	else if (s->state != SESS_FAILED)
 		outcome_add_failed(&s->out, p->peer_name, s->conf->node_id,
 		    p->bytes_out, reason);
+	if (session_fail_fast(s))
+		return;
 	session_check_done(s);
+}
+
+/* Some next hop took the payload whole (its own entry is not failed). */
+static int
+session_forwarded(const struct session *s)
+{
+	unsigned int i;
+
+	for (i = 1; i < s->out.n; i++)
+		if (s->out.e[i].depth == 1 &&
+		    s->out.e[i].status != WIRE_RES_FAILED)
+			return 1;
+	return 0;
 }
 
 static void
@@ -685,7 +765,12 @@ session_own_entry(struct session *s)
 		    s->store_reason);
 	} else if (s->store == ST_STORED)
 		e->status = WIRE_RES_STORED;
-	else
+	else if (s->plan.nhops > 0 && !session_forwarded(s)) {
+		/* "forwarded" would claim work that did not happen. */
+		e->status = WIRE_RES_FAILED;
+		snprintf(e->reason, sizeof(e->reason), "not stored here and "
+		    "no next hop took the payload");
+	} else
 		e->status = WIRE_RES_FORWARDED;
 	if (s->plan.budget_exhausted && s->plan.nhops == 0 &&
 	    e->status != WIRE_RES_FAILED) {
@@ -738,12 +823,16 @@ session_check_done(struct session *s)
 	if (ok && !s->replay)
 		outcome_keep(s->put_id, s->sha256, s->size, s->key, s->out.e,
 		    s->out.n);
+	else if (!s->replay)
+		outcome_keep_failed(s->put_id, s->size, s->key, s->out.e,
+		    s->out.n, 0, NULL);
 	stats_duration(clock_mono() - s->created);
 	if (events_wanted())
 		events_publish("stream-done", json_pack("{s:I,s:s,s:s,s:b,s:i,"
 		    "s:s}", "stream", (json_int_t)s->id, "put_id", s->put_hex,
 		    "key", s->key_esc, "ok", ok, "hops", (int)s->out.n,
 		    "reason", ok ? "" : "a hop failed"));
+	log_put(s->put_hex, s->key_esc, NULL, ok ? NULL : "a hop failed");
 	log_info("stream=%llu put=%s key=%s done ok=%d hops=%u bytes=%llu "
 	    "age=%.3fs", (unsigned long long)s->id, s->put_hex, s->key_log, ok,
 	    s->out.n, (unsigned long long)s->out.e[0].bytes,
@@ -752,9 +841,12 @@ session_check_done(struct session *s)
 	s->ops = NULL;
 	if (ops != NULL && ops->result != NULL)
 		ops->result(s->up, s, s->out.e, s->out.n, ok);
-	else
+	else {
+		log_put(s->put_hex, s->key_esc, s->upstream_name,
+		    "upstream gone");
 		log_info("stream=%llu put=%s result not sent: upstream gone",
 		    (unsigned long long)s->id, s->put_hex);
+	}
 	session_close(s);
 }
 
@@ -816,6 +908,7 @@ session_timer_cb(void *arg)
 	else
 		snprintf(why, sizeof(why), "no result within %.1fs",
 		    s->conf->result_timeout);
+	log_put(s->put_hex, s->key_esc, NULL, why);
 	log_warnx("stream=%llu put=%s %s forks_pending=%u store=%s",
 	    (unsigned long long)s->id, s->put_hex, why, s->forks_pending,
 	    s->store == ST_WRITING ? "writing" : "done");
@@ -1001,6 +1094,13 @@ session_count(void)
 		if (s->state != SESS_DONE)
 			n++;
 	return n;
+}
+
+const struct session_entry *
+session_entries(const struct session *s, unsigned int *n)
+{
+	*n = s->replay ? 0 : s->out.n;
+	return s->out.e;
 }
 
 json_t *

@@ -80,6 +80,12 @@ struct json_t	*session_json_all(void);
 int		 session_replayed(const struct session *);
 /* Sessions in flight (not yet reaped or done). */
 unsigned int	 session_count(void);
+/*
+ * The entries known so far ([0] this hop's), for an upstream that is
+ * told of an abort; n is 0 for a replay.
+ */
+const struct session_entry *session_entries(const struct session *,
+		    unsigned int *n);
 /* relayctl outcome: what this relay knows of a PUT id. */
 struct json_t	*session_outcome_json(const uint8_t *put_id);
 /* Free every session (shutdown). */

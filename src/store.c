@@ -255,6 +255,81 @@ store_key_filename(const char *key, size_t key_len, char *out, size_t cap)
 	return 0;
 }
 
+int
+store_key_check(const char *key, size_t key_len, char *why, size_t whylen)
+{
+	char	 name[NAME_MAX + 1];
+	size_t	 i, n = 0;
+
+	if (store_key_filename(key, key_len, name, sizeof(name)) == 0)
+		return 0;
+	for (i = 0; key != NULL && i < key_len; i++)
+		n += store_keep_byte((unsigned char)key[i]) &&
+		    !(i == 0 && key[i] == '.') ? 1 : 3;
+	if (key_len == 0)
+		snprintf(why, whylen, "key empty: no file name for it");
+	else
+		snprintf(why, whylen, "key too long for a file name: %zu "
+		    "bytes, %zu once escaped, at most %d", key_len, n,
+		    NAME_MAX);
+	return -1;
+}
+
+/* path cut to the directory it is in ("." for a bare name). */
+static void
+store_parent(char *path)
+{
+	size_t	 n = strlen(path);
+
+	while (n > 1 && path[n - 1] == '/')
+		n--;
+	while (n > 0 && path[n - 1] != '/')
+		n--;
+	while (n > 1 && path[n - 1] == '/')
+		n--;
+	if (n == 0)
+		path[n++] = '.';
+	path[n] = '\0';
+}
+
+int
+store_check_dir(const char *dir, char *why, size_t whylen)
+{
+	struct stat	 st;
+	char		 parent[PATH_MAX];
+
+	if (stat(dir, &st) == 0) {
+		if (!S_ISDIR(st.st_mode)) {
+			snprintf(why, whylen, "%s: not a directory", dir);
+			return -1;
+		}
+		if (access(dir, W_OK | X_OK) == -1) {
+			snprintf(why, whylen, "%s: not writable: %s", dir,
+			    strerror(errno));
+			return -1;
+		}
+		return 0;
+	}
+	if (errno != ENOENT && errno != ENOTDIR) {
+		snprintf(why, whylen, "%s: %s", dir, strerror(errno));
+		return -1;
+	}
+	/* store_open makes it and its missing parents: in the nearest. */
+	snprintf(parent, sizeof(parent), "%s", dir);
+	do
+		store_parent(parent);
+	while (stat(parent, &st) == -1 && (errno == ENOENT ||
+	    errno == ENOTDIR) && strcmp(parent, ".") != 0 &&
+	    strcmp(parent, "/") != 0);
+	if (stat(parent, &st) == 0 && !S_ISDIR(st.st_mode))
+		errno = ENOTDIR;
+	else if (stat(parent, &st) == 0 && access(parent, W_OK | X_OK) == 0)
+		return 0;
+	snprintf(why, whylen, "%s: missing, and cannot be made in %s: %s",
+	    dir, parent, strerror(errno));
+	return -1;
+}
+
 /* Worker side. */
 
 static void
@@ -811,6 +886,7 @@ store_begin(struct store *st, const char *key, size_t key_len,
     store_done_cb cb, void *arg)
 {
 	struct store_job	*job;
+	char			 why[STORE_MSGLEN];
 	int			 badkey;
 
 	if (reader == NULL)
@@ -828,7 +904,8 @@ store_begin(struct store *st, const char *key, size_t key_len,
 	memcpy(job->sha256, sha256, sizeof(job->sha256));
 	snprintf(job->tmpname, sizeof(job->tmpname), STORE_TMP_PREFIX "%ld-%lu",
 	    (long)getpid(), ++st->st_seq);
-	badkey = store_key_filename(key, key_len, job->name,
+	badkey = store_key_check(key, key_len, why, sizeof(why)) == -1 ||
+	    store_key_filename(key, key_len, job->name,
 	    sizeof(job->name)) == -1;
 	if (badkey)
 		snprintf(job->name, sizeof(job->name), "(invalid)");
@@ -836,7 +913,7 @@ store_begin(struct store *st, const char *key, size_t key_len,
 	st->st_reserved += size;
 
 	if (badkey)
-		store_job_fail(job, "key empty or too long for a file name");
+		store_job_fail(job, why);
 	else
 		store_job_pump(job);
 	return job;
@@ -901,13 +978,39 @@ store_clean_tmp(struct store *st, int dirfd, char *err, size_t errlen)
 	return 0;
 }
 
+/*
+ * mkdir -p: dir and its missing parents, mode 0750 (relayd -n checks
+ * that the nearest existing one is writable, see store_check_dir).
+ */
+static int
+store_mkdirs(const char *dir, char *err, size_t errlen)
+{
+	char	 path[PATH_MAX];
+	size_t	 i, n = strlen(dir);
+
+	if (n >= sizeof(path)) {
+		snprintf(err, errlen, "%s: path too long", dir);
+		return -1;
+	}
+	memcpy(path, dir, n + 1);
+	for (i = 1; i <= n; i++) {
+		if (path[i] != '/' && path[i] != '\0')
+			continue;
+		path[i] = '\0';
+		if (mkdir(path, 0750) == -1 && errno != EEXIST) {
+			store_errmsg(err, errlen, path, errno);
+			return -1;
+		}
+		path[i] = dir[i];
+	}
+	return 0;
+}
+
 static int
 store_open_dir(struct store *st, const char *dir, char *err, size_t errlen)
 {
-	if (mkdir(dir, 0750) == -1 && errno != EEXIST) {
-		store_errmsg(err, errlen, dir, errno);
+	if (store_mkdirs(dir, err, errlen) == -1)
 		return -1;
-	}
 	st->st_dirfd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
 	if (st->st_dirfd == -1) {
 		store_errmsg(err, errlen, dir, errno);

@@ -41,8 +41,9 @@ typedef void (*store_done_cb)(struct store_job *, int ok,
     const char *reason, void *arg);
 
 /*
- * Open (create if missing, mode 0750) the store directory, remove stale
- * temp files, start the worker.  NULL with a message in err on failure.
+ * Open (create if missing, with its missing parents, mode 0750) the store
+ * directory, remove stale temp files, start the worker.  NULL with a
+ * message in err on failure.
  */
 struct store	*store_open(struct event_base *, const char *dir,
 		    char *err, size_t errlen);
@@ -70,6 +71,20 @@ uint64_t	 store_job_written(const struct store_job *);
  */
 int		 store_key_filename(const char *key, size_t key_len,
 		    char *out, size_t cap);
+/*
+ * 0 if key can be stored under a file name (NAME_MAX bytes after the
+ * escaping above), else -1 with the reason in why.  Every relay checks
+ * this when it admits a PUT, storing or not, so that a key no store
+ * could name is refused at the first hop, not at the storing one.
+ */
+int		 store_key_check(const char *key, size_t key_len, char *why,
+		    size_t whylen);
+/*
+ * relayd -n: 0 if dir is a writable directory, or missing and its
+ * nearest existing parent a writable directory (store_open makes the
+ * rest); else -1 and why.
+ */
+int		 store_check_dir(const char *dir, char *why, size_t whylen);
 
 /*
  * Bytes of the stored files (counted once by store_open, then kept up

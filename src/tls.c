@@ -12,8 +12,12 @@
 #include <openssl/x509v3.h>
 
 #include "config.h"
+#include "log.h"
 #include "tls.h"
 #include "util.h"
+
+/* A certificate closer than this to its end is warned about. */
+#define TLS_EXPIRY_WARN_DAYS	14
 
 static const char *tls_refusal_names[TLS_REF_MAX] = {
 	"no_certificate",
@@ -52,6 +56,8 @@ tls_ctx_new(const struct tls_conf *tc, int server, const char *path,
 	SSL_CTX *ctx;
 	char why[256];
 
+	if (tc->file != NULL)
+		path = tc->file;
 	ERR_clear_error();
 	ctx = SSL_CTX_new(server ? TLS_server_method() : TLS_client_method());
 	if (ctx == NULL) {
@@ -354,22 +360,100 @@ tls_classify(SSL *ssl, unsigned long err, char *why, size_t len)
 	return r;
 }
 
+static const char *
+tls_time_str(const ASN1_TIME *t, char *buf, size_t len)
+{
+	struct tm tm;
+
+	if (ASN1_TIME_to_tm(t, &tm) != 1 ||
+	    strftime(buf, len, "%Y-%m-%d %H:%M:%S UTC", &tm) == 0)
+		snprintf(buf, len, "(unreadable time)");
+	return buf;
+}
+
+/*
+ * The own certificate of ctx must be valid now: an expired or not yet
+ * valid one would be refused by every peer.  Under 14 days left is
+ * warned about (warn set: once per file).  0, or -1 with err.
+ */
+static int
+tls_check_validity(SSL_CTX *ctx, const struct tls_conf *tc,
+    const char *path, int warn, char *err, size_t errlen)
+{
+	const ASN1_TIME *nb, *na;
+	X509 *cert;
+	char when[64];
+	int days = 0, secs = 0;
+
+	if ((cert = SSL_CTX_get0_certificate(ctx)) == NULL)
+		return 0;
+	if (tc->file != NULL)
+		path = tc->file;
+	nb = X509_get0_notBefore(cert);
+	na = X509_get0_notAfter(cert);
+	if (X509_cmp_current_time(nb) >= 0) {
+		snprintf(err, errlen, "%s:%d: tls: certificate %s is not valid "
+		    "yet: not before %s", path, tc->line, tc->cert,
+		    tls_time_str(nb, when, sizeof(when)));
+		return -1;
+	}
+	if (X509_cmp_current_time(na) <= 0) {
+		snprintf(err, errlen, "%s:%d: tls: certificate %s has expired: "
+		    "not after %s", path, tc->line, tc->cert,
+		    tls_time_str(na, when, sizeof(when)));
+		return -1;
+	}
+	if (warn && ASN1_TIME_diff(&days, &secs, NULL, na) == 1 &&
+	    days < TLS_EXPIRY_WARN_DAYS)
+		log_warnx("%s:%d: tls: certificate %s expires in %d days "
+		    "%d hours: not after %s", path, tc->line, tc->cert, days,
+		    secs / 3600, tls_time_str(na, when, sizeof(when)));
+	return 0;
+}
+
+/* 1 if cert was checked already: the listener's, or peer < i. */
+static int
+tls_cert_seen(const struct config *c, unsigned int i, const char *cert)
+{
+	unsigned int j;
+
+	if (c->tls.enabled && c->listen_host != NULL && c->tls.cert != NULL &&
+	    strcmp(c->tls.cert, cert) == 0)
+		return 1;
+	for (j = 0; j < i; j++)
+		if (c->peers[j].tls.enabled && c->peers[j].tls.cert != NULL &&
+		    strcmp(c->peers[j].tls.cert, cert) == 0)
+			return 1;
+	return 0;
+}
+
+/* A context for tc, built, checked and freed: 0, or -1 with err. */
+static int
+tls_check_one(const struct config *c, const struct tls_conf *tc, int server,
+    int warn, char *err, size_t errlen)
+{
+	SSL_CTX *ctx;
+	int rc;
+
+	if ((ctx = tls_ctx_new(tc, server, c->path, err, errlen)) == NULL)
+		return -1;
+	rc = tls_check_validity(ctx, tc, c->path, warn, err, errlen);
+	SSL_CTX_free(ctx);
+	return rc;
+}
+
 int
 tls_check_config(const struct config *c, char *err, size_t errlen)
 {
-	SSL_CTX *ctx;
 	unsigned int i;
 	size_t n = 0;
 	int rc = 0;
 
 	if (errlen > 0)
 		err[0] = '\0';
-	if (c->tls.enabled && c->listen_host != NULL) {
-		if ((ctx = tls_ctx_new(&c->tls, 1, c->path, err, errlen)) ==
-		    NULL)
-			rc = -1;
-		SSL_CTX_free(ctx);
-	}
+	if (c->tls.enabled && c->listen_host != NULL &&
+	    tls_check_one(c, &c->tls, 1, 1, err, errlen) == -1)
+		rc = -1;
 	for (i = 0; i < c->npeers; i++) {
 		n = strlen(err);
 		if (!c->peers[i].tls.enabled || errlen - n < 2)
@@ -378,13 +462,11 @@ tls_check_config(const struct config *c, char *err, size_t errlen)
 			err[n++] = '\n';
 			err[n] = '\0';
 		}
-		ctx = tls_ctx_new(&c->peers[i].tls, 0, c->path, err + n,
-		    errlen - n);
-		if (ctx == NULL)
+		if (tls_check_one(c, &c->peers[i].tls, 0, !tls_cert_seen(c, i,
+		    c->peers[i].tls.cert), err + n, errlen - n) == -1)
 			rc = -1;
 		else if (n > 0)
 			err[n - 1] = '\0';
-		SSL_CTX_free(ctx);
 	}
 	return rc;
 }

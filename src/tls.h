@@ -35,7 +35,8 @@ enum tls_refusal {
 
 /*
  * An SSL_CTX for the listener (server = 1) or for outbound links.  On
- * failure NULL and "FILE:LINE: tls: ..." in err (path = config file).
+ * failure NULL and "FILE:LINE: tls: ..." in err: FILE is the file the
+ * tls setting is in (tls_conf.file), path (the config file) if unset.
  */
 SSL_CTX		*tls_ctx_new(const struct tls_conf *, int server,
 		    const char *path, char *err, size_t errlen);

@@ -119,7 +119,10 @@ wire_typeinfo(uint8_t type)
 	return &wire_types[type];
 }
 
-/* Node ids end up in logs and key=value lines: printable ASCII only. */
+/*
+ * Node ids end up in logs and key=value lines, and must be names
+ * relayd.conf can hold: printable ASCII without blanks (0x21 to 0x7e).
+ */
 static int
 wire_node_ok(const char *node, size_t len)
 {
@@ -128,7 +131,7 @@ wire_node_ok(const char *node, size_t len)
 	if (len == 0 || len > WIRE_MAX_NODE || node == NULL)
 		return 0;
 	for (i = 0; i < len; i++)
-		if (node[i] < 0x20 || node[i] > 0x7e)
+		if (node[i] < 0x21 || node[i] > 0x7e)
 			return 0;
 	return 1;
 }

@@ -3,20 +3,19 @@
  * the request line, a progress bar on a terminal, then every hop's result.
  */
 
+#include <sys/random.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
 
 #include <errno.h>
 #include <fcntl.h>
 #include <inttypes.h>
+#include <limits.h>
 #include <poll.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
-
-#include <openssl/evp.h>
-#include <openssl/rand.h>
 
 #include "log.h"
 #include "relayctl.h"
@@ -119,18 +118,18 @@ ctl_put_open(const char *path, uint64_t *size)
 static int
 ctl_put_sha256(int fd, uint64_t size, char *hex)
 {
-	EVP_MD_CTX	*md;
-	unsigned char	 digest[EVP_MAX_MD_SIZE];
-	unsigned int	 dlen;
-	char		*buf;
-	uint64_t	 off = 0;
-	ssize_t		 n;
-	int		 ok, rc = -1;
+	struct ctl_digest	*md;
+	unsigned char		 digest[CTL_SHA256_LEN];
+	char			*buf;
+	uint64_t		 off = 0;
+	ssize_t			 n;
+	int			 ok, rc = -1;
 
-	if ((buf = malloc(CTL_BLOCK)) == NULL || (md = EVP_MD_CTX_new()) ==
-	    NULL)
+	if ((md = ctl_digest_new()) == NULL)
+		return -1;
+	if ((buf = malloc(CTL_BLOCK)) == NULL)
 		ctl_oom();
-	ok = EVP_DigestInit_ex(md, EVP_sha256(), NULL) == 1;
+	ok = 1;
 	while (ok && off < size) {
 		n = pread(fd, buf, size - off < CTL_BLOCK ? size - off :
 		    CTL_BLOCK, (off_t)off);
@@ -143,17 +142,17 @@ ctl_put_sha256(int fd, uint64_t size, char *hex)
 				ctl_errno("read");
 			goto done;
 		}
-		ok = EVP_DigestUpdate(md, buf, (size_t)n) == 1;
+		ok = ctl_digest_update(md, buf, (size_t)n) == 0;
 		off += (uint64_t)n;
 	}
-	if (!ok || EVP_DigestFinal_ex(md, digest, &dlen) != 1) {
+	if (!ok || ctl_digest_final(md, digest) == -1) {
 		ctl_err("SHA-256 computation failed");
 		goto done;
 	}
-	ctl_hex(digest, dlen, hex);
+	ctl_hex(digest, sizeof(digest), hex);
 	rc = 0;
  done:
-	EVP_MD_CTX_free(md);
+	ctl_digest_free(md);
 	free(buf);
 	return rc;
 }
@@ -495,8 +494,8 @@ ctl_put_request(const struct ctl_ctx *ctx, const char *key, uint64_t size,
 	if (ctx->put_id[0] != '\0')
 		memcpy(put_id, ctx->put_id, sizeof(ctx->put_id));
 	else {
-		if (RAND_bytes(raw, sizeof(raw)) != 1) {
-			ctl_err("RAND_bytes failed");
+		if (getrandom(raw, sizeof(raw), 0) != (ssize_t)sizeof(raw)) {
+			ctl_errno("getrandom");
 			return NULL;
 		}
 		ctl_hex(raw, sizeof(raw), put_id);
@@ -515,7 +514,7 @@ ctl_cmd_put(struct ctl_ctx *ctx, int argc, char **argv)
 	struct ctl_conn	 conn;
 	struct ctl_put	 p;
 	json_t		*req = NULL;
-	char		 sha[2 * EVP_MAX_MD_SIZE + 1];
+	char		 sha[2 * CTL_SHA256_LEN + 1];
 	char		 put_id[2 * CTL_PUTID_LEN + 1];
 	int		 rc = CTL_EXIT_FAIL;
 
@@ -540,6 +539,11 @@ ctl_cmd_put(struct ctl_ctx *ctx, int argc, char **argv)
 	}
 	log_debug("relayctl: put_id=%s key=%s bytes=%" PRIu64 " sha256=%s",
 	    put_id, argv[0], p.size, sha);
+	/* First, so a PUT that never ends can still be looked up. */
+	if (!ctx->json) {
+		printf("put_id %s\n", put_id);
+		fflush(stdout);
+	}
 	if ((rc = ctl_connect(ctx, &conn)) != CTL_EXIT_OK)
 		goto done;
 	if ((p.block = malloc(CTL_BLOCK)) == NULL)
@@ -576,6 +580,16 @@ ctl_show_outcome(json_t *final)
 	    json_is_true(json_object_get(final, "stored")) ? "yes" : "no");
 	free(id);
 	free(state);
+	if (json_is_string(json_object_get(final, "failing_hop"))) {
+		id = ctl_clean(ctl_jstr(final, "failing_hop"));
+		printf("failing hop  %s\n", id);
+		free(id);
+	}
+	if (json_is_string(json_object_get(final, "reason"))) {
+		id = ctl_clean(ctl_jstr(final, "reason"));
+		printf("reason  %s\n", id);
+		free(id);
+	}
 	res = ctl_results_sorted(final, &n);
 	ctl_put_table(res, n, 1);
 	free(res);

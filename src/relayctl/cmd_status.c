@@ -1,4 +1,4 @@
-/* status and show peers|streams|routes|config|stats. */
+/* status and show peers|streams|routes|config|stats|puts. */
 
 #include <stdio.h>
 #include <stdlib.h>
@@ -177,16 +177,16 @@ ctl_config_peers(json_t *peers)
 	size_t			 i;
 	char			 rate[32];
 
-	ctl_table_init(&t, 4);
+	ctl_table_init(&t, 5);
 	t.indent = 2;
-	ctl_table_row(&t, "NAME", "ADDRESS", "RATE_LIMIT", "TLS");
+	ctl_table_row(&t, "NAME", "ADDRESS", "RATE_LIMIT", "TLS", "IDENTITY");
 	json_array_foreach(peers, i, p) {
 		tls = json_object_get(p, "tls");
 		ctl_table_row(&t, ctl_jstr(p, "name"), ctl_jstr(p, "address"),
 		    ctl_jintstr(p, "rate_limit", rate, sizeof(rate)),
 		    !json_is_object(tls) ? "default" :
 		    json_is_true(json_object_get(tls, "enabled")) ? "yes" :
-		    "no");
+		    "no", ctl_jstr(p, "identity"));
 	}
 	ctl_table_print(&t, stdout);
 	ctl_table_free(&t);
@@ -313,6 +313,42 @@ ctl_show_streams(json_t *final)
 	ctl_streams_print(json_object_get(final, "streams"), 0);
 }
 
+/* Newest first: id, state, age, key, and for a failure its hop and why. */
+static void
+ctl_show_puts(json_t *final)
+{
+	struct ctl_table	 t;
+	const json_t		*puts = json_object_get(final, "puts"), *p;
+	size_t			 i;
+	long long		 kok, kfail, max;
+	char			 age[32], size[32];
+	double			 a;
+
+	ctl_table_init(&t, 7);
+	ctl_table_row(&t, "PUT_ID", "STATE", "AGE_S", "SIZE", "KEY",
+	    "FAILING_HOP", "REASON");
+	json_array_foreach(puts, i, p) {
+		a = json_number_value(json_object_get(p, "age_s"));
+		snprintf(age, sizeof(age), "%.1f", a);
+		ctl_table_row(&t, ctl_jstr(p, "put_id"), ctl_jstr(p, "state"),
+		    age, ctl_jintstr(p, "size", size, sizeof(size)),
+		    ctl_jstr(p, "key"), json_is_string(json_object_get(p,
+		    "failing_hop")) ? ctl_jstr(p, "failing_hop") : "-",
+		    json_is_string(json_object_get(p, "reason")) ?
+		    ctl_jstr(p, "reason") : "-");
+	}
+	if (json_array_size(puts) > 0)
+		ctl_table_print(&t, stdout);
+	else
+		printf("no PUT outcomes kept\n");
+	ctl_table_free(&t);
+	if (ctl_jint(final, "kept_ok", &kok) == 0 &&
+	    ctl_jint(final, "kept_failed", &kfail) == 0 &&
+	    ctl_jint(final, "max", &max) == 0)
+		printf("kept: %lld succeeded, %lld failed or aborted (at most "
+		    "%lld of each)\n", kok, kfail, max);
+}
+
 /* Seconds since the epoch as UTC "YYYY-MM-DDTHH:MM:SSZ". */
 static const char *
 ctl_utc(const json_t *o, const char *key, char *buf, size_t len)
@@ -375,6 +411,7 @@ ctl_cmd_show(struct ctl_ctx *ctx, int argc, char **argv)
 		{ "routes", ctl_show_routes },
 		{ "config", ctl_show_config },
 		{ "stats", ctl_show_stats },
+		{ "puts", ctl_show_puts },
 		{ "store", ctl_show_store },
 	};
 	json_t	*req;

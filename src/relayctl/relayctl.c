@@ -38,6 +38,8 @@ static const struct ctl_word ctl_show_words[] = {
 	{ "routes", "the routes of the running config", NULL, 0 },
 	{ "config", "the running config, option by option", NULL, 0 },
 	{ "stats", "counters since start", NULL, 0 },
+	{ "puts", "recent PUT outcomes, failed and aborted ones too",
+	    NULL, 0 },
 	{ "store", "stored files (key prefix optional): size, SHA-256, time",
 	    NULL, 0 },
 };

@@ -166,4 +166,12 @@ int	ctl_cmd_log(struct ctl_ctx *ctx, int argc, char **argv);
 /* cmd_monitor.c */
 int	ctl_cmd_monitor(struct ctl_ctx *ctx, int argc, char **argv);
 
+/* digest.c: SHA-256 from libcrypto, loaded on first use. */
+#define CTL_SHA256_LEN	32
+struct ctl_digest;
+struct ctl_digest *ctl_digest_new(void);
+int	ctl_digest_update(struct ctl_digest *, const void *, size_t);
+int	ctl_digest_final(struct ctl_digest *, unsigned char[CTL_SHA256_LEN]);
+void	ctl_digest_free(struct ctl_digest *);
+
 #endif /* RELAYCTL_H */

@@ -790,3 +790,18 @@ def wait_stored(relay, key, data, timeout, interval=0.05):
 def lines_matching(text, pattern):
     rx = re.compile(pattern, re.I)
     return [ln for ln in text.splitlines() if rx.search(ln)]
+
+
+_HOST_LISTEN_RX = re.compile(r'(?m)^(\s*(?:listen|metrics)\s*=\s*")'
+                             r'(\[[^\]"]*\]|[^":\[]*):\d+(";)')
+_HOST_STORE_RX = re.compile(r'(?m)^(\s*store_dir\s*=\s*)"[^"]*";')
+
+
+def host_local(text, directory):
+    """A shipped config's host-specific settings made to fit this machine
+    (store_dir under directory, free ports for listen and metrics), so
+    that `relayd -n`, which tries them, judges the rest of the file."""
+    text = _HOST_LISTEN_RX.sub(lambda m: "%s%s:%d%s" % (
+        m.group(1), m.group(2), free_port(), m.group(3)), text)
+    return _HOST_STORE_RX.sub(lambda m: "%s%s;" % (
+        m.group(1), conf_str(os.path.join(directory, "store"))), text)

@@ -338,7 +338,7 @@ def _dec_hello(f, b):
     _body_err(1 <= nl <= MAX_NODE, "node_len %d" % nl)
     _body_err(len(b) == _HELLO.size + nl, "HELLO length")
     node = b[_HELLO.size:]
-    _body_err(all(0x20 <= c <= 0x7e for c in node), "node not printable")
+    _body_err(all(0x21 <= c <= 0x7e for c in node), "node not printable")
     f.version, f.conn_window, f.stream_window, f.node = ver, cw, sw, node
 
 
@@ -374,6 +374,8 @@ def _dec_result(f, b):
         _body_err(rl <= MAX_TEXT, "entry reason_len %d" % rl)
         _body_err(len(b) - off >= nl + rl, "entry text short")
         node = b[off:off + nl]
+        _body_err(all(0x21 <= c <= 0x7e for c in node),
+                  "entry node not printable")
         reason = b[off + nl:off + nl + rl]
         off += nl + rl
         entries.append(Entry(st, depth, node, nb, fu, lu, reason))

@@ -14,15 +14,20 @@ without tls, tls = true, a bad allow entry) it exits 1 and names the file
 and line of the mistake.
 """
 
+import datetime
 import glob
 import os
 import re
 import shutil
+import socket
 import subprocess
+import tempfile
 
 import pytest
 
-from conftest import RELAYD, REPO, HOST, Relay, require_binaries
+from conftest import (RELAYD, REPO, HOST, Relay, conf_tls, free_port,
+                      host_local, require_binaries)
+from tlsutil import make_dated_cert
 
 
 def check(path):
@@ -88,7 +93,7 @@ def shipped_copy(path, dst, tls):
             shutil.copy(tls[tls_role(rel)], os.path.join(dst, rel))
     out = os.path.join(dst, os.path.basename(path))
     with open(out, "w") as f:
-        f.write(text)
+        f.write(host_local(text, dst))
     return out
 
 
@@ -220,3 +225,267 @@ def test_missing_node_id_is_refused(tmp_path):
     r = check(path)
     assert r.returncode == 1, r
     assert path + ":" in r.stdout + r.stderr, r.stdout + r.stderr
+
+
+# ---------------------------------------------------------------- the host
+#
+# relayd -n also judges the config against this host: its own certificate
+# must be valid now (a warning under 14 days), its key must match it, the
+# listen and metrics addresses must be bindable and store_dir writable.
+
+def host_config(d, tls_text, extra=""):
+    """A config in directory d with a listener and tls_text as its tls;
+    returns (path, line of `tls`)."""
+    os.makedirs(os.path.join(d, "store"), exist_ok=True)
+    head = ('node_id = "check1";\n'
+            'listen = "%s:%d";\n'
+            'control_socket = "%s";\n'
+            'store_dir = "%s";\n' % (HOST, free_port(),
+                                     os.path.join(d, "ctl.sock"),
+                                     os.path.join(d, "store")))
+    path = os.path.join(d, "relayd.conf")
+    with open(path, "w") as f:
+        f.write(head + extra + "tls = %s;\n" % tls_text)
+    return path, head.count("\n") + extra.count("\n") + 1
+
+
+def dated(tmp_path, name, start_days, end_days):
+    now = datetime.datetime.utcnow()
+    return make_dated_cert(str(tmp_path / "pki"), name,
+                           now + datetime.timedelta(days=start_days),
+                           now + datetime.timedelta(days=end_days))
+
+
+CERT_CASES = [
+    # (name, days from now to not_before, to not_after, exit, message)
+    # (message a regular expression)
+    ("expired", -30, -1, 1, r"has expired: not after \d{4}-"),
+    ("not_yet_valid", 1, 60, 1, r"is not valid yet: not before \d{4}-"),
+    ("expires_in_5_days", -30, 5, 0, r"expires in [45] days \d+ hours"),
+    ("valid_60_days", -1, 60, 0, None),
+]
+
+
+@pytest.mark.parametrize("name,nb,na,rc,msg", CERT_CASES,
+                         ids=[c[0] for c in CERT_CASES])
+def test_own_certificate_validity(tmp_path, name, nb, na, rc, msg):
+    tls = dated(tmp_path, "relay1", nb, na)
+    path, line = host_config(str(tmp_path), conf_tls(tls))
+    r = check(path)
+    out = r.stdout + r.stderr
+    assert r.returncode == rc, "exit %d for %s:\n%s" % (r.returncode, name,
+                                                       out)
+    if msg is None:
+        assert "expires in" not in out and "tls:" not in out, out
+        return
+    want = "%s:%d: tls: certificate %s " % (path, line, tls["cert"])
+    assert re.search(re.escape(want) + msg, out), \
+        "no %r%s in:\n%s" % (want, msg, out)
+
+
+def test_key_not_matching_certificate(tmp_path):
+    tls = dated(tmp_path, "relay1", -1, 60)
+    other = dated(tmp_path, "relay2", -1, 60)
+    path, line = host_config(str(tmp_path), conf_tls(
+        dict(tls, key=other["key"])))
+    r = check(path)
+    out = r.stdout + r.stderr
+    assert r.returncode == 1, out
+    assert "%s:%d: tls: key %s does not match certificate %s" % (
+        path, line, other["key"], tls["cert"]) in out, out
+
+
+@pytest.mark.parametrize("setting", ["listen", "metrics"])
+def test_address_in_use(tmp_path, setting):
+    taken = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    try:
+        taken.bind((HOST, 0))
+        taken.listen(1)
+        port = taken.getsockname()[1]
+        d = str(tmp_path)
+        path, _ = host_config(d, "false")
+        with open(path) as f:
+            text = f.read()
+        if setting == "listen":
+            text = re.sub(r'listen = "[^"]*"', 'listen = "%s:%d"' % (
+                HOST, port), text)
+        else:
+            text += 'metrics = "%s:%d";\n' % (HOST, port)
+        with open(path, "w") as f:
+            f.write(text)
+        line = text[:text.index(setting + " =")].count("\n") + 1
+        r = check(path)
+    finally:
+        taken.close()
+    out = r.stdout + r.stderr
+    assert r.returncode == 1, out
+    assert "%s:%d: %s: cannot bind %s:%d: Address already in use" % (
+        path, line, setting, HOST, port) in out, out
+    # The same file passes once the port is free again.
+    r = check(path)
+    assert r.returncode == 0, r.stdout + r.stderr
+
+
+def set_store_dir(path, store):
+    with open(path) as f:
+        text = f.read()
+    with open(path, "w") as f:
+        f.write(re.sub(r'store_dir = "[^"]*"', 'store_dir = "%s"' % store,
+                       text))
+
+
+def test_store_dir_missing(tmp_path):
+    """A store_dir that cannot be made (under a file here) is refused;
+    one whose missing parents can be made is not: start makes them."""
+    path, _ = host_config(str(tmp_path), "false")
+    afile = str(tmp_path / "afile")
+    write(afile, "not a directory\n")
+    gone = os.path.join(afile, "store")
+    set_store_dir(path, gone)
+    r = check(path)
+    out = r.stdout + r.stderr
+    assert r.returncode == 1, out
+    assert ("%s:4: store_dir: %s: missing, and cannot be made in %s: Not a "
+            "directory" % (path, gone, afile)) in out, out
+    set_store_dir(path, str(tmp_path / "no" / "such" / "store"))
+    r = check(path)
+    assert r.returncode == 0, r.stdout + r.stderr
+
+
+def test_store_dir_made_at_start(make_relay):
+    """What -n accepts, start does: missing parents of store_dir are
+    made (mode 0750)."""
+    a = make_relay("nested", store=True)
+    a.store_dir = os.path.join(a.dir, "state", "relayd", "store")
+    a.start()
+    assert os.path.isdir(a.store_dir)
+    assert os.stat(os.path.join(a.dir, "state")).st_mode & 0o777 == 0o750
+    assert a.status()["node"] == "nested"
+
+
+NOBODY = 65534
+
+
+def test_store_dir_not_writable():
+    """As an unprivileged user (root may write anywhere): a store_dir it
+    cannot write is refused, one it can is accepted."""
+    require_binaries(RELAYD)
+    d = tempfile.mkdtemp(prefix="rlyck", dir="/tmp")
+    try:
+        os.chmod(d, 0o755)
+        relayd = os.path.join(d, "relayd")
+        shutil.copy(RELAYD, relayd)
+        store = os.path.join(d, "store")
+        os.mkdir(store)
+        path = os.path.join(d, "relayd.conf")
+        with open(path, "w") as f:
+            f.write('node_id = "check1";\ncontrol_socket = "%s/ctl.sock";\n'
+                    'store_dir = "%s";\ntls = false;\n' % (d, store))
+        os.chmod(path, 0o644)
+
+        def run():
+            return subprocess.run(
+                [relayd, "-n", "-f", path], capture_output=True, text=True,
+                timeout=20, stdin=subprocess.DEVNULL,
+                preexec_fn=lambda: (os.setgid(NOBODY), os.setuid(NOBODY)))
+        os.chmod(store, 0o555)
+        r = run()
+        out = r.stdout + r.stderr
+        assert r.returncode == 1, out
+        assert "%s:3: store_dir: %s: not writable: Permission denied" % (
+            path, store) in out, out
+        # Missing, in a directory it cannot write: cannot be made.
+        nested = os.path.join(store, "a", "b")
+        with open(path) as f:
+            text = f.read()
+        with open(path, "w") as f:
+            f.write(text.replace('"%s"' % store, '"%s"' % nested))
+        r = run()
+        out = r.stdout + r.stderr
+        assert r.returncode == 1, out
+        assert ("%s:3: store_dir: %s: missing, and cannot be made in %s: "
+                "Permission denied" % (path, nested, store)) in out, out
+        os.chmod(store, 0o777)
+        r = run()
+        assert r.returncode == 0, r.stdout + r.stderr
+    finally:
+        shutil.rmtree(d, ignore_errors=True)
+
+
+# ---------------------------------------------------------------- @include
+
+def write(path, text):
+    with open(str(path), "w") as f:
+        f.write(text)
+    return str(path)
+
+
+def test_include_integer_over_32_bits(tmp_path):
+    """The 32-bit guard of the main file holds in an included file too
+    (libconfig would run conn_window = 5000000000 as 705032704)."""
+    write(tmp_path / "windows.conf", "# windows\nconn_window = 5000000000;\n")
+    path = write(tmp_path / "main.conf",
+                 GOOD_HEAD + '@include "windows.conf"\n')
+    r = check(path)
+    out = r.stdout + r.stderr
+    assert r.returncode == 1, out
+    assert "%s:2: integer 5000000000 does not fit in 32 bits" % (
+        tmp_path / "windows.conf") in out, out
+
+
+def test_include_nested_integer_over_32_bits(tmp_path):
+    write(tmp_path / "inner.conf", "max_payload = 10000000000;\n")
+    write(tmp_path / "outer.conf", '@include "inner.conf"\n')
+    path = write(tmp_path / "main.conf",
+                 GOOD_HEAD + '@include "outer.conf"\n')
+    r = check(path)
+    out = r.stdout + r.stderr
+    assert r.returncode == 1, out
+    assert "%s:1: integer 10000000000 does not fit" % (
+        tmp_path / "inner.conf") in out, out
+
+
+def test_include_absolute_path(tmp_path):
+    """An absolute @include path works (libconfig 1.5 alone prefixes the
+    include directory to it and cannot open it), and an error in that
+    file is reported under the path as written."""
+    os.makedirs(str(tmp_path / "abs"))
+    inc = write(tmp_path / "abs" / "limits.conf", "max_payload = 1048576;\n")
+    path = write(tmp_path / "main.conf", GOOD_HEAD.replace(
+        "/tmp/relayd-check-never-store", str(tmp_path / "store")).replace(
+        "127.0.0.1:7400", "%s:%d" % (HOST, free_port())) +
+        '@include "%s"\n' % inc)
+    r = check(path)
+    assert r.returncode == 0, r.stdout + r.stderr
+    write(inc, "\nmax_payload = \"big\";\n")
+    r = check(path)
+    out = r.stdout + r.stderr
+    assert r.returncode == 1, out
+    assert "%s:2: max_payload: expected an integer" % inc in out, out
+
+
+def test_check_while_this_config_runs(make_relay):
+    """Checked by hand while a relayd runs it, a config's own ports are
+    taken by that relayd: -n says so and does not count them as errors."""
+    a = make_relay("running", store=True).start()
+    r = check(a.conf_path)
+    out = r.stdout + r.stderr
+    assert r.returncode == 0, out
+    assert "another relayd answers on %s" % a.socket in out and \
+        "listen and metrics are in use by it, not checked" in out, out
+
+
+def test_include_tls_errors_name_the_included_file(tmp_path):
+    """A certificate problem found after parsing (an expired one) is told
+    at the included file and line where its tls group is."""
+    tls = dated(tmp_path, "relay1", -30, -1)
+    inc = write(tmp_path / "tls.conf", "# tls\n\ntls = %s;\n" % conf_tls(tls))
+    path, _ = host_config(str(tmp_path), "false")
+    with open(path) as f:
+        text = f.read().replace("tls = false;\n", '@include "tls.conf"\n')
+    write(path, text)
+    r = check(path)
+    out = r.stdout + r.stderr
+    assert r.returncode == 1, out
+    assert "%s:3: tls: certificate %s has expired" % (inc, tls["cert"]) \
+        in out, out

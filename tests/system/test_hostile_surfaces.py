@@ -71,13 +71,17 @@ def drain(sock):
 
 
 def test_put_id_flood_does_not_readmit_in_flight_id(make_relay):
-    # Every key goes to a next hop that is down: nothing touches the
-    # disk, and each PUT stays admitted until its upstream aborts it.
+    # Every flood key goes to a next hop that is down: nothing touches
+    # the disk, and each PUT is admitted, then fails at once (no branch
+    # left).  The held PUT is stored here, so it stays in flight until
+    # its upstream sends the rest.
     relay = make_relay("loop", peers=[{"name": "nowhere",
                                        "address": "%s:%d" % (
                                            HOST, free_port())}],
                        routes=[{"prefix": "", "hops": ["nowhere"],
                                 "store": False},
+                               {"prefix": "held", "hops": [],
+                                "store": True},
                                {"prefix": "ok/", "hops": [],
                                 "store": True}],
                        stream_inactivity_timeout=120.0)

@@ -520,14 +520,14 @@ def test_puts_stored_counts_only_what_was_stored_here(make_relay):
 
 def test_link_bytes_by_peer_escaped_bounded_and_kept(make_relay):
     """Inbound links that say hostile node ids in HELLO (a quote, a
-    backslash, a brace, a blank): each gets its own
+    backslash, a brace, a comma: a forged label): each gets its own
     relayd_link_bytes_total{peer=...} series with the name escaped, which
     promtool accepts; the bytes stay after the link closes (a counter);
     and a flood of made-up names keeps at most 64 peer values, the rest
     under "(other)"."""
     r, port = metrics_relay(make_relay, name="l", store=True)
     r.start()
-    node = b'ev"il\\} x'
+    node = b'ev"il\\},peer="x'
     c = rw.PeerConn(HOST, r.port, node=node.decode(), timeout=10).connect()
     c.close()
     wait_for(lambda: r.stats()["links"] == 0, 5, "the link to close")

@@ -219,7 +219,8 @@ def test_help_is_printed_from_the_command_and_word_tables(fake):
     f = fake()
     r = run(f.path, "help")
     assert r.returncode == 0, r.stderr
-    for c in ("status", "show peers|streams|routes|config|stats|store [prefix]",
+    for c in ("status",
+              "show peers|streams|routes|config|stats|puts|store [prefix]",
               "monitor",
               "put [-b hops] [-i putid] key file", "outcome putid",
               "reload", "drain", "log level warn|info|debug", "help"):
@@ -228,8 +229,10 @@ def test_help_is_printed_from_the_command_and_word_tables(fake):
     r = run(f.path, "help", "sh")
     assert r.returncode == 0, r.stderr
     assert r.stdout.startswith("usage: relayctl [-jv] [-s socket] show "
-                               "peers|streams|routes|config|stats|store [prefix]\n")
-    for w in ("peers", "streams", "routes", "config", "stats", "store"):
+                               "peers|streams|routes|config|stats|puts|store "
+                               "[prefix]\n")
+    for w in ("peers", "streams", "routes", "config", "stats", "puts",
+              "store"):
         assert re.search(r"^\s+%s\s+\S" % w, r.stdout, re.M), r.stdout
     r = run(f.path, "help", "lo")
     assert "log level warn|info|debug" in r.stdout
@@ -245,11 +248,11 @@ def test_help_is_printed_from_the_command_and_word_tables(fake):
     (["frobnicate"], "relayctl: unknown command 'frobnicate', expected one "
      "of: status show monitor put outcome reload drain log help"),
     (["show"], "relayctl: show: missing word, expected "
-     "peers|streams|routes|config|stats|store"),
+     "peers|streams|routes|config|stats|puts|store"),
     (["show", "st"], "relayctl: show: ambiguous word 'st', could be: "
      "streams stats store"),
     (["sh", "bogus"], "relayctl: show: unknown word 'bogus', expected one "
-     "of: peers streams routes config stats store"),
+     "of: peers streams routes config stats puts store"),
     (["log", "lev", "loud"], "relayctl: log level: unknown word 'loud', "
      "expected one of: warn info debug"),
     (["log", "verbosity", "debug"], "relayctl: log: unknown word "
@@ -282,7 +285,8 @@ def test_usage_errors_exit_2_before_connecting(fake, args, message):
 
 @pytest.mark.parametrize("args,request_", [
     (["st"], {"cmd": "status"}),
-    (["sh", "p"], {"cmd": "show", "what": "peers"}),
+    (["sh", "pe"], {"cmd": "show", "what": "peers"}),
+    (["sh", "pu"], {"cmd": "show", "what": "puts"}),
     (["show", "str"], {"cmd": "show", "what": "streams"}),
     (["show", "r"], {"cmd": "show", "what": "routes"}),
     (["show", "c"], {"cmd": "show", "what": "config"}),
@@ -657,3 +661,21 @@ def test_log_level_changes_what_relayd_logs(make_relay):
     wait_for(lambda: "log level set to info" in r.log_since(off), 5,
              "the level change to info logged")
     assert not re.search(r"^<7>", r.log_since(off), re.M), r.log_since(off)
+
+
+def test_relayctl_links_only_what_it_uses():
+    """relayctl is linked with libc and jansson only: status and show do
+    not map libcrypto, libssl, libconfig, libevent or libsystemd at start
+    (put loads libcrypto when it hashes a file)."""
+    out = subprocess.run(["ldd", RELAYCTL], capture_output=True, text=True,
+                         check=True).stdout
+    for lib in ("libcrypto", "libssl", "libconfig", "libevent",
+                "libsystemd"):
+        assert lib not in out, "relayctl links %s:\n%s" % (lib, out)
+    # A status start maps no libcrypto either: LD_DEBUG lists every
+    # object the loader opens.
+    env = dict(os.environ, LD_DEBUG="files")
+    r = subprocess.run([RELAYCTL, "-s", "/nonexistent/ctl.sock", "status"],
+                       capture_output=True, text=True, env=env)
+    assert r.returncode == 3
+    assert "libcrypto" not in r.stderr

@@ -360,16 +360,26 @@ def check_units(dest, prefix):
     with open(os.path.join(unitdir, "relayd.service")) as f:
         svc = f.read()
     assert not re.search(r"@[A-Z]+@", svc), "unsubstituted @...@"
-    for line in ("ExecStartPre=%s/sbin/relayd -n -f /etc/relayd/relayd.conf"
+    # No `relayd -n` before start: it would find the listen port held by
+    # relayd.socket.  A reload goes through relayctl, which reports a
+    # refused config and fails the reload.
+    assert not re.search(r"(?m)^ExecStartPre=", svc), "ExecStartPre= is back"
+    for line in ("ExecStart=%s/sbin/relayd -d -f /etc/relayd/relayd.conf"
                  % prefix,
-                 "ExecStart=%s/sbin/relayd -d -f /etc/relayd/relayd.conf"
-                 % prefix,
+                 "ExecReload=%s/bin/relayctl -s /run/relayd/relayd.sock "
+                 "reload" % prefix,
                  "Type=notify", "User=_relayd", "RuntimeDirectory=relayd",
                  "StateDirectory=relayd", "WatchdogSec=30"):
         assert re.search(r"(?m)^%s$" % re.escape(line), svc), line
     with open(os.path.join(unitdir, "relayd.socket")) as f:
         sock = f.read()
-    assert re.search(r"(?m)^ListenStream=7400$", sock)
+    # Loopback only by default, as the shipped relayd.conf listens, with
+    # a commented line for other addresses; exactly one socket.
+    assert re.findall(r"(?m)^ListenStream=(.*)$", sock) == \
+        ["127.0.0.1:7400"], sock
+    assert re.search(r"(?m)^#ListenStream=\S+$", sock), sock
+    with open(os.path.join(REPO, "conf", "relayd.conf")) as f:
+        assert re.search(r'(?m)^listen = "127\.0\.0\.1:7400";', f.read())
     assert re.search(r"(?m)^Accept=no$", sock)
 
 
@@ -385,7 +395,8 @@ def check_example_config(dest, prefix, work):
     tlsdir = os.path.join(work, "tls")
     # The TLS files must really be read: a missing one is an error.
     with open(conf, "w") as f:
-        f.write(example.replace("/etc/relayd/tls/", tlsdir + "/"))
+        f.write(conftest.host_local(example.replace(
+            "/etc/relayd/tls/", tlsdir + "/"), work))
     r = subprocess.run([relayd, "-n", "-f", conf], capture_output=True,
                        text=True, timeout=30)
     assert r.returncode != 0, "relayd -n accepted missing TLS files"
@@ -402,7 +413,8 @@ def check_example_config(dest, prefix, work):
 def check_sysusers_tmpfiles(dest, prefix, work):
     """sysusers.d and tmpfiles.d applied to a scratch root: user and group
     _relayd exist, /etc/relayd and /etc/relayd/tls are 0750 root:_relayd
-    and a root-only key becomes readable by the group."""
+    and no key is readable beyond the service user: a relay key made by
+    root becomes 0600 _relayd:_relayd, the CA's key 0600 root:root."""
     root = os.path.join(work, "root")
     for sub in ("sysusers.d", "tmpfiles.d"):
         d = os.path.join(root, "usr/lib", sub)
@@ -410,10 +422,12 @@ def check_sysusers_tmpfiles(dest, prefix, work):
         shutil.copy(os.path.join(dest, prefix.strip("/"), "lib", sub,
                                  "relayd.conf"), d)
     os.makedirs(os.path.join(root, "etc/relayd/tls"))
-    key = os.path.join(root, "etc/relayd/tls/relay.key")
-    with open(key, "w"):
-        pass
-    os.chmod(key, 0o600)
+    for name, mode in (("relay.key", 0o600), ("ca.key", 0o644),
+                       ("other.key", 0o666), ("ca.pem", 0o644)):
+        key = os.path.join(root, "etc/relayd/tls", name)
+        with open(key, "w"):
+            pass
+        os.chmod(key, mode)
     os.chmod(os.path.join(root, "etc/relayd"), 0o755)
     for cmd in (["systemd-sysusers", "--root=" + root],
                 ["systemd-tmpfiles", "--root=" + root, "--create",
@@ -428,12 +442,23 @@ def check_sysusers_tmpfiles(dest, prefix, work):
         groups = {ln.split(":")[0]: ln.split(":") for ln in f}
     assert "_relayd" in users and "_relayd" in groups
     gid = int(groups["_relayd"][2])
+    uid = int(users["_relayd"][2])
     assert int(users["_relayd"][3]) == gid
-    for path, mode in (("etc/relayd", 0o750), ("etc/relayd/tls", 0o750),
-                       ("etc/relayd/tls/relay.key", 0o640)):
+    for path, mode, owner in (
+            ("etc/relayd", 0o750, (0, gid)),
+            ("etc/relayd/tls", 0o750, (0, gid)),
+            ("etc/relayd/tls/relay.key", 0o600, (uid, gid)),
+            ("etc/relayd/tls/other.key", 0o600, (uid, gid)),
+            ("etc/relayd/tls/ca.key", 0o600, (0, 0))):
         st = os.stat(os.path.join(root, path))
         assert (stat.S_IMODE(st.st_mode), st.st_uid, st.st_gid) == \
-            (mode, 0, gid), path
+            (mode, owner[0], owner[1]), path
+    # No key material for the group or others, whoever owns it.
+    tls = os.path.join(root, "etc/relayd/tls")
+    for n in os.listdir(tls):
+        if n.endswith(".key"):
+            assert stat.S_IMODE(os.stat(os.path.join(tls, n)).st_mode) & \
+                0o077 == 0, n
 
 
 @pytest.mark.parametrize("prefix", ["/usr", None])

@@ -245,7 +245,7 @@ def valid_frames(rng):
     return [
         W.enc_hello(b"relay-1", 4 << 20, 1 << 20),
         W.enc_hello(printable(rng, 64), 0, 0x7FFFFFFF),
-        W.enc_hello(b"a b", 1, 1),
+        W.enc_hello(b"a.b", 1, 1),
         W.enc_put(1, rng.randbytes(16), 16, b"some/key", 259072,
                   rng.randbytes(32)),
         W.enc_put(0xFFFFFFFE, rng.randbytes(16), 0, printable(rng, 512),

@@ -118,3 +118,71 @@ def relay_tls(conf):
     """Relay keyword arguments that give the relay the `tls` setting conf
     (conftest writes it as the top-level tls group)."""
     return {"tls": conf}
+
+
+def make_dated_cert(directory, name, not_before, not_after):
+    """A CA (made once per directory, valid from a year ago for ten years)
+    and a certificate for CN=name it signed, valid from not_before to
+    not_after (naive datetimes, UTC), with its own EC key: returns the
+    Relay `tls` dict {"ca", "cert", "key"}.  Uses Python's cryptography,
+    since openssl 3.0's command line cannot set both dates of a CA-signed
+    certificate."""
+    import datetime
+    try:
+        from cryptography import x509
+        from cryptography.hazmat.primitives import hashes, serialization
+        from cryptography.hazmat.primitives.asymmetric import ec
+        from cryptography.x509.oid import NameOID
+    except ImportError:
+        pytest.fail("python3-cryptography is needed to make dated "
+                    "certificates (make deps)")
+
+    def pem_key(key, path):
+        with open(path, "wb") as f:
+            f.write(key.private_bytes(serialization.Encoding.PEM,
+                                      serialization.PrivateFormat.PKCS8,
+                                      serialization.NoEncryption()))
+
+    def load_key(path):
+        with open(path, "rb") as f:
+            return serialization.load_pem_private_key(f.read(), None)
+
+    def build(subject, issuer, pub, signer, nb, na, is_ca):
+        b = (x509.CertificateBuilder().subject_name(subject)
+             .issuer_name(issuer).public_key(pub)
+             .serial_number(x509.random_serial_number())
+             .not_valid_before(nb).not_valid_after(na)
+             .add_extension(x509.BasicConstraints(ca=is_ca, path_length=None),
+                            critical=True))
+        if not is_ca:
+            b = b.add_extension(x509.SubjectAlternativeName(
+                [x509.DNSName(name)]), critical=False)
+        return b.sign(signer, hashes.SHA256())
+
+    os.makedirs(directory, exist_ok=True)
+    ca_pem = os.path.join(directory, "ca.pem")
+    ca_key_path = os.path.join(directory, "ca.key")
+    if not os.path.exists(ca_pem):
+        now = datetime.datetime.utcnow()
+        ca_key = ec.generate_private_key(ec.SECP256R1())
+        ca_name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME,
+                                                "relayd dated test CA")])
+        cert = build(ca_name, ca_name, ca_key.public_key(), ca_key,
+                     now - datetime.timedelta(days=365),
+                     now + datetime.timedelta(days=3650), True)
+        pem_key(ca_key, ca_key_path)
+        with open(ca_pem, "wb") as f:
+            f.write(cert.public_bytes(serialization.Encoding.PEM))
+    with open(ca_pem, "rb") as f:
+        ca_cert = x509.load_pem_x509_certificate(f.read())
+    key = ec.generate_private_key(ec.SECP256R1())
+    subject = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, name)])
+    cert = build(subject, ca_cert.subject, key.public_key(),
+                 load_key(ca_key_path), not_before, not_after, False)
+    paths = {"ca": ca_pem,
+             "cert": os.path.join(directory, name + ".pem"),
+             "key": os.path.join(directory, name + ".key")}
+    pem_key(key, paths["key"])
+    with open(paths["cert"], "wb") as f:
+        f.write(cert.public_bytes(serialization.Encoding.PEM))
+    return paths

@@ -1309,6 +1309,34 @@ test_tls_allow(void **state)
 	    " }; } );\n", 5, "peers[0].tls.allow[0]: bad entry \"CN=\"");
 }
 
+/*
+ * An included file gets the main file's 32-bit guard, at its own path and
+ * line, and an absolute @include path is read (libconfig 1.5 alone puts
+ * its include directory in front of it).
+ */
+static void
+test_include(void **state)
+{
+	struct config	*cf;
+	char		 text[1024], want[600];
+
+	(void)state;
+	write_file("inc-big.conf", "\nconn_window = 5000000000;\n", 27);
+	cf = load_text("node_id = \"n\";\ntls = false;\n"
+	    "@include \"inc-big.conf\"\n");
+	snprintf(want, sizeof(want), "%s/inc-big.conf:2: integer 5000000000 "
+	    "does not fit in 32 bits", tmpdir);
+	if (cf != NULL || strstr(errbuf, want) == NULL)
+		fail_msg("want: %s\ngot: %s", want, cf ? "(loaded)" : errbuf);
+	write_file("inc-ok.conf", "max_payload = 4096;\n", 20);
+	snprintf(text, sizeof(text), "node_id = \"n\";\ntls = false;\n"
+	    "@include \"%s/inc-ok.conf\"\n", tmpdir);
+	if ((cf = load_text(text)) == NULL)
+		fail_msg("absolute include: %s", errbuf);
+	assert_int_equal(cf->max_payload, 4096);
+	config_unref(cf);
+}
+
 int
 main(void)
 {
@@ -1334,6 +1362,7 @@ main(void)
 		cmocka_unit_test(test_tls_unreadable),
 		cmocka_unit_test(test_tls_errors),
 		cmocka_unit_test(test_tls_allow),
+		cmocka_unit_test(test_include),
 	};
 
 	return cmocka_run_group_tests(tests, setup, teardown);

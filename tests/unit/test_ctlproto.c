@@ -40,6 +40,7 @@ static const struct reqcase reqcases[] = {
 
 	{ "{\"cmd\":\"show\",\"what\":\"peers\"}", CTL_CMD_SHOW, NULL, 0 },
 	{ "{\"cmd\":\"show\",\"what\":\"stats\"}", CTL_CMD_SHOW, NULL, 0 },
+	{ "{\"cmd\":\"show\",\"what\":\"puts\"}", CTL_CMD_SHOW, NULL, 0 },
 	{ "{\"cmd\":\"monitor\"}", CTL_CMD_MONITOR, NULL, 0 },
 	{ "{\"cmd\":\"outcome\",\"put_id\":\"" PID "\"}", CTL_CMD_OUTCOME,
 	  NULL, 0 },
@@ -48,9 +49,10 @@ static const struct reqcase reqcases[] = {
 	{ "{\"cmd\":\"log\",\"level\":\"debug\"}", CTL_CMD_LOG, NULL, 0 },
 
 	{ "{\"cmd\":\"show\"}", CTL_CMD_NONE, "show needs what: peers, "
-	  "streams, routes, config, stats or store", 0 },
+	  "streams, routes, config, stats, puts or store", 0 },
 	{ "{\"cmd\":\"show\",\"what\":\"peer\"}", CTL_CMD_NONE,
-	  "show needs what: peers, streams, routes, config, stats or store", 0 },
+	  "show needs what: peers, streams, routes, config, stats, puts or "
+	  "store", 0 },
 	{ "{\"cmd\":\"outcome\",\"put_id\":\"12\"}", CTL_CMD_NONE,
 	  "outcome needs put_id: 32 hex digits", 0 },
 	{ "{\"cmd\":\"log\",\"level\":\"trace\"}", CTL_CMD_NONE,

@@ -435,9 +435,70 @@ test_abort_remote(void **state)
 	assert_non_null(strstr(fk.why, ": disk full"));
 	assert_int_equal(fk.aborts, 0);
 	assert_int_equal(fk.detached, 1);
+	/* The text is kept whole for the owner: it may blame a hop. */
+	assert_int_equal(p->peer_aborted, 1);
+	assert_int_equal(p->fail_code, WIRE_ABORT_INTERNAL);
+	assert_int_equal(p->abort_len, 9);
+	assert_memory_equal(p->abort_msg, "disk full", 9);
 	pipe_abort(p, WIRE_ABORT_TIMEOUT, "late");
 	assert_int_equal(fk.done, 1);
 	assert_int_equal(fk.aborts, 0);
+	assert_int_equal(p->fail_code, WIRE_ABORT_INTERNAL);	/* first */
+	done_pipe(p, buf);
+}
+
+/*
+ * Blame by construction: the deadline grows with the hop budget, by at
+ * least a step a hop up to PIPE_BLAME_HOPS, then stays; it is never
+ * below the base and never above base + 1 s (base + base / 2 below
+ * 2 s), whatever the budget.
+ */
+static void
+test_deadline_by_depth(void **state)
+{
+	static const double bases[] = { 0.2, 1.0, 2.0, 3.0, 30.0 };
+	unsigned int i, b;
+	double base, d, prev, cap;
+
+	(void)state;
+	for (i = 0; i < sizeof(bases) / sizeof(bases[0]); i++) {
+		base = bases[i];
+		cap = base < 2.0 ? base * 1.5 : base + 1.0;
+		prev = -1;
+		for (b = 0; b <= 255; b++) {
+			d = pipe_deadline(base, (uint8_t)b);
+			assert_true(d >= base);
+			assert_true(d <= cap + 1e-9);
+			if (b > 0 && b <= PIPE_BLAME_HOPS)
+				assert_true(d - prev >= PIPE_BLAME_STEP(base) -
+				    1e-9);
+			else if (b > PIPE_BLAME_HOPS)
+				assert_true(d == prev);
+			prev = d;
+		}
+		assert_true(pipe_deadline(base, 0) == base);
+	}
+	/* The step the system tests rely on: 1/20 s at a 2 s base. */
+	assert_true(PIPE_BLAME_STEP(2.0) > 0.0499 &&
+	    PIPE_BLAME_STEP(2.0) < 0.0501);
+}
+
+/* A fork that times out tells its owner the code its upstream hears. */
+static void
+test_timeout_code(void **state)
+{
+	struct stream_buf *buf;
+	struct pipe *p;
+
+	(void)state;
+	p = new_sending(PAYLOAD, 0, &buf);
+	assert_int_equal(stream_append(buf, payload, 1000), 0);
+	assert_int_equal(pull(p, 0), PEER_PULL_ROOM);
+	assert_int_equal(p->fail_code, 0);
+	clock_fake_advance(INACTIVITY + 0.1);
+	assert_int_equal(fk.done, 1);
+	assert_int_equal(p->fail_code, WIRE_ABORT_TIMEOUT);
+	assert_int_equal(p->peer_aborted, 0);
 	done_pipe(p, buf);
 }
 
@@ -495,6 +556,15 @@ test_upstream_failed(void **state)
 	assert_string_equal(fk.abort_msg, "upstream gone");
 	done_pipe(p, buf);
 
+	/* The owner's code for a silent upstream: timeout, not lost. */
+	p = new_sending(PAYLOAD, 0, &buf);
+	p->down_code = WIRE_ABORT_TIMEOUT;
+	stream_fail(buf, "no data for 3.0s");
+	assert_int_equal(pull(p, 1000), PEER_PULL_DONE);
+	assert_int_equal(fk.aborts, 1);
+	assert_int_equal(fk.abort_code, WIRE_ABORT_TIMEOUT);
+	done_pipe(p, buf);
+
 	p = new_sending(PAYLOAD, 0, &buf);
 	assert_int_equal(stream_append(buf, payload, 100), 0);
 	fk.fail_data = 1;
@@ -512,6 +582,8 @@ main(void)
 		cmocka_unit_test(test_data_path),
 		cmocka_unit_test(test_inactivity),
 		cmocka_unit_test(test_inactivity_pending),
+		cmocka_unit_test(test_deadline_by_depth),
+		cmocka_unit_test(test_timeout_code),
 		cmocka_unit_test(test_result_timeout),
 		cmocka_unit_test(test_abort_local),
 		cmocka_unit_test(test_abort_remote),

@@ -32,6 +32,7 @@
 #include <unistd.h>
 
 #include <cmocka.h>
+#include <jansson.h>
 #include <event2/buffer.h>
 #include <event2/event.h>
 #include <openssl/evp.h>
@@ -543,6 +544,122 @@ test_fork_inactivity(void **state)
 	assert_non_null(strstr(e->reason, "n"));
 }
 
+/* The stream id relayd gave its PUT to the fake hop, or 0. */
+static uint32_t
+hop_put_stream(struct fixture *fx)
+{
+	struct wire_frame f;
+	size_t off = 0;
+	int k;
+
+	while ((k = wire_decode(fx->in + off, fx->inlen - off, &f)) > 0) {
+		if (f.hdr.type == WIRE_PUT)
+			return f.hdr.stream;
+		off += (size_t)k;
+	}
+	return 0;
+}
+
+/* relayctl outcome's state and failing hop for put id byte id. */
+static void
+assert_record(uint8_t id, const char *state, const char *hop)
+{
+	uint8_t put_id[WIRE_PUT_ID_LEN];
+	json_t *j;
+
+	memset(put_id, id, sizeof(put_id));
+	assert_non_null(j = outcome_query_json(put_id, 0));
+	assert_string_equal(json_string_value(json_object_get(j, "state")),
+	    state);
+	assert_string_equal(json_string_value(json_object_get(j,
+	    "failing_hop")), hop);
+	json_decref(j);
+}
+
+/*
+ * Fail fast: the only next hop stalls while the upload is still coming.
+ * When the fork gives up (its deadline on the fake clock), the session
+ * does not wait for the rest of the upload: the upstream hears ABORT at
+ * once, with a text that names the stalled hop, and the PUT is kept as
+ * aborted with that hop as the failing one.
+ */
+static void
+test_fail_fast(void **state)
+{
+	struct fixture *fx = *state;
+	static uint8_t data[MAX_PAYLOAD];
+	struct upstream u = { 0 };
+	struct wire_put put;
+	struct session *s;
+	uint16_t code;
+	char err[256];
+	int i;
+
+	hop_up(fx, 64 * 1024);
+	memset(data, 0x33, sizeof(data));
+	make_put(&put, "k/fast", data, sizeof(data), 8);
+	assert_non_null(s = start(&put, &u, &code, err, sizeof(err)));
+	/* Most of a window, all held back by the hop: the upload waits. */
+	feed(s, data, 700000);
+	for (i = 0; i < 200; i++) {
+		turn();
+		hop_read(fx);
+	}
+	assert_int_equal(u.aborts, 0);
+	clock_fake_advance(INACTIVITY + 0.5);
+	for (i = 0; i < 100 && u.aborts == 0; i++)
+		turn();
+	assert_int_equal(u.aborts, 1);
+	assert_int_equal(u.results, 0);
+	assert_int_equal(u.code, WIRE_ABORT_TIMEOUT);
+	assert_non_null(strstr(u.msg, "failed at n (depth 1): no progress "
+	    "to n"));
+	assert_record(8, "aborted", "n");
+}
+
+/*
+ * The next hop aborts with a text that blames a hop behind it: the
+ * upstream hears the same hop named one hop deeper, and the record's
+ * failing hop is that hop, not the next one.
+ */
+static void
+test_blame_passed_upstream(void **state)
+{
+	struct fixture *fx = *state;
+	static const char msg[] = "failed at far (depth 1): far is stuck";
+	static uint8_t data[100000];
+	struct upstream u = { 0 };
+	struct wire_put put;
+	struct session *s;
+	uint8_t frame[256];
+	uint32_t sid = 0;
+	uint16_t code;
+	char err[256];
+	int i, len;
+
+	hop_up(fx, 1024 * 1024);
+	memset(data, 0x44, sizeof(data));
+	make_put(&put, "k/blame", data, sizeof(data), 9);
+	assert_non_null(s = start(&put, &u, &code, err, sizeof(err)));
+	feed(s, data, 5000);
+	for (i = 0; i < 200 && sid == 0; i++) {
+		turn();
+		hop_read(fx);
+		sid = hop_put_stream(fx);
+	}
+	assert_int_not_equal(sid, 0);
+	len = wire_enc_abort(frame, sizeof(frame), sid, WIRE_ABORT_TIMEOUT,
+	    msg);
+	assert_true(len > 0);
+	assert_int_equal(write(fx->hop, frame, (size_t)len), len);
+	for (i = 0; i < 200 && u.aborts == 0; i++)
+		turn();
+	assert_int_equal(u.aborts, 1);
+	assert_int_equal(u.code, WIRE_ABORT_TIMEOUT);
+	assert_string_equal(u.msg, "failed at far (depth 2): far is stuck");
+	assert_record(9, "aborted", "far");
+}
+
 int
 main(void)
 {
@@ -558,6 +675,10 @@ main(void)
 		cmocka_unit_test_setup_teardown(test_result_timeout,
 		    setup_forward, teardown),
 		cmocka_unit_test_setup_teardown(test_fork_inactivity,
+		    setup_forward, teardown),
+		cmocka_unit_test_setup_teardown(test_fail_fast,
+		    setup_forward, teardown),
+		cmocka_unit_test_setup_teardown(test_blame_passed_upstream,
 		    setup_forward, teardown),
 	};
 

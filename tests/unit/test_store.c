@@ -730,6 +730,30 @@ test_store_key_filename(void **state)
 	assert_int_equal(store_key_filename("", 0, out, sizeof(out)), -1);
 }
 
+/* store_key_check: NAME_MAX bytes after escaping, with the sizes said. */
+static void
+test_store_key_check(void **state)
+{
+	char	 key[400], why[160];
+
+	(void)state;
+	memset(key, 'k', sizeof(key));
+	assert_int_equal(store_key_check(key, 255, why, sizeof(why)), 0);
+	assert_int_equal(store_key_check(key, 256, why, sizeof(why)), -1);
+	assert_string_equal(why, "key too long for a file name: 256 bytes, "
+	    "256 once escaped, at most 255");
+	memset(key, '/', 86);
+	assert_int_equal(store_key_check(key, 85, why, sizeof(why)), 0);
+	assert_int_equal(store_key_check(key, 86, why, sizeof(why)), -1);
+	assert_string_equal(why, "key too long for a file name: 86 bytes, "
+	    "258 once escaped, at most 255");
+	key[0] = '.';
+	memset(key + 1, 'k', 253);
+	assert_int_equal(store_key_check(key, 254, why, sizeof(why)), -1);
+	assert_int_equal(store_key_check("", 0, why, sizeof(why)), -1);
+	assert_string_equal(why, "key empty: no file name for it");
+}
+
 /* Cancel while the worker is mid-write: no callback, no temp file. */
 static void
 test_store_cancel_mid_write(void **state)
@@ -980,6 +1004,7 @@ main(void)
 {
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test(test_store_key_filename),
+		cmocka_unit_test(test_store_key_check),
 		cmocka_unit_test_setup_teardown(test_store_fragments,
 		    setup, teardown),
 		cmocka_unit_test_setup_teardown(test_store_open_at_first_byte,
