@@ -7,6 +7,9 @@ BUILD	?= build
 CC	?= cc
 SAN	?=
 
+# The version relayd -V and relayd_build_info report.
+VERSION	 = 0.9.0
+
 PKGS	 = libevent libevent_pthreads libevent_openssl libssl libcrypto libconfig libsystemd jansson
 CFLAGS	?= -O2 -g
 # Reasons and node names are cut to fit wire limits on purpose, so
@@ -34,6 +37,12 @@ CFLAGS	+= -O1 -fsanitize=address,undefined -fno-omit-frame-pointer \
 	   -fno-sanitize-recover=undefined
 LDFLAGS	+= -fsanitize=address,undefined
 endif
+# What relayd -V says it was built with.
+BUILD_OPTS	 = $(if $(filter 1,$(SAN)),asan+ubsan,) \
+		   $(if $(filter 1,$(TSAN)),tsan,) \
+		   $(if $(filter 1,$(TEST_HOOKS)),test-hooks,)
+CFLAGS	+= -DRELAYD_VERSION='"$(VERSION)"' \
+	   -DRELAYD_BUILD_OPTS='"$(strip $(BUILD_OPTS))"'
 PKG_CFLAGS	 = $(shell pkg-config --cflags $(PKGS) 2>/dev/null)
 PKG_LIBS	 = $(shell pkg-config --libs $(PKGS) 2>/dev/null)
 CMOCKA_LIBS	 = $(shell pkg-config --libs cmocka 2>/dev/null)
@@ -60,7 +69,7 @@ test_listener_MODS = listener clock log util
 test_clock_MODS  = clock
 test_events_MODS = events
 test_outcome_MODS = outcome clock util wire
-test_stats_MODS  = stats statstab wire
+test_stats_MODS  = stats statstab wire util
 # pipe alone: its output and its owner are the test's ops tables.
 test_pipe_MODS   = pipe clock stream wire log util stats
 # session runs with the daemon's modules; the test stands in for relayd.c.

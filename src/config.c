@@ -116,6 +116,8 @@ static const struct config_opt config_opts[] = {
 	    0, 0, 0, 0 },
 	{ "store_dir", config_set_path, OFF(store_dir), 0, 0, 0, 0 },
 	{ "max_payload", config_set_u64, OFF(max_payload), 1, I64MAX, 0, 0 },
+	{ "store_max_bytes", config_set_u64, OFF(store_max_bytes),
+	    0, I64MAX, 0, 0 },
 	{ "stream_inactivity_timeout", config_set_secs,
 	    OFF(stream_inactivity_timeout), 0, 0, 0.1, 3600 },
 	{ "handshake_timeout", config_set_secs, OFF(handshake_timeout),

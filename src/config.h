@@ -10,6 +10,7 @@
  *   control_socket = "/run/relayd/relayd.sock";
  *   store_dir = "/var/lib/relayd/store";
  *   max_payload = 1073741824;           # bytes
+ *   store_max_bytes = 0;                # bytes in store_dir; 0 = no cap
  *   stream_inactivity_timeout = 30.0;   # seconds, >= 0.1
  *   handshake_timeout = 10.0;           # seconds
  *   result_timeout = 60.0;              # seconds to wait for RESULT
@@ -136,6 +137,7 @@ struct config {
 	char		*control_socket;
 	char		*store_dir;
 	uint64_t	 max_payload;
+	uint64_t	 store_max_bytes;	/* 0: no limit */
 	double		 stream_inactivity_timeout;	/* seconds */
 	double		 handshake_timeout;
 	double		 result_timeout;

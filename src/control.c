@@ -28,6 +28,7 @@
 #include "daemon.h"
 #include "session.h"
 #include "stats.h"
+#include "store.h"
 #include "util.h"
 #include "stream.h"
 #include "wire.h"
@@ -473,7 +474,59 @@ ctl_config_json(const struct config *cf)
 	    "max_metrics_clients", (json_int_t)cf->max_metrics_clients,
 	    "metrics_header_timeout", cf->metrics_header_timeout));
 	json_object_update_missing_new(o, ctl_config_more_json(cf));
+	json_object_set_new(o, "store_max_bytes",
+	    json_integer((json_int_t)cf->store_max_bytes));
 	return o;
+}
+
+/* One stored file: its key escaped (it may be any bytes), hash or null. */
+static json_t *
+ctl_store_entry_json(const struct store_entry *e)
+{
+	char	 key[UTIL_ESCAPED_LEN(sizeof(e->key))];
+
+	util_escape(e->key, e->key_len, key, sizeof(key));
+	return json_pack("{s:s,s:I,s:s?,s:I}", "key", key,
+	    "size", (json_int_t)e->size,
+	    "sha256", e->sha256[0] != '\0' ? e->sha256 : NULL,
+	    "mtime", (json_int_t)e->mtime);
+}
+
+/*
+ * show store [prefix]: at most CTL_STORE_MAX files, sorted by key;
+ * "matched" says how many there are and "truncated" if some were left
+ * out.  No payload is read: the hashes are those kept at store time.
+ */
+static void
+ctl_cmd_show_store(struct ctl_client *c, const struct ctl_request *req)
+{
+	struct store_entry	*ents;
+	json_t			*a;
+	size_t			 matched = 0;
+	int			 n, i;
+
+	if ((ents = calloc(CTL_STORE_MAX, sizeof(*ents))) == NULL) {
+		ctl_fail(c, "out of memory");
+		return;
+	}
+	n = store_list(env->store, req->prefix ? req->prefix : "",
+	    req->prefix_len, ents, CTL_STORE_MAX, &matched);
+	if (n == -1) {
+		free(ents);
+		ctl_fail(c, "cannot read store_dir %s: %s", env->conf->store_dir,
+		    strerror(errno));
+		return;
+	}
+	a = json_array();
+	for (i = 0; i < n; i++)
+		json_array_append_new(a, ctl_store_entry_json(&ents[i]));
+	free(ents);
+	ctl_finish(c, json_pack("{s:b,s:s,s:o,s:I,s:b,s:I,s:I,s:I}", "ok", 1,
+	    "store_dir", env->conf->store_dir, "entries", a,
+	    "matched", (json_int_t)matched, "truncated", (size_t)n < matched,
+	    "bytes", (json_int_t)store_used(env->store),
+	    "reserved", (json_int_t)store_reserved(env->store),
+	    "max_bytes", (json_int_t)env->conf->store_max_bytes));
 }
 
 static void
@@ -507,6 +560,8 @@ ctl_cmd_show(struct ctl_client *c, enum ctl_show what)
 	case CTL_SHOW_PUTS:
 		ctl_finish(c, outcome_recent_json(CTL_SHOW_PUTS_MAX));
 		break;
+	case CTL_SHOW_STORE:
+		break;		/* ctl_cmd_show_store: it needs the prefix */
 	}
 }
 
@@ -657,7 +712,10 @@ ctl_request(struct ctl_client *c, const char *line, size_t len)
 		ctl_cmd_put(c, &req.u.put);
 		break;
 	case CTL_CMD_SHOW:
-		ctl_cmd_show(c, req.u.show);
+		if (req.u.show == CTL_SHOW_STORE)
+			ctl_cmd_show_store(c, &req);
+		else
+			ctl_cmd_show(c, req.u.show);
 		break;
 	case CTL_CMD_MONITOR:
 		ctl_cmd_monitor(c);

@@ -61,6 +61,12 @@
  *         "reason":..,"failing_hop":..}],"kept_ok":N,"kept_failed":N,
  *         "max":N,"ttl_s":F}  (newest first, at most CTL_SHOW_PUTS_MAX;
  *         reason and failing_hop only when not done)
+ *   {"cmd":"show","what":"store","prefix":"a/" (optional)}
+ *     -> {"ok":true,"store_dir":"..","entries":[{"key":"a/b","size":N,
+ *         "sha256":"64 hex"|null,"mtime":N}],"matched":N,
+ *         "truncated":bool,"bytes":N,"reserved":N,"max_bytes":N}
+ *        (at most CTL_STORE_MAX entries, sorted by key; keys escaped as
+ *        util_escape does; sha256 null where the file system kept none)
  *   {"cmd":"monitor"}
  *     -> {"ok":true,"event":"monitoring"} first, then one line per event
  *        until the client closes or relayd stops:
@@ -110,5 +116,6 @@
 #define CTL_MAX_REPLY		(64 * 1024 * 1024)	/* a reply line */
 #define CTL_DEFAULT_HOPS	16
 #define CTL_SHOW_PUTS_MAX	100	/* rows of show puts */
+#define CTL_STORE_MAX		1000	/* files one show store lists */
 
 #endif

@@ -29,7 +29,8 @@ static const char *const ctlproto_no_fields[] = { NULL };
 static const char *const ctlproto_put_fields[] = {
 	"key", "size", "sha256", "hops", "put_id", NULL
 };
-static const char *const ctlproto_show_fields[] = { "what", NULL };
+static const char *const ctlproto_show_fields[] = { "what", "prefix",
+	NULL };
 static const char *const ctlproto_outcome_fields[] = { "put_id", NULL };
 static const char *const ctlproto_log_fields[] = { "level", NULL };
 static const char *const ctlproto_peer_fields[] = { "action", "name", NULL };
@@ -48,7 +49,8 @@ static const struct ctlproto_cmd ctlproto_cmds[] = {
 };
 
 static const char *const ctlproto_show_names[] = {
-	"peers", "streams", "routes", "config", "stats", "puts", NULL
+	"peers", "streams", "routes", "config", "stats", "puts", "store",
+	NULL
 };
 /* In enum ctl_peer_action order. */
 static const char *const ctlproto_peer_actions[] = {
@@ -250,12 +252,26 @@ ctlproto_word(const json_t *v, const char *const *names)
 static int
 ctlproto_show(json_t *o, struct ctl_request *req, char *err, size_t errlen)
 {
-	int i = ctlproto_word(json_object_get(o, "what"), ctlproto_show_names);
+	int	 i = ctlproto_word(json_object_get(o, "what"),
+		    ctlproto_show_names);
+	json_t	*p = json_object_get(o, "prefix");
 
 	if (i == -1)
 		return ctlproto_fail(err, errlen, "show needs what: peers, "
-		    "streams, routes, config, stats or puts");
+		    "streams, routes, config, stats, puts or store");
 	req->u.show = (enum ctl_show)i;
+	if (p == NULL)
+		return 0;
+	if (req->u.show != CTL_SHOW_STORE)
+		return ctlproto_fail(err, errlen, "prefix is for show store "
+		    "only");
+	if (!json_is_string(p) || json_string_length(p) > WIRE_MAX_KEY)
+		return ctlproto_fail(err, errlen, "prefix must be a string "
+		    "of at most %d bytes", WIRE_MAX_KEY);
+	req->prefix_len = json_string_length(p);
+	if ((req->prefix = malloc(req->prefix_len + 1)) == NULL)
+		return ctlproto_fail(err, errlen, "out of memory");
+	memcpy(req->prefix, json_string_value(p), req->prefix_len + 1);
 	return 0;
 }
 
@@ -366,5 +382,6 @@ ctl_request_free(struct ctl_request *req)
 		return;
 	if (req->cmd == CTL_CMD_PUT)
 		free(req->u.put.key);
+	free(req->prefix);
 	memset(req, 0, sizeof(*req));
 }

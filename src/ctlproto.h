@@ -46,6 +46,7 @@ enum ctl_show {
 	CTL_SHOW_CONFIG,
 	CTL_SHOW_STATS,
 	CTL_SHOW_PUTS,
+	CTL_SHOW_STORE,
 };
 
 struct ctl_put_req {
@@ -71,6 +72,9 @@ struct ctl_request {
 		int			level;	/* log: enum log_level */
 		struct ctl_peer_req	peer;
 	} u;
+	/* show store: the key prefix, owned; NULL and 0 if none. */
+	char			*prefix;
+	size_t			 prefix_len;	/* 0..WIRE_MAX_KEY */
 };
 
 /*

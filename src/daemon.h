@@ -14,6 +14,14 @@
 #include <sys/queue.h>
 #include <stdint.h>
 
+/* Set by the Makefile (VERSION, and SAN/TSAN/TEST_HOOKS). */
+#ifndef RELAYD_VERSION
+#define RELAYD_VERSION		"unknown"
+#endif
+#ifndef RELAYD_BUILD_OPTS
+#define RELAYD_BUILD_OPTS	""
+#endif
+
 struct event_base;
 struct config;
 struct store;

@@ -39,6 +39,17 @@ static SSL_CTX			*peer_server_ctx;
 static uint64_t			 peer_tls_handshakes;
 static uint64_t			 peer_tls_refused[TLS_REF_MAX];
 
+/* Bytes of links gone (and of links before they were named), by name. */
+struct peer_bytes {
+	char		 name[CONFIG_NAME_MAX + 1];
+	uint64_t	 in;
+	uint64_t	 out;
+};
+static struct peer_bytes	 peer_bytes[PEER_BYTES_SLOTS] = {
+	{ "(none)", 0, 0 }, { "(other)", 0, 0 }
+};
+static unsigned int		 peer_nbytes = 2;
+
 static void	peer_event_cb(struct xport *, short, void *);
 static void	peer_timer_cb(void *);
 static void	peer_reap_cb(evutil_socket_t, short, void *);
@@ -132,6 +143,73 @@ peer_acct_release(struct peer *p)
 	p->acct = 0;
 }
 
+/* The slot of name, made if there is room, else "(other)". */
+static unsigned int
+peer_bytes_slot(const char *name)
+{
+	unsigned int	 i;
+
+	for (i = 2; i < peer_nbytes; i++)
+		if (strcmp(peer_bytes[i].name, name) == 0)
+			return i;
+	if (peer_nbytes == PEER_BYTES_SLOTS)
+		return 1;
+	snprintf(peer_bytes[i].name, sizeof(peer_bytes[i].name), "%s", name);
+	return peer_nbytes++;
+}
+
+/* Add what p moved since the last fold to its slot's total. */
+static void
+peer_bytes_fold(struct peer *p)
+{
+	struct peer_bytes *b = &peer_bytes[p->bslot];
+
+	b->in += p->bytes_in - p->bfold_in;
+	b->out += p->bytes_out - p->bfold_out;
+	p->bfold_in = p->bytes_in;
+	p->bfold_out = p->bytes_out;
+}
+
+/*
+ * HELLO named an inbound link: all its bytes, the handshake's too, count
+ * under that name.  Until then they counted nowhere (not in "(none)"
+ * either, so that no series goes down here).
+ */
+static void
+peer_bytes_name_link(struct peer *p)
+{
+	p->bslot = peer_bytes_slot(p->name);
+}
+
+unsigned int
+peer_bytes_count(void)
+{
+	return peer_nbytes;
+}
+
+const char *
+peer_bytes_name(unsigned int i)
+{
+	return i < peer_nbytes ? peer_bytes[i].name : NULL;
+}
+
+uint64_t
+peer_bytes_at(unsigned int i, int out)
+{
+	struct peer	*p;
+	uint64_t	 n;
+
+	if (i >= peer_nbytes)
+		return 0;
+	n = out ? peer_bytes[i].out : peer_bytes[i].in;
+	/* Slot 0 takes an unnamed link's bytes only once it has closed. */
+	TAILQ_FOREACH(p, &env->peers, entry)
+		if (p->bslot == i && i != 0)
+			n += out ? p->bytes_out - p->bfold_out :
+			    p->bytes_in - p->bfold_in;
+	return n;
+}
+
 static struct peer *
 peer_new(int outbound)
 {
@@ -174,6 +252,7 @@ peer_new(int outbound)
 static void
 peer_free(struct peer *p)
 {
+	peer_bytes_fold(p);
 	peer_acct_release(p);
 	xport_free(p->xp);
 	if (p->ctx != NULL)
@@ -306,9 +385,11 @@ peer_on_hello(struct peer *p, const struct wire_frame *f)
 	if (!p->outbound && peer_hello_identity(p, f) == -1)
 		return;
 	/* A claimed name: escaped once here for every log line it is in. */
-	if (!p->outbound)
+	if (!p->outbound) {
 		util_escape_field(f->u.hello.node, f->u.hello.node_len,
 		    p->name, sizeof(p->name));
+		peer_bytes_name_link(p);
+	}
 	else if ((size_t)f->u.hello.node_len != strlen(p->name) ||
 	    memcmp(f->u.hello.node, p->name, f->u.hello.node_len) != 0) {
 		char said[UTIL_ESCAPED_LEN(CONFIG_NAME_MAX)];
@@ -860,6 +941,7 @@ peer_start_outbound(void)
 		if ((p = peer_new(1)) == NULL)
 			fatalx("out of memory");
 		snprintf(p->name, sizeof(p->name), "%s", c->peers[i].name);
+		p->bslot = peer_bytes_slot(p->name);
 		if ((p->host = strdup(c->peers[i].host)) == NULL ||
 		    (p->port = strdup(c->peers[i].port)) == NULL)
 			fatalx("out of memory");
@@ -1036,7 +1118,8 @@ peer_totals(struct peer_totals *t)
 		t->bytes_out += p->bytes_out;
 	}
 	t->tls_handshakes = peer_tls_handshakes;
-	for (i = 0; i < TLS_REF_MAX && i < 8; i++)
+	for (i = 0; i < TLS_REF_MAX && i < (int)(sizeof(t->tls_refused) /
+	    sizeof(t->tls_refused[0])); i++)
 		t->tls_refused[i] = peer_tls_refused[i];
 }
 

@@ -144,9 +144,22 @@ struct peer_totals {
 	uint64_t	 bytes_in;	/* wire bytes, links alive now */
 	uint64_t	 bytes_out;
 	uint64_t	 tls_handshakes;	/* since start */
-	uint64_t	 tls_refused[8];	/* by enum tls_refusal */
+	uint64_t	 tls_refused[16];	/* by enum tls_refusal */
 };
 void		 peer_totals(struct peer_totals *);
+/*
+ * Wire bytes by peer name since start, counters that survive the links
+ * (a closed link's bytes stay with its name).  Slot 0 "(none)" holds
+ * inbound links closed before HELLO named them (a link in its handshake
+ * counts nowhere yet; once named, all its bytes are its name's); at most
+ * PEER_BYTES_SLOTS
+ * names are kept (a hostile peer can make up node ids), the rest share
+ * slot 1 "(other)".  out = 0: received, 1: sent.
+ */
+#define PEER_BYTES_SLOTS	64
+unsigned int	 peer_bytes_count(void);
+const char	*peer_bytes_name(unsigned int);
+uint64_t	 peer_bytes_at(unsigned int, int out);
 /* {"tls_handshakes": N, "tls_refused": {reason: count}} */
 struct json_t	*peer_tls_json(void);
 /* An array with every peer's object. */

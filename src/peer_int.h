@@ -106,6 +106,9 @@ struct peer {
 	unsigned int		 backoff_ms;
 	uint64_t		 bytes_in;
 	uint64_t		 bytes_out;
+	unsigned int		 bslot;		/* peer_bytes slot it counts in */
+	uint64_t		 bfold_in;	/* of bytes_*, already added to */
+	uint64_t		 bfold_out;	/* a slot's total */
 	uint64_t		 rate_limit;	/* bytes/s out, 0 = none */
 	double			 rl_tokens;	/* may go negative: a debt */
 	double			 rl_last;

@@ -16,6 +16,10 @@
 
 #include <event2/event.h>
 #include <event2/listener.h>
+#include <jansson.h>
+#include <libconfig.h>
+#include <openssl/crypto.h>
+#include <openssl/opensslv.h>
 #include <systemd/sd-daemon.h>
 
 #include "clock.h"
@@ -42,7 +46,7 @@ struct relayd	*env;
 static void
 usage(void)
 {
-	fprintf(stderr, "usage: relayd [-dnv] [-f file]\n");
+	fprintf(stderr, "usage: relayd [-dnVv] [-f file]\n");
 	exit(2);
 }
 
@@ -324,6 +328,27 @@ struct relayd_flags {
 	int		 verbose;
 };
 
+/*
+ * -V: the version and what this binary was built with and runs on, one
+ * "name value" per line so that scripts can pick a line.
+ */
+static void __attribute__((noreturn))
+relayd_version(void)
+{
+	const char	*opts = RELAYD_BUILD_OPTS;
+
+	printf("relayd %s\n", RELAYD_VERSION);
+	printf("build-options %s\n", opts[0] != '\0' ? opts : "none");
+	printf("libevent %s (built with %s)\n", event_get_version(),
+	    LIBEVENT_VERSION);
+	printf("openssl %s (built with %s)\n",
+	    OpenSSL_version(OPENSSL_VERSION), OPENSSL_VERSION_TEXT);
+	printf("libconfig %d.%d.%d\n", LIBCONFIG_VER_MAJOR,
+	    LIBCONFIG_VER_MINOR, LIBCONFIG_VER_REVISION);
+	printf("jansson %s\n", JANSSON_VERSION);
+	exit(0);
+}
+
 static void
 relayd_flags(int argc, char *argv[], struct relayd_flags *fl)
 {
@@ -332,8 +357,10 @@ relayd_flags(int argc, char *argv[], struct relayd_flags *fl)
 	fl->conffile = RELAYD_CONF;
 	fl->debug = fl->noaction = 0;
 	fl->verbose = LOG_LVL_INFO;
-	while ((ch = getopt(argc, argv, "df:nv")) != -1) {
+	while ((ch = getopt(argc, argv, "df:nVv")) != -1) {
 		switch (ch) {
+		case 'V':
+			relayd_version();
 		case 'd':
 			fl->debug = 1;
 			break;

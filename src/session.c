@@ -313,6 +313,12 @@ session_admit(struct session *s, uint8_t budget, uint16_t *code,
 		snprintf(err, errlen, "out of memory");
 		return -1;
 	}
+	/* The storing hop refuses what its store has no room for. */
+	if (s->plan.store && !s->replay && store_admit(env->store, s->size,
+	    s->conf->store_max_bytes, err, errlen) == -1) {
+		*code = WIRE_ABORT_LIMIT;
+		return -1;
+	}
 	/* In flight from here: no flood of other ids may evict this one. */
 	s->pinned = route_seen_pin(env->seen, s->put_id) == 0;
 	return 0;
@@ -815,8 +821,10 @@ session_check_done(struct session *s)
 	if (!s->replay)
 		session_own_entry(s);
 	ok = outcome_ok(s->out.e, s->out.n);
-	if (ok)
+	if (ok && s->store == ST_STORED)
 		STATS_INC(puts_stored);
+	else if (ok)
+		STATS_INC(puts_relayed);	/* stored elsewhere, or replayed */
 	else
 		STATS_INC(puts_failed);
 	if (ok && !s->replay)

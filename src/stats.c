@@ -70,16 +70,24 @@ stats_code_at(const struct stats_entry *e, unsigned int i)
 	return sum;
 }
 
+static int
+stats_is_vec(const struct stats_entry *e)
+{
+	return e->n > 0 || e->count != NULL;
+}
+
 unsigned int
 stats_items(const struct stats_entry *e)
 {
+	if (e->count != NULL)
+		return e->count();
 	return e->n > 0 ? e->n : 1;
 }
 
 const char *
 stats_item_name(const struct stats_entry *e, unsigned int i)
 {
-	if (e->n == 0)
+	if (!stats_is_vec(e))
 		return e->lvalue;
 	return e->name(e, i);
 }
@@ -89,7 +97,7 @@ stats_item_u64(const struct stats_entry *e, unsigned int i)
 {
 	if (e->type == STATS_HISTOGRAM)
 		return stats.dur_count;
-	if (e->n > 0)
+	if (stats_is_vec(e))
 		return e->at != NULL ? e->at(e, i) : e->value[i];
 	if (e->getf != NULL)
 		return (uint64_t)e->getf();
@@ -101,7 +109,7 @@ stats_item_u64(const struct stats_entry *e, unsigned int i)
 double
 stats_item_value(const struct stats_entry *e, unsigned int i)
 {
-	if (e->n == 0 && e->getf != NULL)
+	if (!stats_is_vec(e) && e->getf != NULL)
 		return e->getf();
 	return (double)stats_item_u64(e, i);
 }
@@ -150,12 +158,12 @@ stats_json_row(json_t *root, const struct stats_entry *e)
 
 	if ((parent = stats_json_parent(root, e->json, &leaf)) == NULL)
 		return -1;
-	if (e->n == 0)
+	if (!stats_is_vec(e))
 		return json_object_set_new(parent, leaf, stats_json_value(e, 0));
 	if ((v = json_object()) == NULL ||
 	    json_object_set_new(parent, leaf, v) == -1)
 		return -1;
-	for (i = 0; i < e->n; i++)
+	for (i = 0; i < stats_items(e); i++)
 		if ((name = stats_item_name(e, i)) != NULL &&
 		    json_object_set_new(v, name, stats_json_value(e, i)) == -1)
 			return -1;
@@ -217,6 +225,22 @@ stats_prom_histogram(struct stats_out *o, const struct stats_entry *e)
 	stats_printf(o, "%s_count %" PRIu64 "\n", e->prom, stats.dur_count);
 }
 
+/* key="value", the value escaped as the text format wants. */
+static void
+stats_prom_label(struct stats_out *o, const char *key, const char *v)
+{
+	stats_printf(o, "%s=\"", key);
+	for (; *v != '\0'; v++) {
+		if (*v == '\\' || *v == '"')
+			stats_printf(o, "\\%c", *v);
+		else if (*v == '\n')
+			stats_printf(o, "\\n");
+		else
+			stats_printf(o, "%c", *v);
+	}
+	stats_printf(o, "\"");
+}
+
 static void
 stats_prom_sample(struct stats_out *o, const struct stats_entry *e,
     unsigned int i)
@@ -225,9 +249,15 @@ stats_prom_sample(struct stats_out *o, const struct stats_entry *e,
 
 	if (e->label != NULL && name == NULL)
 		return;
-	if (e->label != NULL)
-		stats_printf(o, "%s{%s=\"%s\"} ", e->prom, e->label, name);
-	else
+	if (e->label != NULL) {
+		stats_printf(o, "%s{", e->prom);
+		stats_prom_label(o, e->label, name);
+		if (e->fkey != NULL) {
+			stats_printf(o, ",");
+			stats_prom_label(o, e->fkey, e->fvalue);
+		}
+		stats_printf(o, "} ");
+	} else
 		stats_printf(o, "%s ", e->prom);
 	if (e->getf != NULL)
 		stats_printf(o, "%.3f\n", stats_item_value(e, i));

@@ -25,7 +25,8 @@ struct json_t;
 /* Counters since start. */
 struct stats {
 	uint64_t	 puts_received;	/* sessions admitted */
-	uint64_t	 puts_stored;	/* outcome ok */
+	uint64_t	 puts_stored;	/* outcome ok, stored on this relay */
+	uint64_t	 puts_relayed;	/* outcome ok, not stored here */
 	uint64_t	 puts_failed;	/* outcome not ok, or aborted */
 	uint64_t	 puts_forwarded; /* forks that got a RESULT */
 	uint64_t	 stores_ok;	/* stored on this relay */
@@ -73,7 +74,9 @@ enum stats_type {
  * One row: one series, or one family of series when it is a vector
  * (n > 0: item i is labelled label="name(i)", NULL names are skipped).
  * Rows that share a Prometheus name must be adjacent; the first of them
- * carries the help text.  The value comes from exactly one of value (a
+ * carries the help text.  Label values are escaped for the exposition
+ * (backslash, double quote, newline); JSON keys are the names as given,
+ * so names from the network must come escaped (util_escape).  The value comes from exactly one of value (a
  * counter of `stats`, or an array for vectors), get, getf, or at.
  */
 struct stats_entry {
@@ -90,6 +93,11 @@ struct stats_entry {
 	unsigned int	 n;
 	const char	*(*name)(const struct stats_entry *, unsigned int);
 	uint64_t	(*at)(const struct stats_entry *, unsigned int);
+	/* A vector whose items come and go: how many now (n unused). */
+	unsigned int	(*count)(void);
+	/* A second, fixed label of every item: key and value. */
+	const char	*fkey;
+	const char	*fvalue;
 };
 
 /* The table (statstab.c). */

@@ -9,6 +9,9 @@
 
 #include <stddef.h>
 #include <stdint.h>
+#include <stdio.h>
+#include <string.h>
+#include <time.h>
 
 #include "clock.h"
 #include "config.h"
@@ -17,8 +20,10 @@
 #include "daemon.h"
 #include "session.h"
 #include "stats.h"
+#include "store.h"
 #include "stream.h"
 #include "tls.h"
+#include "util.h"
 
 #define nitems(a)	(sizeof(a) / sizeof((a)[0]))
 
@@ -50,16 +55,115 @@ tab_links(void)
 	return tab_totals().links;
 }
 
-static uint64_t
-tab_link_bytes_in(void)
+static unsigned int
+tab_peer_count(void)
 {
-	return tab_totals().bytes_in;
+	return peer_bytes_count();
+}
+
+static const char *
+tab_peer_name(const struct stats_entry *e, unsigned int i)
+{
+	(void)e;
+	return peer_bytes_name(i);
 }
 
 static uint64_t
-tab_link_bytes_out(void)
+tab_peer_in(const struct stats_entry *e, unsigned int i)
 {
-	return tab_totals().bytes_out;
+	(void)e;
+	return peer_bytes_at(i, 0);
+}
+
+static uint64_t
+tab_peer_out(const struct stats_entry *e, unsigned int i)
+{
+	(void)e;
+	return peer_bytes_at(i, 1);
+}
+
+static uint64_t
+tab_store_bytes(void)
+{
+	return store_used(env->store);
+}
+
+static uint64_t
+tab_store_reserved(void)
+{
+	return store_reserved(env->store);
+}
+
+static uint64_t
+tab_store_max(void)
+{
+	return env->conf != NULL ? env->conf->store_max_bytes : 0;
+}
+
+static const char *
+tab_build_name(const struct stats_entry *e, unsigned int i)
+{
+	(void)e;
+	(void)i;
+	return RELAYD_VERSION;
+}
+
+static uint64_t
+tab_one(const struct stats_entry *e, unsigned int i)
+{
+	(void)e;
+	(void)i;
+	return 1;
+}
+
+/*
+ * The listener's own certificate: its path (escaped) and notAfter, read
+ * once per config generation, not once per scrape.
+ */
+static struct {
+	unsigned int	 generation;
+	int		 ok;
+	int64_t		 not_after;
+	char		 path[512];
+} tab_cert;
+
+static int
+tab_cert_load(void)
+{
+	const struct config *c = env->conf;
+
+	if (c == NULL || !c->tls.enabled || c->tls.cert == NULL)
+		return 0;
+	if (tab_cert.generation != c->generation) {
+		tab_cert.generation = c->generation;
+		tab_cert.ok = tls_cert_not_after(c->tls.cert,
+		    &tab_cert.not_after) == 0;
+		util_escape(c->tls.cert, strlen(c->tls.cert), tab_cert.path,
+		    sizeof(tab_cert.path));
+	}
+	return tab_cert.ok;
+}
+
+static const char *
+tab_cert_name(const struct stats_entry *e, unsigned int i)
+{
+	(void)e;
+	(void)i;
+	return tab_cert_load() ? tab_cert.path : NULL;
+}
+
+/* Seconds left before the certificate expires; 0 once it has. */
+static uint64_t
+tab_cert_left(const struct stats_entry *e, unsigned int i)
+{
+	int64_t left;
+
+	(void)e;
+	(void)i;
+	if (!tab_cert_load())
+		return 0;
+	left = tab_cert.not_after - (int64_t)time(NULL);
+	return left > 0 ? (uint64_t)left : 0;
 }
 
 static uint64_t
@@ -170,6 +274,10 @@ tab_generation(void)
 	.unit = u, .help = h, .get = g }
 #define GETL(j, p, t, k, v, u, h, g) { .json = j, .prom = p, .label = k, \
 	.lvalue = v, .type = t, .unit = u, .help = h, .get = g }
+/* A per-peer counter vector, with direction d as a second label. */
+#define PEERV(j, p, d, h, fn)	{ .json = j, .prom = p, .label = "peer", \
+	.fkey = "direction", .fvalue = d, .type = C, .unit = "bytes", \
+	.help = h, .count = tab_peer_count, .name = tab_peer_name, .at = fn }
 #define VEC(j, p, t, k, cnt, h, nm, fn) { .json = j, .prom = p, \
 	.label = k, .type = t, .unit = "", .help = h, .n = cnt, \
 	.name = nm, .at = fn }
@@ -179,7 +287,12 @@ const struct stats_entry stats_table[] = {
 	CNT("puts_received", "relayd_puts_received_total", "",
 	    "PUT streams admitted on this relay.", puts_received),
 	CNT("puts_stored", "relayd_puts_stored_total", "",
-	    "PUT streams that ended with outcome ok.", puts_stored),
+	    "PUT streams that ended ok with the payload stored on this "
+	    "relay.", puts_stored),
+	CNT("puts_relayed", "relayd_puts_relayed_total", "",
+	    "PUT streams that ended ok without this relay storing them "
+	    "(stored further on, or replayed from an earlier outcome).",
+	    puts_relayed),
 	CNT("puts_failed", "relayd_puts_failed_total", "",
 	    "PUT streams that ended failed or aborted.", puts_failed),
 	CNT("puts_forwarded", "relayd_puts_forwarded_total", "",
@@ -214,12 +327,13 @@ const struct stats_entry stats_table[] = {
 	    "Peer links up (handshake done).", tab_peers_up),
 	GET("links", "relayd_peer_links", G, "",
 	    "Peer links in any state, inbound and outbound.", tab_links),
-	/* Not a counter: the bytes of a link go when the link closes. */
-	GETL("link_bytes_in", "relayd_link_bytes", G, "direction", "in",
-	    "bytes", "Wire bytes received (in) and sent (out) on the peer "
-	    "links open now; drops when a link closes.", tab_link_bytes_in),
-	GETL("link_bytes_out", "relayd_link_bytes", G, "direction", "out",
-	    "bytes", NULL, tab_link_bytes_out),
+	/* By peer name; a closed link's bytes stay with its name. */
+	PEERV("link_bytes.in", "relayd_link_bytes_total", "in",
+	    "Wire bytes received (in) and sent (out) on peer links since "
+	    "start, by peer name ((none): inbound links closed before "
+	    "HELLO; (other): names beyond the first 62).", tab_peer_in),
+	PEERV("link_bytes.out", "relayd_link_bytes_total", "out", NULL,
+	    tab_peer_out),
 	GET("tls_handshakes", "relayd_tls_handshakes_total", C, "",
 	    "TLS handshakes completed on peer links.", tab_tls_handshakes),
 	VEC("tls_refused", "relayd_tls_handshake_failures_total", C,
@@ -272,7 +386,23 @@ const struct stats_entry stats_table[] = {
 	CNT("memory.data_discarded", "relayd_data_discarded_bytes_total",
 	    "bytes", "DATA bytes of ended or unknown streams read and "
 	    "dropped.", data_discarded),
+	/* the store */
+	GET("store.bytes", "relayd_store_bytes", G, "bytes",
+	    "Bytes of the files in store_dir (counted at start, then as "
+	    "payloads are stored).", tab_store_bytes),
+	GET("store.reserved", "relayd_store_reserved_bytes", G, "bytes",
+	    "Declared sizes of the payloads being stored now.",
+	    tab_store_reserved),
+	GET("store.max_bytes", "relayd_store_max_bytes", G, "bytes",
+	    "The store_max_bytes limit in use (0: none).", tab_store_max),
 	/* the rest */
+	VEC("build_info", "relayd_build_info", G, "version", 1,
+	    "relayd's version; the value is always 1.", tab_build_name,
+	    tab_one),
+	VEC("cert_expiry_s", "relayd_cert_expiry_seconds", G, "cert", 1,
+	    "Seconds until the listener's own certificate expires (0 once "
+	    "it has), by certificate file; none without TLS.",
+	    tab_cert_name, tab_cert_left),
 	{ .json = "stream_durations", .prom = "relayd_stream_duration_seconds",
 	    .type = STATS_HISTOGRAM, .unit = "seconds", .help = "Time from "
 	    "admission to the end (done or failed) of each PUT stream on this "

@@ -17,6 +17,7 @@
 #include <sys/queue.h>
 #include <sys/stat.h>
 #include <sys/types.h>
+#include <sys/xattr.h>
 
 #include <dirent.h>
 #include <errno.h>
@@ -39,6 +40,8 @@
 
 #define STORE_TMP_PREFIX	".tmp-"
 #define STORE_MSGLEN		160
+/* The SHA-256 of a stored file, in hex, kept with it (store.h). */
+#define STORE_XATTR_SHA256	"user.relayd.sha256"
 
 enum store_req_type {
 	STORE_REQ_OPEN,
@@ -63,6 +66,9 @@ struct store_req {
 #endif
 	int			 err;		/* set by the worker */
 	char			 msg[STORE_MSGLEN]; /* set with err */
+	int			 renamed;	/* FINAL: in place (worker) */
+	uint64_t		 replaced;	/* FINAL: size of the file it
+						 * replaced (worker) */
 };
 TAILQ_HEAD(store_reqq, store_req);
 
@@ -117,6 +123,9 @@ struct store {
 	int			 st_pipe[2];	/* worker -> loop wakeups */
 	unsigned long		 st_seq;
 	TAILQ_HEAD(, store_job)	 st_jobs;	/* loop only */
+	uint64_t		 st_used;	/* loop: bytes of final files */
+	uint64_t		 st_reserved;	/* loop: declared sizes of jobs
+						 * not ended */
 
 	pthread_t		 st_thread;
 	int			 st_thread_started;
@@ -438,6 +447,38 @@ store_worker_verify(struct store_job *job, struct store_req *req)
 	return 0;
 }
 
+/*
+ * Keep the verified SHA-256 with the file, so that `show store` need not
+ * read it back.  Best effort: a file system without user xattrs (tmpfs
+ * before Linux 6.6) stores the payload all the same, and show store
+ * says the hash is unknown.
+ */
+static void
+store_worker_tag(struct store_job *job)
+{
+	static const char	 hex[] = "0123456789abcdef";
+	char			 h[64];
+	int			 i;
+
+	for (i = 0; i < 32; i++) {
+		h[2 * i] = hex[job->sha256[i] >> 4];
+		h[2 * i + 1] = hex[job->sha256[i] & 0x0f];
+	}
+	(void)fsetxattr(job->fd, STORE_XATTR_SHA256, h, sizeof(h), 0);
+}
+
+/* The size of the file the rename is about to replace (0: none). */
+static void
+store_worker_replaced(struct store_job *job, struct store_req *req)
+{
+	struct stat	 sb;
+
+	req->replaced = 0;
+	if (fstatat(job->store->st_dirfd, job->name, &sb,
+	    AT_SYMLINK_NOFOLLOW) == 0 && S_ISREG(sb.st_mode))
+		req->replaced = (uint64_t)sb.st_size;
+}
+
 static void
 store_worker_finish(struct store_job *job, struct store_req *req)
 {
@@ -445,6 +486,7 @@ store_worker_finish(struct store_job *job, struct store_req *req)
 
 	if (store_worker_verify(job, req) == -1)
 		goto fail;
+	store_worker_tag(job);
 	if (fsync(job->fd) == -1) {
 		store_worker_error(job, req, errno, "fsync");
 		return;
@@ -455,10 +497,12 @@ store_worker_finish(struct store_job *job, struct store_req *req)
 		return;
 	}
 	job->fd = -1;
+	store_worker_replaced(job, req);
 	if (renameat(dirfd, job->tmpname, dirfd, job->name) == -1) {
 		store_worker_error(job, req, errno, "rename");
 		return;
 	}
+	req->renamed = 1;
 	job->tmp_exists = 0;
 	/* The rename is durable only once the directory is. */
 	if (fsync(dirfd) == -1) {
@@ -549,6 +593,7 @@ store_queue(struct store_job *job, struct store_req *req)
 	req->job = job;
 	req->err = 0;
 	req->msg[0] = '\0';
+	req->renamed = 0;
 	job->pending++;
 	pthread_mutex_lock(&st->st_mtx);
 	TAILQ_INSERT_TAIL(&st->st_reqs, req, entry);
@@ -735,6 +780,24 @@ store_job_free(struct store_job *job)
 	free(job);
 }
 
+/*
+ * The job's reservation goes; a file renamed into place (even for a job
+ * cancelled too late to stop the rename) counts as used, less the file
+ * it replaced.
+ */
+static void
+store_account(struct store_job *job, struct store_req *req)
+{
+	struct store	*st = job->store;
+
+	st->st_reserved -= job->size;
+	if (!req->renamed)
+		return;
+	st->st_used += job->size;
+	st->st_used -= req->replaced < st->st_used ? req->replaced :
+	    st->st_used;
+}
+
 static void
 store_job_end(struct store_job *job, struct store_req *req)
 {
@@ -742,6 +805,7 @@ store_job_end(struct store_job *job, struct store_req *req)
 	int		 ok;
 
 	job->ended = 1;
+	store_account(job, req);
 	if (job->cancelled)
 		return;
 	ok = !job->failing && req->err == 0;
@@ -846,6 +910,7 @@ store_begin(struct store *st, const char *key, size_t key_len,
 	if (badkey)
 		snprintf(job->name, sizeof(job->name), "(invalid)");
 	TAILQ_INSERT_TAIL(&st->st_jobs, job, entry);
+	st->st_reserved += size;
 
 	if (badkey)
 		store_job_fail(job, why);
@@ -880,11 +945,13 @@ store_job_position(const struct store_job *job)
 	return stream_offset(job->reader);
 }
 
+/* Removes stale temp files and counts the bytes of the stored ones. */
 static int
-store_clean_tmp(int dirfd, char *err, size_t errlen)
+store_clean_tmp(struct store *st, int dirfd, char *err, size_t errlen)
 {
 	DIR		*d;
 	struct dirent	*de;
+	struct stat	 sb;
 	int		 fd;
 
 	if ((fd = dup(dirfd)) == -1 || (d = fdopendir(fd)) == NULL) {
@@ -895,8 +962,13 @@ store_clean_tmp(int dirfd, char *err, size_t errlen)
 	}
 	while ((de = readdir(d)) != NULL) {
 		if (strncmp(de->d_name, STORE_TMP_PREFIX,
-		    strlen(STORE_TMP_PREFIX)) != 0)
+		    strlen(STORE_TMP_PREFIX)) != 0) {
+			if (de->d_name[0] != '.' && fstatat(dirfd, de->d_name,
+			    &sb, AT_SYMLINK_NOFOLLOW) == 0 &&
+			    S_ISREG(sb.st_mode))
+				st->st_used += (uint64_t)sb.st_size;
 			continue;
+		}
 		if (unlinkat(dirfd, de->d_name, 0) == -1)
 			log_warn("store: unlink stale tmp=%s", de->d_name);
 		else
@@ -944,7 +1016,7 @@ store_open_dir(struct store *st, const char *dir, char *err, size_t errlen)
 		store_errmsg(err, errlen, dir, errno);
 		return -1;
 	}
-	return store_clean_tmp(st->st_dirfd, err, errlen);
+	return store_clean_tmp(st, st->st_dirfd, err, errlen);
 }
 
 struct store *
@@ -1022,4 +1094,144 @@ store_close(struct store *st)
 	pthread_cond_destroy(&st->st_cond);
 	pthread_mutex_destroy(&st->st_mtx);
 	free(st);
+}
+
+uint64_t
+store_used(const struct store *st)
+{
+	return st != NULL ? st->st_used : 0;
+}
+
+uint64_t
+store_reserved(const struct store *st)
+{
+	return st != NULL ? st->st_reserved : 0;
+}
+
+int
+store_admit(const struct store *st, uint64_t size, uint64_t max,
+    char *err, size_t errlen)
+{
+	uint64_t	 used = store_used(st), held = store_reserved(st);
+
+	if (max == 0 || (used <= max && held <= max - used &&
+	    size <= max - used - held))
+		return 0;
+	snprintf(err, errlen, "store full: %" PRIu64 " bytes stored + %"
+	    PRIu64 " being stored + %" PRIu64 " declared would exceed "
+	    "store_max_bytes %" PRIu64, used, held, size, max);
+	return -1;
+}
+
+static int
+store_hexval(char c)
+{
+	if (c >= '0' && c <= '9')
+		return c - '0';
+	if (c >= 'A' && c <= 'F')
+		return c - 'A' + 10;
+	return -1;
+}
+
+int
+store_filename_key(const char *name, char *out, size_t cap)
+{
+	size_t	 i, o = 0;
+	int	 hi, lo;
+
+	if (name[0] == '.' || name[0] == '\0')
+		return -1;
+	for (i = 0; name[i] != '\0'; i++) {
+		if (o + 1 >= cap)
+			return -1;
+		if (name[i] != '%') {
+			if (!store_keep_byte((unsigned char)name[i]))
+				return -1;
+			out[o++] = name[i];
+			continue;
+		}
+		if ((hi = store_hexval(name[i + 1])) == -1 ||
+		    (lo = store_hexval(name[i + 2])) == -1)
+			return -1;
+		out[o++] = (char)(hi << 4 | lo);
+		i += 2;
+	}
+	out[o] = '\0';
+	return (int)o;
+}
+
+/* One entry of a listing: name's stat and its hash, from the xattr. */
+static int
+store_list_entry(int dirfd, const char *name, struct store_entry *e)
+{
+	struct stat	 sb;
+	ssize_t		 n;
+	int		 fd, i;
+
+	if (fstatat(dirfd, name, &sb, AT_SYMLINK_NOFOLLOW) == -1 ||
+	    !S_ISREG(sb.st_mode))
+		return -1;
+	e->size = (uint64_t)sb.st_size;
+	e->mtime = (int64_t)sb.st_mtime;
+	e->sha256[0] = '\0';
+	if ((fd = openat(dirfd, name, O_RDONLY | O_NOFOLLOW | O_NONBLOCK |
+	    O_CLOEXEC)) == -1)
+		return 0;
+	n = fgetxattr(fd, STORE_XATTR_SHA256, e->sha256, 64);
+	close(fd);
+	e->sha256[n == 64 ? 64 : 0] = '\0';
+	for (i = 0; i < 64 && e->sha256[0] != '\0'; i++)
+		if (strchr("0123456789abcdef", e->sha256[i]) == NULL)
+			e->sha256[0] = '\0';
+	return 0;
+}
+
+static int
+store_entry_cmp(const void *a, const void *b)
+{
+	const struct store_entry *x = a, *y = b;
+	size_t	 n = x->key_len < y->key_len ? x->key_len : y->key_len;
+	int	 c = memcmp(x->key, y->key, n);
+
+	if (c != 0)
+		return c;
+	return x->key_len < y->key_len ? -1 : x->key_len > y->key_len;
+}
+
+int
+store_list(const struct store *st, const char *prefix, size_t plen,
+    struct store_entry *out, size_t max, size_t *matched)
+{
+	DIR		*d;
+	struct dirent	*de;
+	char		 key[NAME_MAX + 1];
+	size_t		 n = 0;
+	int		 fd, len;
+
+	*matched = 0;
+	if ((fd = dup(st->st_dirfd)) == -1 || (d = fdopendir(fd)) == NULL) {
+		if (fd != -1)
+			close(fd);
+		return -1;
+	}
+	rewinddir(d);
+	while ((de = readdir(d)) != NULL) {
+		if ((len = store_filename_key(de->d_name, key,
+		    sizeof(key))) == -1 || (size_t)len < plen ||
+		    memcmp(key, prefix, plen) != 0)
+			continue;
+		if (n == max) {
+			(*matched)++;	/* counted, not listed */
+			continue;
+		}
+		memcpy(out[n].key, key, (size_t)len + 1);
+		out[n].key_len = (size_t)len;
+		if (store_list_entry(st->st_dirfd, de->d_name, &out[n]) == 0) {
+			n++;
+			(*matched)++;
+		}
+	}
+	closedir(d);
+	qsort(out, n, sizeof(*out), store_entry_cmp);
+	return (int)n;
 }

@@ -86,4 +86,44 @@ int		 store_key_check(const char *key, size_t key_len, char *why,
  */
 int		 store_check_dir(const char *dir, char *why, size_t whylen);
 
+/*
+ * Bytes of the stored files (counted once by store_open, then kept up
+ * as files are stored or replaced), and the declared sizes of the jobs
+ * still running.
+ */
+uint64_t	 store_used(const struct store *);
+uint64_t	 store_reserved(const struct store *);
+/*
+ * 0 if a new job of size bytes fits under max (0: no limit) with what is
+ * stored and being stored; -1 with the reason in err if not.  A PUT that
+ * replaces a file is counted in full (it may need both while it runs).
+ */
+int		 store_admit(const struct store *, uint64_t size, uint64_t max,
+		    char *err, size_t errlen);
+
+/* One stored file, for `show store`; key is the decoded file name. */
+struct store_entry {
+	char		 key[256];	/* NAME_MAX + 1; not NUL-safe */
+	size_t		 key_len;
+	uint64_t	 size;
+	int64_t		 mtime;		/* seconds since the epoch */
+	char		 sha256[65];	/* hex, "" if not kept (no xattr) */
+};
+
+/*
+ * The stored files whose key starts with the plen bytes of prefix, at
+ * most max of them into out, sorted by key; *matched says how many
+ * matched in all (more than returned: the list was cut).  Each file's
+ * SHA-256 comes from the user.relayd.sha256 extended attribute the
+ * worker set before the rename; nothing is read back.  Runs on the loop
+ * (one readdir of the directory, a stat per listed file).  The count
+ * listed, or -1 if the directory cannot be read.
+ */
+int		 store_list(const struct store *, const char *prefix,
+		    size_t plen, struct store_entry *out, size_t max,
+		    size_t *matched);
+/* The key a file name stands for (store_key_filename undone): its
+ * length, or -1 if name is not one store_key_filename makes. */
+int		 store_filename_key(const char *name, char *out, size_t cap);
+
 #endif

@@ -1,3 +1,4 @@
+#include <stdint.h>
 #include <stdio.h>
 #include <string.h>
 #include <strings.h>
@@ -5,6 +6,7 @@
 
 #include <openssl/err.h>
 #include <openssl/evp.h>
+#include <openssl/pem.h>
 #include <openssl/ssl.h>
 #include <openssl/x509.h>
 #include <openssl/x509v3.h>
@@ -25,6 +27,7 @@ static const char *tls_refusal_names[TLS_REF_MAX] = {
 	"version",
 	"not_tls",
 	"timeout",
+	"closed",
 	"other",
 };
 
@@ -315,9 +318,41 @@ tls_refusal_text(enum tls_refusal r)
 		return "not TLS";
 	case TLS_REF_TIMEOUT:
 		return "handshake timeout";
+	case TLS_REF_CLOSED:
+		return "closed before the handshake";
 	default:
 		return "handshake failed";
 	}
+}
+
+/*
+ * The client closed with no TLS error.  If OpenSSL never got a whole
+ * ClientHello, it was not a TLS client that gave up: either it sent
+ * nothing (closed) or bytes that are no ClientHello (plaintext: not TLS),
+ * not a handshake failure of some other kind.
+ */
+static enum tls_refusal
+tls_classify_eof(SSL *ssl, char *why, size_t len)
+{
+	uint64_t	 n = 0;
+	BIO		*rb;
+
+	if (ssl == NULL || SSL_get_state(ssl) != TLS_ST_BEFORE) {
+		snprintf(why, len, "%s (connection closed during the "
+		    "handshake)", tls_refusal_text(TLS_REF_OTHER));
+		return TLS_REF_OTHER;
+	}
+	if ((rb = SSL_get_rbio(ssl)) != NULL)
+		n = BIO_number_read(rb);
+	if (n == 0) {
+		snprintf(why, len, "%s (no byte received)",
+		    tls_refusal_text(TLS_REF_CLOSED));
+		return TLS_REF_CLOSED;
+	}
+	snprintf(why, len, "%s (%llu bytes and no ClientHello before the "
+	    "close)", tls_refusal_text(TLS_REF_NOT_TLS),
+	    (unsigned long long)n);
+	return TLS_REF_NOT_TLS;
 }
 
 enum tls_refusal
@@ -333,6 +368,8 @@ tls_classify(SSL *ssl, unsigned long err, char *why, size_t len)
 		r = tls_classify_verify(v);
 	if (r == TLS_REF_OTHER && err != 0)
 		r = tls_classify_reason(ERR_GET_REASON(err));
+	if (r == TLS_REF_OTHER && err == 0 && v == X509_V_OK)
+		return tls_classify_eof(ssl, why, len);
 	if (err != 0)
 		ERR_error_string_n(err, detail, sizeof(detail));
 	else if (v != X509_V_OK)
@@ -453,5 +490,28 @@ tls_check_config(const struct config *c, char *err, size_t errlen)
 		else if (n > 0)
 			err[n - 1] = '\0';
 	}
+	return rc;
+}
+
+int
+tls_cert_not_after(const char *path, int64_t *when)
+{
+	const ASN1_TIME	*na;
+	struct tm	 tm;
+	X509		*x = NULL;
+	FILE		*fp;
+	int		 rc = -1;
+
+	if (path == NULL || (fp = fopen(path, "re")) == NULL)
+		return -1;
+	x = PEM_read_X509(fp, NULL, NULL, NULL);
+	fclose(fp);
+	if (x != NULL && (na = X509_get0_notAfter(x)) != NULL &&
+	    ASN1_TIME_to_tm(na, &tm) == 1) {
+		*when = (int64_t)timegm(&tm);
+		rc = 0;
+	}
+	X509_free(x);
+	ERR_clear_error();
 	return rc;
 }

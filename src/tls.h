@@ -28,6 +28,7 @@ enum tls_refusal {
 	TLS_REF_VERSION,	/* below TLS 1.3 */
 	TLS_REF_NOT_TLS,	/* plaintext or garbage on a TLS link */
 	TLS_REF_TIMEOUT,	/* handshake did not finish in time */
+	TLS_REF_CLOSED,		/* closed before sending a single byte */
 	TLS_REF_OTHER,
 	TLS_REF_MAX
 };
@@ -57,6 +58,9 @@ int		 tls_check_identity(SSL *, const char *want, char *why,
 enum tls_refusal tls_classify(SSL *, unsigned long err, char *why,
 		    size_t len);
 const char	*tls_refusal_name(enum tls_refusal);
+/* The notAfter (seconds since the epoch) of the first certificate in
+ * the PEM file path: 0, or -1 if it cannot be read. */
+int		 tls_cert_not_after(const char *path, int64_t *when);
 /*
  * Build (and free) every context the config asks for: the listener's and
  * each TLS peer's.  0, or -1 with every problem in err ("FILE:LINE: ...").

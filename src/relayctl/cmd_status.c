@@ -3,6 +3,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 #include "relayctl.h"
 
@@ -370,6 +371,56 @@ ctl_show_puts(json_t *final)
 		    "%lld of each)\n", kok, kfail, max);
 }
 
+/* Seconds since the epoch as UTC "YYYY-MM-DDTHH:MM:SSZ". */
+static const char *
+ctl_utc(const json_t *o, const char *key, char *buf, size_t len)
+{
+	long long	 v;
+	time_t		 t;
+	struct tm	 tm;
+
+	if (ctl_jint(o, key, &v) == -1)
+		return "-";
+	t = (time_t)v;
+	if (gmtime_r(&t, &tm) == NULL ||
+	    strftime(buf, len, "%Y-%m-%dT%H:%M:%SZ", &tm) == 0)
+		return "-";
+	return buf;
+}
+
+static void
+ctl_show_store(json_t *final)
+{
+	const json_t		*a = json_object_get(final, "entries"), *e;
+	struct ctl_table	 t;
+	size_t			 i;
+	long long		 matched = 0, used = 0, max = 0;
+	char			 size[32], when[32];
+
+	ctl_table_init(&t, 4);
+	ctl_table_row(&t, "KEY", "SIZE", "SHA256", "MTIME");
+	json_array_foreach(a, i, e)
+		ctl_table_row(&t, ctl_jstr(e, "key"),
+		    ctl_jintstr(e, "size", size, sizeof(size)),
+		    json_is_string(json_object_get(e, "sha256")) ?
+		    ctl_jstr(e, "sha256") : "(not kept)",
+		    ctl_utc(e, "mtime", when, sizeof(when)));
+	if (json_array_size(a) > 0)
+		ctl_table_print(&t, stdout);
+	ctl_table_free(&t);
+	(void)ctl_jint(final, "matched", &matched);
+	(void)ctl_jint(final, "bytes", &used);
+	(void)ctl_jint(final, "max_bytes", &max);
+	printf("%zu file%s listed", json_array_size(a),
+	    json_array_size(a) == 1 ? "" : "s");
+	if (json_is_true(json_object_get(final, "truncated")))
+		printf(" of %lld matching (list truncated)", matched);
+	printf("; store holds %lld bytes", used);
+	if (max > 0)
+		printf(" of store_max_bytes %lld", max);
+	printf("\n");
+}
+
 int
 ctl_cmd_show(struct ctl_ctx *ctx, int argc, char **argv)
 {
@@ -383,16 +434,28 @@ ctl_cmd_show(struct ctl_ctx *ctx, int argc, char **argv)
 		{ "config", ctl_show_config },
 		{ "stats", ctl_show_stats },
 		{ "puts", ctl_show_puts },
+		{ "store", ctl_show_store },
 	};
+	json_t	*req;
 	size_t	 i;
 
-	(void)argc;
-	(void)argv;
 	for (i = 0; i < CTL_NITEMS(shows); i++)
 		if (strcmp(shows[i].what, ctx->words[0]) == 0)
 			break;
 	if (i == CTL_NITEMS(shows))
 		return CTL_EXIT_USAGE;		/* a word without a printer */
-	return ctl_simple(ctx, json_pack("{s:s, s:s}", "cmd", "show", "what",
-	    shows[i].what), shows[i].show, NULL);
+	if (argc > 0 && strcmp(shows[i].what, "store") != 0) {
+		ctl_err("show: wrong number of arguments (only show store "
+		    "takes a prefix)");
+		ctl_usage_cmd(stderr, ctx->cmd);
+		return CTL_EXIT_USAGE;
+	}
+	req = json_pack("{s:s, s:s}", "cmd", "show", "what", shows[i].what);
+	if (req != NULL && argc > 0 && json_object_set_new(req, "prefix",
+	    json_string(argv[0])) == -1) {
+		json_decref(req);
+		ctl_err("show store: the prefix is not valid UTF-8");
+		return CTL_EXIT_USAGE;
+	}
+	return ctl_simple(ctx, req, shows[i].show, NULL);
 }

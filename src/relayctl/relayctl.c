@@ -40,6 +40,8 @@ static const struct ctl_word ctl_show_words[] = {
 	{ "stats", "counters since start", NULL, 0 },
 	{ "puts", "recent PUT outcomes, failed and aborted ones too",
 	    NULL, 0 },
+	{ "store", "stored files (key prefix optional): size, SHA-256, time",
+	    NULL, 0 },
 };
 
 /* The names go on the wire as "action". */
@@ -54,8 +56,8 @@ static const struct ctl_word ctl_peer_words[] = {
 static const struct ctl_cmd ctl_cmds[] = {
 	{ "status", "", "show the node, its peers and its streams",
 	    "", 0, 0, NULL, 0, ctl_cmd_status },
-	{ "show", "", "show one part of relayd's state",
-	    "", 0, 0, ctl_show_words, CTL_NITEMS(ctl_show_words),
+	{ "show", "[prefix]", "show one part of relayd's state",
+	    "", 0, 1, ctl_show_words, CTL_NITEMS(ctl_show_words),
 	    ctl_cmd_show },
 	{ "monitor", "", "print relayd's events as they happen, until "
 	    "Ctrl-C", "", 0, 0, NULL, 0, ctl_cmd_monitor },

@@ -68,7 +68,7 @@ FLOAT_OPTS = ("stream_inactivity_timeout", "handshake_timeout",
               "drain_timeout", "output_timeout")
 INT_OPTS = ("max_payload", "conn_window", "stream_window",
             "max_streams_per_peer", "max_buffered", "max_fork_lag",
-            "max_output_buffer")
+            "max_output_buffer", "store_max_bytes")
 
 # Every process started by a test: killed by PID at teardown.
 _PROCS = []

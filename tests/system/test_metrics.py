@@ -19,18 +19,23 @@ no TCP listener but its peer listener; an address already taken stops
 start-up with a message naming the metrics address.
 """
 
+import calendar
 import os
 import re
 import shutil
 import socket
 import subprocess
+import time
 import urllib.error
 import urllib.request
 
 import pytest
 
-from conftest import (HOST, RELAYD, assert_stored, free_port, put, recv_all,
-                      require_binaries)
+import relaywire as rw
+from conftest import (HOST, RELAYD, REPO, assert_stored, free_port, put,
+                      recv_all, require_binaries, wait_for)
+from tlsutil import relay_tls
+from tlsutil import certs_fixture  # noqa: F401 (the `certs` fixture)
 
 # wire.h's abort codes by wire_abort_name(), and "unknown" for the rest.
 ABORT_REASONS = {"protocol", "too-large", "upstream-lost", "timeout",
@@ -38,7 +43,7 @@ ABORT_REASONS = {"protocol", "too-large", "upstream-lost", "timeout",
                  "internal", "size", "unknown"}
 # tls.h's enum tls_refusal by tls_refusal_name().
 TLS_REASONS = {"no_certificate", "unknown_ca", "expired", "not_allowed",
-               "version", "not_tls", "timeout", "other"}
+               "version", "not_tls", "timeout", "closed", "other"}
 MAX_PAYLOAD = 4096
 
 SAMPLE_RX = re.compile(r'^([a-zA-Z_:][a-zA-Z0-9_:]*)(?:\{(.*)\})? (\S+)$')
@@ -156,6 +161,7 @@ def check_histogram(s, types):
     assert buckets[-1][1] == value(s, h + "_count")
     assert value(s, h + "_count") == (
         value(s, "relayd_puts_stored_total") +
+        value(s, "relayd_puts_relayed_total") +
         value(s, "relayd_puts_failed_total"))
     return value(s, h + "_count"), value(s, h + "_sum")
 
@@ -210,9 +216,13 @@ def test_metrics_after_stored_and_refused_puts(make_relay):
     check_reasons(s, types, {"too-large": 1})
     assert value(s, "relayd_payload_bytes_total", direction="out") == \
         len(data)
-    assert types["relayd_link_bytes"] == "gauge"
-    assert value(s, "relayd_link_bytes", direction="out") > len(data)
-    assert value(s, "relayd_link_bytes", direction="in") > 0
+    assert types["relayd_link_bytes_total"] == "counter"
+    assert "relayd_link_bytes" not in types
+    assert value(s, "relayd_link_bytes_total", peer="down",
+                 direction="out") > len(data)
+    assert value(s, "relayd_link_bytes_total", peer="down",
+                 direction="in") > 0
+    assert value(s, "relayd_puts_relayed_total") == 0
     assert value(s, "relayd_peers_up") == 1
     assert value(s, "relayd_peer_links") == 1
     assert value(s, "relayd_active_streams") == 0
@@ -236,7 +246,8 @@ def test_metrics_after_stored_and_refused_puts(make_relay):
     assert value(s, "relayd_payload_bytes_total", direction="in") == \
         len(data)
     assert value(s, "relayd_payload_bytes_total", direction="out") == 0
-    assert value(s, "relayd_link_bytes", direction="in") > len(data)
+    assert value(s, "relayd_link_bytes_total", peer="up",
+                 direction="in") > len(data)
     assert value(s, "relayd_peer_links") == 1
     assert value(s, "relayd_active_streams") == 0
     assert value(s, "relayd_buffered_bytes") == 0
@@ -250,6 +261,7 @@ def test_metrics_after_stored_and_refused_puts(make_relay):
 STATS_SERIES = {
     "puts_received": ("relayd_puts_received_total", None),
     "puts_stored": ("relayd_puts_stored_total", None),
+    "puts_relayed": ("relayd_puts_relayed_total", None),
     "puts_failed": ("relayd_puts_failed_total", None),
     "puts_forwarded": ("relayd_puts_forwarded_total", None),
     "stores_ok": ("relayd_stores_total", ("result", "ok")),
@@ -265,8 +277,15 @@ STATS_SERIES = {
     "buffered": ("relayd_buffered_bytes", None),
     "peers_up": ("relayd_peers_up", None),
     "links": ("relayd_peer_links", None),
-    "link_bytes_in": ("relayd_link_bytes", ("direction", "in")),
-    "link_bytes_out": ("relayd_link_bytes", ("direction", "out")),
+    "link_bytes.in": ("relayd_link_bytes_total", ("direction", "in"),
+                      "peer"),
+    "link_bytes.out": ("relayd_link_bytes_total", ("direction", "out"),
+                       "peer"),
+    "store.bytes": ("relayd_store_bytes", None),
+    "store.reserved": ("relayd_store_reserved_bytes", None),
+    "store.max_bytes": ("relayd_store_max_bytes", None),
+    "build_info": ("relayd_build_info", "version"),
+    "cert_expiry_s": ("relayd_cert_expiry_seconds", "cert"),
     "tls_handshakes": ("relayd_tls_handshakes_total", None),
     "tls_refused": ("relayd_tls_handshake_failures_total", "reason"),
     "descriptors.fd_limit": ("relayd_fd_limit", None),
@@ -292,6 +311,8 @@ STATS_SERIES = {
     "uptime_s": ("relayd_uptime_seconds", None),
     "generation": ("relayd_config_generation", None),
 }
+# show stats fields that are objects of fields of their own.
+SUBOBJECTS = ("memory", "descriptors", "link_bytes", "store")
 # The stats call holds a control slot, the scrape a metrics slot.
 OWN_SLOT = {("relayd_listener_open", (("slot", "control_clients"),)): -1,
             ("relayd_listener_open", (("slot", "metrics_clients"),)): 1}
@@ -302,13 +323,17 @@ def stats_leaves(st):
     object, by STATS_SERIES; fails on a field it does not list."""
     out = {}
     for k, v in st.items():
-        for sub, subv in (v.items() if k in ("memory", "descriptors")
-                          else [(None, v)]):
+        for sub, subv in (v.items() if k in SUBOBJECTS else [(None, v)]):
             path = k if sub is None else "%s.%s" % (k, sub)
             assert path in STATS_SERIES, \
                 "show stats field %s has no Prometheus series" % path
-            name, label = STATS_SERIES[path]
-            if isinstance(label, str):
+            name, label = STATS_SERIES[path][:2]
+            if len(STATS_SERIES[path]) == 3:
+                # {item: n} with a fixed label besides the item's.
+                key = STATS_SERIES[path][2]
+                for item, n in subv.items():
+                    out[(name, tuple(sorted((label, (key, item)))))] = n
+            elif isinstance(label, str):
                 assert isinstance(subv, dict), (path, subv)
                 for item, n in subv.items():
                     out[(name, ((label, item),))] = n
@@ -425,3 +450,195 @@ def test_metrics_address_in_use(make_relay):
     assert p.returncode != 0
     assert "metrics %s:%d: Address already in use" % (HOST, port) in \
         p.stderr, p.stderr
+
+
+# ------------------------------------------------- issue 15: metrics, right
+
+def unescape_label(v):
+    """A label value as the text format escapes it, decoded."""
+    return re.sub(r'\\(.)', lambda m: "\n" if m.group(1) == "n"
+                  else m.group(1), v)
+
+
+def relayd_escape(b):
+    """util_escape_field() of the bytes b (src/util.h), as peer.c names
+    an inbound link after its HELLO."""
+    out = []
+    for c in b:
+        if c == 0x5c:
+            out.append("\\\\")
+        elif c == 0x22:
+            out.append('\\"')
+        elif 0x20 < c < 0x7f:
+            out.append(chr(c))
+        else:
+            out.append("\\x%02x" % c)
+    return "".join(out)
+
+
+def test_metrics_counters_are_counters_and_named_total(make_relay):
+    """Every family typed counter ends in _total and every _total family
+    is a counter; the old gauge relayd_link_bytes (which only counted up)
+    is gone for relayd_link_bytes_total."""
+    r, port = metrics_relay(make_relay, name="c", store=True)
+    r.start()
+    rc, js = put(r, "c/one", b"c" * 100)
+    assert rc == 0, js
+    _, types = scrape(port)
+    for name, kind in types.items():
+        assert (kind == "counter") == name.endswith("_total"), \
+            "%s is a %s" % (name, kind)
+    assert "relayd_link_bytes" not in types
+    assert types["relayd_link_bytes_total"] == "counter"
+
+
+def test_puts_stored_counts_only_what_was_stored_here(make_relay):
+    """A relay that only forwards (its route does not store) and whose next
+    hop stores: the PUT succeeds, but puts_stored stays 0 on the forwarder
+    (it stored nothing) and puts_relayed is 1; the next hop, which stored,
+    has puts_stored 1."""
+    down, dport = metrics_relay(make_relay, name="down", store=True)
+    down.start()
+    up, uport = metrics_relay(
+        make_relay, name="up", peers=[{"name": "down", "relay": down}],
+        routes=[{"prefix": "", "hops": ["down"], "store": False}])
+    up.start()
+    data = os.urandom(1500)
+    rc, js = put(up, "fwd/only", data)
+    assert rc == 0 and js and js.get("ok"), "put: %d %r" % (rc, js)
+    assert not os.path.exists(up.stored_path("fwd/only"))
+    assert_stored(down, "fwd/only", data)
+    s, _ = scrape(uport)
+    assert value(s, "relayd_puts_stored_total") == 0
+    assert value(s, "relayd_puts_relayed_total") == 1
+    assert value(s, "relayd_stores_total", result="ok") == 0
+    assert up.stats()["puts_stored"] == 0
+    s, _ = scrape(dport)
+    assert value(s, "relayd_puts_stored_total") == 1
+    assert value(s, "relayd_puts_relayed_total") == 0
+
+
+def test_link_bytes_by_peer_escaped_bounded_and_kept(make_relay):
+    """Inbound links that say hostile node ids in HELLO (a quote, a
+    backslash, a brace, a comma: a forged label): each gets its own
+    relayd_link_bytes_total{peer=...} series with the name escaped, which
+    promtool accepts; the bytes stay after the link closes (a counter);
+    and a flood of made-up names keeps at most 64 peer values, the rest
+    under "(other)"."""
+    r, port = metrics_relay(make_relay, name="l", store=True)
+    r.start()
+    node = b'ev"il\\},peer="x'
+    c = rw.PeerConn(HOST, r.port, node=node.decode(), timeout=10).connect()
+    c.close()
+    wait_for(lambda: r.stats()["links"] == 0, 5, "the link to close")
+    s, _ = scrape(port)
+    want = relayd_escape(node)
+    peers = {unescape_label(v) for v in
+             label_values(s, "relayd_link_bytes_total", "peer")}
+    assert want in peers, (want, peers)
+    raw = [v for v in label_values(s, "relayd_link_bytes_total", "peer")
+           if unescape_label(v) == want][0]
+    assert value(s, "relayd_link_bytes_total", peer=raw,
+                 direction="in") > 0
+    assert value(s, "relayd_link_bytes_total", peer=raw,
+                 direction="out") > 0
+
+    for i in range(70):
+        c = rw.PeerConn(HOST, r.port, node="flood%02d" % i,
+                        timeout=10).connect()
+        c.close()
+    wait_for(lambda: r.stats()["links"] == 0, 10, "the links to close")
+    s, _ = scrape(port)
+    peers = label_values(s, "relayd_link_bytes_total", "peer")
+    assert len(peers) <= 64, len(peers)
+    assert value(s, "relayd_link_bytes_total", peer="(other)",
+                 direction="in") > 0
+    assert value(s, "relayd_link_bytes_total", peer=raw,
+                 direction="in") > 0
+
+
+def makefile_version():
+    with open(os.path.join(REPO, "Makefile")) as f:
+        m = re.search(r"^VERSION\s*=\s*(\S+)", f.read(), re.M)
+    assert m, "no VERSION in the Makefile"
+    return m.group(1)
+
+
+def test_relayd_V_and_build_info(make_relay):
+    """relayd -V prints the Makefile's VERSION, the build options and the
+    libevent, OpenSSL and libconfig versions and exits 0 without a config;
+    relayd_build_info{version=...} 1 says the same version."""
+    require_binaries(RELAYD)
+    p = subprocess.run([RELAYD, "-V"], capture_output=True, text=True,
+                       timeout=10, stdin=subprocess.DEVNULL)
+    assert p.returncode == 0, p.stderr
+    lines = dict(line.split(" ", 1) for line in p.stdout.splitlines())
+    assert lines["relayd"] == makefile_version()
+    assert "build-options" in lines
+    sanitized = os.path.basename(os.path.dirname(RELAYD)) == "build-san"
+    assert ("asan" in lines["build-options"]) == sanitized, lines
+    assert re.match(r"2\.\d+\.\d+", lines["libevent"]), lines
+    assert "OpenSSL 3" in lines["openssl"], lines
+    assert re.match(r"\d+\.\d+", lines["libconfig"]), lines
+    r, port = metrics_relay(make_relay, name="v")
+    r.start()
+    s, types = scrape(port)
+    assert types["relayd_build_info"] == "gauge"
+    assert value(s, "relayd_build_info", version=makefile_version()) == 1
+
+
+def cert_not_after(pem):
+    out = subprocess.run(["openssl", "x509", "-noout", "-enddate", "-in",
+                          pem], capture_output=True, text=True,
+                         timeout=30, check=True).stdout
+    when = out.strip().split("=", 1)[1]
+    return calendar.timegm(time.strptime(when, "%b %d %H:%M:%S %Y GMT"))
+
+
+def test_cert_expiry_seconds(make_relay, certs):
+    """With TLS, relayd_cert_expiry_seconds{cert="<its cert file>"} is the
+    seconds left until that certificate's notAfter (as openssl reads it);
+    without TLS there is no sample."""
+    tls = certs.tls("hop1")
+    r, port = metrics_relay(make_relay, name="hop1", **relay_tls(tls))
+    r.start()
+    s, types = scrape(port)
+    assert types["relayd_cert_expiry_seconds"] == "gauge"
+    left = value(s, "relayd_cert_expiry_seconds", cert=tls["cert"])
+    want = cert_not_after(tls["cert"]) - time.time()
+    assert want > 0 and abs(left - want) <= 5, (left, want)
+
+    p, pport = metrics_relay(make_relay, name="plain")
+    p.start()
+    s, _ = scrape(pport)
+    assert not [k for k in s if k[0] == "relayd_cert_expiry_seconds"]
+
+
+def tls_refused(port):
+    s, _ = scrape(port)
+    return {reason: value(s, "relayd_tls_handshake_failures_total",
+                          reason=reason) for reason in TLS_REASONS}
+
+
+def test_plaintext_refusal_counted_under_its_reason(make_relay, certs):
+    """On a TLS listener, a client that sends two plaintext bytes and
+    closes is counted as not_tls, and one that closes without a byte as
+    closed; neither is an "other" handshake failure."""
+    r, port = metrics_relay(make_relay, name="hop1",
+                            **relay_tls(certs.tls("hop1")))
+    r.start()
+    before = tls_refused(port)
+    assert set(before.values()) == {0}
+    with socket.create_connection((HOST, r.port), timeout=10) as c:
+        c.sendall(b"ab")
+        c.shutdown(socket.SHUT_WR)
+        recv_all(c)
+    wait_for(lambda: tls_refused(port)["not_tls"] == 1, 5,
+             "the plaintext client to be counted")
+    with socket.create_connection((HOST, r.port), timeout=10) as c:
+        c.shutdown(socket.SHUT_WR)
+        recv_all(c)
+    wait_for(lambda: tls_refused(port)["closed"] == 1, 5,
+             "the silent client to be counted")
+    after = tls_refused(port)
+    assert after == dict(before, not_tls=1, closed=1), after

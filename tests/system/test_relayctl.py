@@ -219,7 +219,8 @@ def test_help_is_printed_from_the_command_and_word_tables(fake):
     f = fake()
     r = run(f.path, "help")
     assert r.returncode == 0, r.stderr
-    for c in ("status", "show peers|streams|routes|config|stats|puts",
+    for c in ("status",
+              "show peers|streams|routes|config|stats|puts|store [prefix]",
               "monitor",
               "put [-b hops] [-i putid] key file", "outcome putid",
               "reload", "drain", "log level warn|info|debug", "help"):
@@ -228,8 +229,10 @@ def test_help_is_printed_from_the_command_and_word_tables(fake):
     r = run(f.path, "help", "sh")
     assert r.returncode == 0, r.stderr
     assert r.stdout.startswith("usage: relayctl [-jv] [-s socket] show "
-                               "peers|streams|routes|config|stats|puts\n")
-    for w in ("peers", "streams", "routes", "config", "stats", "puts"):
+                               "peers|streams|routes|config|stats|puts|store "
+                               "[prefix]\n")
+    for w in ("peers", "streams", "routes", "config", "stats", "puts",
+              "store"):
         assert re.search(r"^\s+%s\s+\S" % w, r.stdout, re.M), r.stdout
     r = run(f.path, "help", "lo")
     assert "log level warn|info|debug" in r.stdout
@@ -245,11 +248,11 @@ def test_help_is_printed_from_the_command_and_word_tables(fake):
     (["frobnicate"], "relayctl: unknown command 'frobnicate', expected one "
      "of: status show monitor put outcome reload drain peer log help"),
     (["show"], "relayctl: show: missing word, expected "
-     "peers|streams|routes|config|stats|puts"),
+     "peers|streams|routes|config|stats|puts|store"),
     (["show", "st"], "relayctl: show: ambiguous word 'st', could be: "
-     "streams stats"),
+     "streams stats store"),
     (["sh", "bogus"], "relayctl: show: unknown word 'bogus', expected one "
-     "of: peers streams routes config stats puts"),
+     "of: peers streams routes config stats puts store"),
     (["log", "lev", "loud"], "relayctl: log level: unknown word 'loud', "
      "expected one of: warn info debug"),
     (["log", "verbosity", "debug"], "relayctl: log: unknown word "

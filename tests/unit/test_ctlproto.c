@@ -49,10 +49,10 @@ static const struct reqcase reqcases[] = {
 	{ "{\"cmd\":\"log\",\"level\":\"debug\"}", CTL_CMD_LOG, NULL, 0 },
 
 	{ "{\"cmd\":\"show\"}", CTL_CMD_NONE, "show needs what: peers, "
-	  "streams, routes, config, stats or puts", 0 },
+	  "streams, routes, config, stats, puts or store", 0 },
 	{ "{\"cmd\":\"show\",\"what\":\"peer\"}", CTL_CMD_NONE,
-	  "show needs what: peers, streams, routes, config, stats or puts",
-	  0 },
+	  "show needs what: peers, streams, routes, config, stats, puts or "
+	  "store", 0 },
 	{ "{\"cmd\":\"outcome\",\"put_id\":\"12\"}", CTL_CMD_NONE,
 	  "outcome needs put_id: 32 hex digits", 0 },
 	{ "{\"cmd\":\"log\",\"level\":\"trace\"}", CTL_CMD_NONE,

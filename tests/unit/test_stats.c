@@ -27,6 +27,7 @@
 #include "daemon.h"
 #include "session.h"
 #include "stats.h"
+#include "store.h"
 #include "stream.h"
 #include "tls.h"
 
@@ -71,7 +72,7 @@ peer_totals(struct peer_totals *t)
 	t->bytes_in = 8003;
 	t->bytes_out = 8004;
 	t->tls_handshakes = 8005;
-	for (i = 0; i < 8; i++)
+	for (i = 0; i < TLS_REF_MAX; i++)
 		t->tls_refused[i] = 8100 + i;
 }
 
@@ -80,9 +81,53 @@ tls_refusal_name(enum tls_refusal r)
 {
 	static const char *const names[TLS_REF_MAX] = { "no_certificate",
 	    "unknown_ca", "expired", "not_allowed", "version", "not_tls",
-	    "timeout", "other" };
+	    "timeout", "closed", "other" };
 
 	return (unsigned int)r < TLS_REF_MAX ? names[r] : "other";
+}
+
+/* Peer names as peer.c keeps them: escaped, so \ and \" may be in. */
+static const char *const test_peers[] = { "(none)", "(other)", "b",
+    "evil\\\"}1\nx" };
+
+unsigned int
+peer_bytes_count(void)
+{
+	return 4;
+}
+
+const char *
+peer_bytes_name(unsigned int i)
+{
+	return i < 4 ? test_peers[i] : NULL;
+}
+
+uint64_t
+peer_bytes_at(unsigned int i, int out)
+{
+	return 8600 + 2 * i + (out != 0);
+}
+
+uint64_t
+store_used(const struct store *st)
+{
+	(void)st;
+	return 8701;
+}
+
+uint64_t
+store_reserved(const struct store *st)
+{
+	(void)st;
+	return 8702;
+}
+
+int
+tls_cert_not_after(const char *path, int64_t *when)
+{
+	(void)path;
+	*when = INT64_MAX / 2;
+	return 0;
 }
 
 unsigned int
@@ -136,6 +181,8 @@ listener_refusal_name(enum listener_refusal r)
 
 /* --- helpers --- */
 
+#define ISVEC(e)	((e)->n > 0 || (e)->count != NULL)
+
 /* Every counter of `stats` the table points at gets its own value. */
 static void
 fill_counters(void)
@@ -149,7 +196,7 @@ fill_counters(void)
 		e = &stats_table[r];
 		if (e->value == NULL)
 			continue;
-		if (e->n == 0)
+		if (e->n == 0 && e->count == NULL)
 			*e->value = 1000 + r;
 		else
 			for (c = 0; c < e->n; c++)
@@ -244,10 +291,22 @@ series_name(const struct stats_entry *e, unsigned int i, char *buf,
 {
 	const char *name = stats_item_name(e, i);
 
+	char	 esc[128];
+	size_t	 o = 0;
+
+	for (; name != NULL && *name != '\0' && o + 3 < sizeof(esc); name++) {
+		if (*name == '\\' || *name == '"' || *name == '\n')
+			esc[o++] = '\\';
+		esc[o++] = *name == '\n' ? 'n' : *name;
+	}
+	esc[o] = '\0';
 	if (e->type == STATS_HISTOGRAM)
 		snprintf(buf, len, "%s_count", e->prom);
+	else if (e->label != NULL && e->fkey != NULL)
+		snprintf(buf, len, "%s{%s=\"%s\",%s=\"%s\"}", e->prom,
+		    e->label, esc, e->fkey, e->fvalue);
 	else if (e->label != NULL)
-		snprintf(buf, len, "%s{%s=\"%s\"}", e->prom, e->label, name);
+		snprintf(buf, len, "%s{%s=\"%s\"}", e->prom, e->label, esc);
 	else
 		snprintf(buf, len, "%s", e->prom);
 }
@@ -272,11 +331,11 @@ test_stats_surfaces_agree(void **state)
 	for (r = 0; r < stats_ntable; r++) {
 		e = &stats_table[r];
 		for (i = 0; i < stats_items(e); i++) {
-			if (e->n > 0 && stats_item_name(e, i) == NULL)
+			if (ISVEC(e) && stats_item_name(e, i) == NULL)
 				continue;
 			items++;
 			series_name(e, i, series, sizeof(series));
-			v = json_at(js, e->json, e->n > 0 ?
+			v = json_at(js, e->json, ISVEC(e) ?
 			    stats_item_name(e, i) : NULL);
 			if (v == NULL)
 				fail_msg("%s: not in the JSON", e->json);
@@ -324,7 +383,7 @@ test_stats_no_stray_samples(void **state)
 				continue;
 			}
 			for (i = 0; i < stats_items(e) && !found; i++) {
-				if (e->n > 0 && stats_item_name(e, i) == NULL)
+				if (ISVEC(e) && stats_item_name(e, i) == NULL)
 					continue;
 				series_name(e, i, series, sizeof(series));
 				found = strlen(series) == len &&
@@ -357,7 +416,7 @@ test_stats_families(void **state)
 		else {
 			assert_int_equal(stats_table[r - 1].type, e->type);
 			assert_non_null(e->label);
-			assert_non_null(e->lvalue);
+			assert_true(e->lvalue != NULL || e->fvalue != NULL);
 		}
 		/* The unit is in the series name, as Prometheus wants. */
 		if (*e->unit != '\0')
@@ -439,6 +498,41 @@ test_stats_known_names(void **state)
 	free(text);
 }
 
+/*
+ * Per-peer counters carry peer= and direction=; a name with a backslash,
+ * a quote and a newline cannot end its label value or its line early.
+ */
+static void
+test_stats_peer_labels(void **state)
+{
+	json_t	*js;
+	char	*text;
+
+	(void)state;
+	js = stats_json(stats_table, stats_ntable);
+	text = render_prom();
+	assert_non_null(strstr(text,
+	    "# TYPE relayd_link_bytes_total counter\n"));
+	assert_true(prom_sample(text, "relayd_link_bytes_total{peer=\"b\","
+	    "direction=\"in\"}") == 8604);
+	assert_true(prom_sample(text, "relayd_link_bytes_total{peer=\"b\","
+	    "direction=\"out\"}") == 8605);
+	assert_true(prom_sample(text, "relayd_link_bytes_total{peer="
+	    "\"evil\\\\\\\"}1\\nx\",direction=\"in\"}") == 8606);
+	assert_null(strstr(text, "relayd_link_bytes{"));
+	assert_int_equal(json_integer_value(json_at(js, "link_bytes.out",
+	    "b")), 8605);
+	assert_true(prom_sample(text, "relayd_store_bytes") == 8701);
+	assert_true(prom_sample(text,
+	    "relayd_build_info{version=\"" RELAYD_VERSION "\"}") == 1);
+	/* No TLS in the test config: no certificate sample, but a family. */
+	assert_non_null(strstr(text,
+	    "# TYPE relayd_cert_expiry_seconds gauge\n"));
+	assert_null(strstr(text, "relayd_cert_expiry_seconds{"));
+	json_decref(js);
+	free(text);
+}
+
 int
 main(void)
 {
@@ -448,6 +542,7 @@ main(void)
 		cmocka_unit_test_setup(test_stats_families, setup),
 		cmocka_unit_test_setup(test_stats_unknown_code, setup),
 		cmocka_unit_test_setup(test_stats_known_names, setup),
+		cmocka_unit_test_setup(test_stats_peer_labels, setup),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);

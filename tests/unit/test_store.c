@@ -384,6 +384,90 @@ test_store_empty(void **state)
 	assert_int_equal(count_prefix(fx->dir, ""), 1);
 }
 
+/* Store len bytes of p under key with st, to the end; returns ok. */
+static int
+store_all(struct event_base *base, struct store *st, const char *key,
+    const void *p, size_t len)
+{
+	struct result		 res = { 0 };
+	struct stream_buf	*buf;
+	uint8_t			 md[32];
+
+	sha256(p, len, md);
+	buf = stream_buf_new(len, 0);
+	assert_non_null(buf);
+	assert_non_null(store_begin(st, key, strlen(key), len, md,
+	    stream_reader_new(buf), done_cb, &res));
+	assert_int_equal(store_reserved(st), len);
+	assert_int_equal(stream_append(buf, p, len), 0);
+	assert_int_equal(stream_finish(buf), 0);
+	stream_buf_unref(buf);
+	run_until(base, &res.calls);
+	assert_int_equal(store_reserved(st), 0);
+	return res.ok;
+}
+
+/*
+ * The bytes stored: counted at open (stored files only), kept up as files
+ * are stored and replaced; the admission check against a cap; each file's
+ * SHA-256 in its xattr; the listing (decoded keys, sorted, prefix, cut).
+ */
+static void
+test_store_accounting(void **state)
+{
+	struct fixture		*fx = *state;
+	struct store_entry	 ents[4];
+	struct store		*st;
+	uint8_t			 big[300], md[32];
+	char			 sub[128], err[256], hex[65];
+	size_t			 matched;
+	int			 i;
+
+	fill(big, sizeof(big), 7);
+	snprintf(sub, sizeof(sub), "%s/acct", fx->dir);
+	assert_int_equal(mkdir(sub, 0700), 0);
+	write_file(sub, "old", big, 100);
+	write_file(sub, ".tmpx", big, 7);	/* no key: not counted */
+	assert_non_null(st = store_open(fx->base, sub, err, sizeof(err)));
+	assert_int_equal(store_used(st), 100);
+	assert_int_equal(store_admit(st, 100, 200, err, sizeof(err)), 0);
+	assert_int_equal(store_admit(st, 101, 200, err, sizeof(err)), -1);
+	assert_non_null(strstr(err, "store full: 100 bytes stored + 0 "
+	    "being stored + 101 declared would exceed store_max_bytes 200"));
+	assert_int_equal(store_admit(st, UINT64_MAX, 0, err, sizeof(err)), 0);
+
+	assert_true(store_all(fx->base, st, "k/x", big, 50));
+	assert_int_equal(store_used(st), 150);
+	assert_true(store_all(fx->base, st, "old", big, 10));
+	assert_int_equal(store_used(st), 60);
+
+	assert_int_equal(store_list(st, "", 0, ents, 4, &matched), 2);
+	assert_int_equal(matched, 2);
+	assert_string_equal(ents[0].key, "k/x");
+	assert_int_equal(ents[0].size, 50);
+	assert_string_equal(ents[1].key, "old");
+	sha256(big, 50, md);
+	for (i = 0; i < 32; i++)
+		snprintf(hex + 2 * i, 3, "%02x", md[i]);
+	assert_string_equal(ents[0].sha256, hex);
+	assert_true(ents[0].mtime > 0);
+	assert_int_equal(store_list(st, "k/", 2, ents, 4, &matched), 1);
+	assert_string_equal(ents[0].key, "k/x");
+	assert_int_equal(store_list(st, "", 0, ents, 1, &matched), 1);
+	assert_int_equal(matched, 2);
+	store_close(st);
+
+	assert_int_equal(store_filename_key("a%2Fb%25c", err, sizeof(err)), 5);
+	assert_string_equal(err, "a/b%c");
+	assert_int_equal(store_filename_key("%2Ex%00", err, sizeof(err)), 3);
+	assert_int_equal(err[0], '.');
+	assert_int_equal(err[2], '\0');
+	assert_int_equal(store_filename_key(".tmp-1", err, sizeof(err)), -1);
+	assert_int_equal(store_filename_key("a%zz", err, sizeof(err)), -1);
+	assert_int_equal(store_filename_key("a%2", err, sizeof(err)), -1);
+	assert_int_equal(store_filename_key("a b", err, sizeof(err)), -1);
+}
+
 static int
 count_fds(void)
 {
@@ -938,6 +1022,8 @@ main(void)
 		cmocka_unit_test_setup_teardown(test_store_write_error,
 		    setup, teardown),
 		cmocka_unit_test_setup_teardown(test_store_open_cleans,
+		    setup, teardown),
+		cmocka_unit_test_setup_teardown(test_store_accounting,
 		    setup, teardown),
 		cmocka_unit_test_setup_teardown(test_store_cancel_mid_write,
 		    setup, teardown),
