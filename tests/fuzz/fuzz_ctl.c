@@ -118,7 +118,7 @@ LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	if (size > CTL_MAX_LINE)
 		fuzz_check(rv == -1);
 	if (rv == 0) {
-		fuzz_check(req.cmd > CTL_CMD_NONE && req.cmd <= CTL_CMD_LOG);
+		fuzz_check(req.cmd > CTL_CMD_NONE && req.cmd <= CTL_CMD_PEER);
 		if (req.cmd == CTL_CMD_PUT) {
 			fuzz_put_ok(&req.u.put);
 			fuzz_put_again(&req.u.put);
