@@ -409,6 +409,9 @@ conn_read(struct conn *c, void *b, size_t n)
 			return (errno == EAGAIN || errno == EINTR) ? 0 : -1;
 		return r;
 	}
+	c->ssl_wants_write = 0;
+	if (n > INT32_MAX)
+		n = INT32_MAX;
 	if ((r = SSL_read(c->ssl, b, (int)n)) > 0)
 		return r;
 	e = SSL_get_error(c->ssl, (int)r);
@@ -711,7 +714,8 @@ wire_frame(struct link *l, int type, uint32_t sid, const unsigned char *b,
 			l->cwin += get_be(b, 4);
 		return 0;
 	case T_PING:
-		if (len == 8) {
+		/* a peer that pings and does not read gets no more PONGs */
+		if (len == 8 && l->olen - l->ooff < 4 * OUT_HIGH) {
 			p = frame(l, T_PONG, 0, 8);
 			memcpy(p, b, 8);
 		}
