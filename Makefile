@@ -77,13 +77,19 @@ test_session_MODS = $(MODS) fixture
 # peer likewise: the test plays the remote relay on a Unix socket.
 test_peer_MODS = $(MODS) fixture
 
-all: $(BUILD)/relayd $(BUILD)/relayctl
+all: $(BUILD)/relayd $(BUILD)/relayctl $(BUILD)/loadgen
 
 $(BUILD):
 	mkdir -p $(BUILD)
 
 $(BUILD)/%.o: src/%.c src/*.h | $(BUILD)
 	$(CC) $(CFLAGS) $(PKG_CFLAGS) -Isrc -c -o $@ $<
+
+# The bench's load generator (scripts/bench --load) and its system test.
+$(BUILD)/loadgen: scripts/loadgen.c | $(BUILD)
+	$(CC) $(CFLAGS) $(shell pkg-config --cflags libssl libcrypto jansson 2>/dev/null) \
+	    $(LDFLAGS) -o $@ $< \
+	    $(shell pkg-config --libs libssl libcrypto jansson 2>/dev/null)
 
 $(BUILD)/relayd: $(MOD_OBJS) $(BUILD)/relayd.o
 	$(CC) $(LDFLAGS) -pthread -o $@ $^ $(PKG_LIBS)
