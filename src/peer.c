@@ -53,6 +53,7 @@ static unsigned int		 peer_nbytes = 2;
 static void	peer_event_cb(struct xport *, short, void *);
 static void	peer_timer_cb(void *);
 static void	peer_reap_cb(evutil_socket_t, short, void *);
+static json_t	*peer_json_text(const char *);
 
 static const char *
 peer_state_name(enum peer_state st)
@@ -245,6 +246,7 @@ peer_new(int outbound)
 	}
 	p->backoff_ms = PEER_BACKOFF_MIN;
 	p->rtt_sent = p->rtt_last = p->rtt_smooth = -1;
+	p->retry_at = -1;
 	TAILQ_INSERT_TAIL(&env->peers, p, entry);
 	return p;
 }
@@ -406,11 +408,13 @@ peer_on_hello(struct peer *p, const struct wire_frame *f)
 	peer_acct_authenticated(p);
 	p->backoff_ms = PEER_BACKOFF_MIN;
 	p->last_error[0] = '\0';
+	p->attempts = 0;
+	p->connects++;
 	log_info("peer=%s addr=%s up direction=%s", p->name, p->addr,
 	    p->outbound ? "out" : "in");
 	if (events_wanted())
-		events_publish("peer-up", json_pack("{s:s,s:s,s:s}", "peer",
-		    p->name, "address", p->addr, "direction",
+		events_publish("peer-up", json_pack("{s:o,s:s,s:s}", "peer",
+		    peer_json_text(p->name), "address", p->addr, "direction",
 		    p->outbound ? "out" : "in"));
 	p->up_since = p->state_since;
 	peer_send_ping(p);
@@ -497,8 +501,13 @@ peer_close_final(struct peer *p)
 	}
 	if (p->admin != PEER_ADMIN_ENABLED)
 		return;		/* down until relayctl peer enable */
-	/* Outbound links come back, with exponential backoff. */
-	clock_timer_arm(p->timer, p->backoff_ms / 1000.0);
+	/*
+	 * Outbound links come back, with exponential backoff and jitter, so
+	 * that relays that lost a peer together do not redial in lockstep.
+	 */
+	p->retry_delay_ms = util_jitter(p->backoff_ms, util_random());
+	p->retry_at = clock_mono() + p->retry_delay_ms / 1000.0;
+	clock_timer_arm(p->timer, p->retry_delay_ms / 1000.0);
 	p->backoff_ms *= 2;
 	if (p->backoff_ms > PEER_BACKOFF_MAX)
 		p->backoff_ms = PEER_BACKOFF_MAX;
@@ -520,9 +529,10 @@ peer_drop(struct peer *p, const char *why)
 	    (unsigned long long)p->bytes_in,
 	    (unsigned long long)p->bytes_out);
 	if (events_wanted() && p->state == PEER_UP)
-		events_publish("peer-down", json_pack("{s:s,s:s,s:s,s:s}",
-		    "peer", p->name, "address", p->addr, "direction",
-		    p->outbound ? "out" : "in", "reason", why));
+		events_publish("peer-down", json_pack("{s:o,s:s,s:s,s:o}",
+		    "peer", peer_json_text(p->name), "address", p->addr,
+		    "direction", p->outbound ? "out" : "in", "reason",
+		    peer_json_text(why)));
 	/* Mark first, so nothing is sent on the link while streams fail. */
 	p->state = PEER_CLOSING;
 	peer_drop_streams(p, why);
@@ -674,6 +684,8 @@ peer_connect(struct peer *p)
 	hints.ai_flags = AI_NUMERICSERV;
 	p->state = PEER_CONNECTING;
 	p->state_since = clock_mono();
+	p->attempts++;
+	p->retry_at = -1;
 	if ((r = getaddrinfo(p->host, p->port, &hints, &res)) != 0) {
 		snprintf(p->last_error, sizeof(p->last_error), "resolve "
 		    "%s: %s", p->host, gai_strerror(r));
@@ -1003,6 +1015,23 @@ peer_admin_name(int admin)
 	return "?";
 }
 
+/*
+ * Text that a peer or the OS may have written (a reason, an error, a
+ * certificate subject), for JSON: every byte outside printable ASCII
+ * becomes \xNN, and what is escaped already stays as it is.  jansson
+ * refuses invalid UTF-8, and a refused string would lose the whole
+ * object (a show peers row, a peer-down event).
+ */
+static json_t *
+peer_json_text(const char *s)
+{
+	char buf[UTIL_ESCAPED_LEN(256)];
+
+	snprintf(buf, sizeof(buf), "%s", s != NULL ? s : "");
+	util_escape_line(buf, sizeof(buf));
+	return json_string(buf);
+}
+
 static json_t *
 peer_json_secs(double v)
 {
@@ -1051,17 +1080,39 @@ peer_json_link(const struct peer *p, json_t *o)
 	    clock_mono() - p->up_since : -1));
 }
 
+/*
+ * Retries of an outbound link: dials since it was last up, the times it
+ * came up, and while it is down and waiting, the jittered delay chosen
+ * and the milliseconds left until the next dial (null otherwise).
+ */
+static void
+peer_json_retry(const struct peer *p, json_t *o)
+{
+	double left = p->retry_at - clock_mono();
+	int waiting = p->outbound && p->state == PEER_DOWN &&
+	    p->retry_at >= 0 && clock_timer_pending(p->timer);
+
+	json_object_set_new(o, "attempts", p->outbound ?
+	    json_integer(p->attempts) : json_null());
+	json_object_set_new(o, "connects", json_integer(p->connects));
+	json_object_set_new(o, "retry_delay_ms", waiting ?
+	    json_integer(p->retry_delay_ms) : json_null());
+	json_object_set_new(o, "next_attempt_ms", waiting ?
+	    json_integer(left > 0 ? (json_int_t)(left * 1000) : 0) :
+	    json_null());
+}
+
 json_t *
 peer_json(const struct peer *p)
 {
 	json_t *o, *tls = json_null();
 
 	if (p->tls_version[0] != '\0')
-		tls = json_pack("{s:s,s:s,s:s,s:s}", "version", p->tls_version,
-		    "cipher", p->tls_cipher, "subject", p->tls_subject,
-		    "fingerprint", p->tls_fp);
-	o = json_pack("{s:s,s:s,s:s,s:s,s:i,s:i,s:I,s:I,s:I,s:f,s:s,s:o}",
-	    "name", p->name, "address", p->addr,
+		tls = json_pack("{s:s,s:s,s:o,s:s}", "version", p->tls_version,
+		    "cipher", p->tls_cipher, "subject",
+		    peer_json_text(p->tls_subject), "fingerprint", p->tls_fp);
+	o = json_pack("{s:o,s:s,s:s,s:s,s:i,s:i,s:I,s:I,s:I,s:f,s:o,s:o}",
+	    "name", peer_json_text(p->name), "address", p->addr,
 	    "direction", p->outbound ? "out" : "in",
 	    "state", peer_state_name(p->state),
 	    "streams", (int)(p->nin + p->nout), "streams_in", (int)p->nin,
@@ -1069,9 +1120,11 @@ peer_json(const struct peer *p)
 	    "bytes_out", (json_int_t)p->bytes_out,
 	    "send_credit", (json_int_t)p->conn_credit,
 	    "state_s", clock_mono() - p->state_since,
-	    "last_error", p->last_error, "tls", tls);
-	if (o != NULL)
+	    "last_error", peer_json_text(p->last_error), "tls", tls);
+	if (o != NULL) {
 		peer_json_link(p, o);
+		peer_json_retry(p, o);
+	}
 	return o;
 }
 

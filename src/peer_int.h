@@ -146,6 +146,11 @@ struct peer {
 	double			 rtt_sent;	/* then; < 0: none out */
 	double			 rtt_last;	/* seconds; < 0: none yet */
 	double			 rtt_smooth;	/* EWMA, 1/8 gain */
+	/* Outbound retries, for show peers (peer_close_final). */
+	unsigned int		 attempts;	/* dials since last up */
+	unsigned int		 connects;	/* times it came up */
+	double			 retry_at;	/* next dial (mono); < 0: none */
+	unsigned int		 retry_delay_ms; /* the jittered wait before it */
 };
 
 /* Which listener slots an inbound link holds (listener.h). */

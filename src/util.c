@@ -1,6 +1,10 @@
+#include <sys/random.h>
+
 #include <stdint.h>
 #include <stdio.h>
 #include <string.h>
+#include <time.h>
+#include <unistd.h>
 
 #include "util.h"
 
@@ -145,4 +149,33 @@ util_hex_encode(const uint8_t *in, size_t n, char *out)
 		out[2 * i + 1] = digits[in[i] & 15];
 	}
 	out[2 * n] = '\0';
+}
+
+uint64_t
+util_random(void)
+{
+	static uint64_t	 x;
+	struct timespec	 ts;
+
+	if (x == 0) {
+		if (getrandom(&x, sizeof(x), GRND_NONBLOCK) != sizeof(x)) {
+			clock_gettime(CLOCK_MONOTONIC, &ts);
+			x = (uint64_t)ts.tv_nsec << 20 ^ (uint64_t)ts.tv_sec ^
+			    (uint64_t)getpid() << 40;
+		}
+		if (x == 0)
+			x = 0x9e3779b97f4a7c15ULL;
+	}
+	x ^= x >> 12;
+	x ^= x << 25;
+	x ^= x >> 27;
+	return x * 0x2545f4914f6cdd1dULL;
+}
+
+uint32_t
+util_jitter(uint32_t ceiling, uint64_t r)
+{
+	uint32_t half = ceiling / 2;
+
+	return half + (uint32_t)(r % ((uint64_t)(ceiling - half) + 1));
 }

@@ -52,6 +52,20 @@ size_t		 util_escape_field(const void *in, size_t len, char *out,
  */
 void		 util_escape_line(char *line, size_t cap);
 
+/*
+ * A cheap pseudo-random number (xorshift64*), seeded once from
+ * getrandom(2): for spreading retries, never for anything secret.  Loop
+ * thread only.
+ */
+uint64_t	 util_random(void);
+/*
+ * A jittered delay for a backoff whose current ceiling is ceiling: r
+ * (a util_random() value) picks it in [ceiling/2, ceiling], so it grows
+ * with the ceiling but relays that failed together do not retry
+ * together.
+ */
+uint32_t	 util_jitter(uint32_t ceiling, uint64_t r);
+
 /* Lower-case hex of n bytes into out (2n+1 bytes, NUL-terminated). */
 void		 util_hex_encode(const uint8_t *, size_t n, char *out);
 

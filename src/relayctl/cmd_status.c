@@ -35,6 +35,40 @@ ctl_peer_rtt(const json_t *p, char *buf, size_t len)
 	return buf;
 }
 
+/*
+ * Outbound links that are not up and have been dialled: how often since
+ * they were last up, when the next dial is (the jittered delay chosen
+ * for it) and the last error.  Nothing when every link is up.
+ */
+static void
+ctl_peers_retry_print(const json_t *peers)
+{
+	struct ctl_table	 t;
+	const json_t		*p;
+	size_t			 i;
+	long long		 n;
+	char			 att[32], next[32], delay[32];
+
+	ctl_table_init(&t, 6);
+	ctl_table_row(&t, "NAME", "STATE", "ATTEMPTS", "NEXT_MS", "DELAY_MS",
+	    "LAST_ERROR");
+	json_array_foreach(peers, i, p) {
+		if (ctl_jint(p, "attempts", &n) == -1 || n == 0 ||
+		    strcmp(ctl_jstr(p, "state"), "up") == 0)
+			continue;
+		ctl_table_row(&t, ctl_jstr(p, "name"), ctl_jstr(p, "state"),
+		    ctl_jintstr(p, "attempts", att, sizeof(att)),
+		    ctl_jintstr(p, "next_attempt_ms", next, sizeof(next)),
+		    ctl_jintstr(p, "retry_delay_ms", delay, sizeof(delay)),
+		    ctl_jstr(p, "last_error"));
+	}
+	if (t.nrows > 1) {
+		printf("\nretrying:\n");
+		ctl_table_print(&t, stdout);
+	}
+	ctl_table_free(&t);
+}
+
 static void
 ctl_peers_print(const json_t *peers, int title)
 {
@@ -70,6 +104,7 @@ ctl_peers_print(const json_t *peers, int title)
 	else if (!title)
 		printf("no peers\n");
 	ctl_table_free(&t);
+	ctl_peers_retry_print(peers);
 }
 
 /* "relay2:1234:sending,relay3:..." in a malloc'd string. */

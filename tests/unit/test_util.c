@@ -112,6 +112,49 @@ test_hex_encode(void **state)
 	assert_string_equal(out, "");
 }
 
+/* Jitter stays in [ceiling/2, ceiling] and takes both ends. */
+static void
+test_jitter_bounds(void **state)
+{
+	static const uint32_t ceilings[] = { 0, 1, 2, 3, 100, 5000 };
+	uint32_t c, d;
+	size_t i;
+
+	(void)state;
+	for (i = 0; i < sizeof(ceilings) / sizeof(ceilings[0]); i++) {
+		c = ceilings[i];
+		assert_int_equal(util_jitter(c, 0), c / 2);
+		assert_int_equal(util_jitter(c, c - c / 2), c);
+		assert_int_equal(util_jitter(c, UINT64_MAX) >= c / 2, 1);
+		assert_int_equal(util_jitter(c, UINT64_MAX) <= c, 1);
+	}
+	for (i = 0; i < 1000; i++) {
+		d = util_jitter(5000, util_random());
+		assert_true(d >= 2500 && d <= 5000);
+	}
+}
+
+/*
+ * Two draws in a row differ, and many draws do not all land on one
+ * delay: relays that fail together spread their retries.
+ */
+static void
+test_random_spreads(void **state)
+{
+	unsigned int seen[11] = { 0 }, i, used = 0;
+	uint64_t a, b;
+
+	(void)state;
+	a = util_random();
+	b = util_random();
+	assert_true(a != b);
+	for (i = 0; i < 1100; i++)
+		seen[(util_jitter(200, util_random()) - 100) / 10]++;
+	for (i = 0; i < 11; i++)
+		used += seen[i] > 0;
+	assert_true(used >= 9);
+}
+
 int
 main(void)
 {
@@ -121,6 +164,8 @@ main(void)
 		cmocka_unit_test(test_esc_slots),
 		cmocka_unit_test(test_escape_line),
 		cmocka_unit_test(test_hex_encode),
+		cmocka_unit_test(test_jitter_bounds),
+		cmocka_unit_test(test_random_spreads),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);
