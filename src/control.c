@@ -35,6 +35,7 @@
 #include "xport.h"
 
 #define CTL_PROGRESS_INTERVAL	0.1	/* seconds between progress lines */
+#define CTL_STORE_STEP		256	/* show store: entries per loop turn */
 
 struct ctl_client {
 	TAILQ_ENTRY(ctl_client)	 entry;
@@ -53,6 +54,10 @@ struct ctl_client {
 	int			 slot;		/* holds a max_control_clients slot */
 	int			 monitor;	/* gets events */
 	TAILQ_ENTRY(ctl_client)	 mon_entry;
+	/* show store: the listing walked a step per loop turn (owned). */
+	struct store_walk	*walk;
+	struct store_entry	*walk_out;	/* CTL_STORE_MAX entries */
+	struct clock_timer	*walk_ev;
 };
 
 TAILQ_HEAD(ctl_client_list, ctl_client);
@@ -71,6 +76,18 @@ static char			 ctl_path[sizeof(((struct sockaddr_un *)0)->sun_path)];
 static void	ctl_read_cb(struct xport *, void *);
 static void	ctl_feed(struct ctl_client *);
 
+/* The show store walk is over (answered, failed, or the client gone). */
+static void
+ctl_walk_end(struct ctl_client *c)
+{
+	store_walk_free(c->walk);
+	c->walk = NULL;
+	free(c->walk_out);
+	c->walk_out = NULL;
+	clock_timer_free(c->walk_ev);
+	c->walk_ev = NULL;
+}
+
 static void
 ctl_client_free(struct ctl_client *c)
 {
@@ -80,6 +97,7 @@ ctl_client_free(struct ctl_client *c)
 	event_free(c->reap_ev);
 	event_free(c->feed_ev);
 	clock_timer_free(c->request_ev);
+	ctl_walk_end(c);
 	if (c->slot)
 		listener_put(LSLOT_CONTROL);
 	free(c);
@@ -107,6 +125,7 @@ ctl_client_close(struct ctl_client *c, const char *why)
 	clock_timer_disarm(c->progress);
 	event_del(c->feed_ev);
 	clock_timer_disarm(c->request_ev);
+	ctl_walk_end(c);
 	if (c->xp != NULL)
 		xport_read_enable(c->xp, 0);
 	event_active(c->reap_ev, 0, 0);
@@ -492,41 +511,78 @@ ctl_store_entry_json(const struct store_entry *e)
 	    "mtime", (json_int_t)e->mtime);
 }
 
+/* The walk is done: the answer, from the entries it kept. */
+static void
+ctl_store_answer(struct ctl_client *c)
+{
+	json_t	*a;
+	size_t	 matched, n, i;
+
+	n = store_walk_result(c->walk, &matched);
+	a = json_array();
+	for (i = 0; i < n; i++)
+		json_array_append_new(a, ctl_store_entry_json(&c->walk_out[i]));
+	ctl_walk_end(c);
+	ctl_finish(c, json_pack("{s:b,s:s,s:o,s:I,s:b,s:I,s:I,s:I}", "ok", 1,
+	    "store_dir", env->conf->store_dir, "entries", a,
+	    "matched", (json_int_t)matched, "truncated", n < matched,
+	    "bytes", (json_int_t)store_used(env->store),
+	    "reserved", (json_int_t)store_reserved(env->store),
+	    "max_bytes", (json_int_t)env->conf->store_max_bytes));
+}
+
 /*
- * show store [prefix]: at most CTL_STORE_MAX files, sorted by key;
- * "matched" says how many there are and "truncated" if some were left
- * out.  No payload is read: the hashes are those kept at store time.
+ * One step of the walk per loop turn: a zero timer lets every socket
+ * that is ready be served between two steps, so links go on moving
+ * while a big store_dir is listed.
+ */
+static void
+ctl_walk_cb(void *arg)
+{
+	struct ctl_client	*c = arg;
+	int			 r, e;
+
+	if (c->walk == NULL)
+		return;
+	if ((r = store_walk_step(c->walk, CTL_STORE_STEP)) == 0) {
+		clock_timer_arm(c->walk_ev, 0);
+		return;
+	}
+	if (r == 1) {
+		ctl_store_answer(c);
+		return;
+	}
+	e = errno;
+	ctl_walk_end(c);
+	ctl_fail(c, "cannot read store_dir %s: %s", env->conf->store_dir,
+	    strerror(e));
+}
+
+/*
+ * show store [prefix]: at most CTL_STORE_MAX files, the first by key,
+ * sorted; "matched" says how many there are and "truncated" if some
+ * were left out.  No payload is read: the hashes are those kept at store
+ * time.  The directory is walked CTL_STORE_STEP entries per loop turn.
  */
 static void
 ctl_cmd_show_store(struct ctl_client *c, const struct ctl_request *req)
 {
-	struct store_entry	*ents;
-	json_t			*a;
-	size_t			 matched = 0;
-	int			 n, i;
-
-	if ((ents = calloc(CTL_STORE_MAX, sizeof(*ents))) == NULL) {
+	c->walk_out = calloc(CTL_STORE_MAX, sizeof(*c->walk_out));
+	c->walk_ev = clock_timer_new(ctl_walk_cb, c);
+	if (c->walk_out == NULL || c->walk_ev == NULL) {
+		ctl_walk_end(c);
 		ctl_fail(c, "out of memory");
 		return;
 	}
-	n = store_list(env->store, req->prefix ? req->prefix : "",
-	    req->prefix_len, ents, CTL_STORE_MAX, &matched);
-	if (n == -1) {
-		free(ents);
+	c->walk = store_walk_new(env->store, req->prefix ? req->prefix : "",
+	    req->prefix_len, c->walk_out, CTL_STORE_MAX);
+	if (c->walk == NULL) {
+		ctl_walk_end(c);
 		ctl_fail(c, "cannot read store_dir %s: %s", env->conf->store_dir,
 		    strerror(errno));
 		return;
 	}
-	a = json_array();
-	for (i = 0; i < n; i++)
-		json_array_append_new(a, ctl_store_entry_json(&ents[i]));
-	free(ents);
-	ctl_finish(c, json_pack("{s:b,s:s,s:o,s:I,s:b,s:I,s:I,s:I}", "ok", 1,
-	    "store_dir", env->conf->store_dir, "entries", a,
-	    "matched", (json_int_t)matched, "truncated", (size_t)n < matched,
-	    "bytes", (json_int_t)store_used(env->store),
-	    "reserved", (json_int_t)store_reserved(env->store),
-	    "max_bytes", (json_int_t)env->conf->store_max_bytes));
+	clock_timer_arm(c->walk_ev, 0);
 }
 
 static void
@@ -760,7 +816,8 @@ ctl_read_cb(struct xport *xp, void *arg)
 		ctl_feed(c);
 		return;
 	}
-	if (c->monitor) {
+	if (c->monitor || c->walk != NULL) {
+		/* One request per client: nothing more is read meanwhile. */
 		evbuffer_drain(in, evbuffer_get_length(in));
 		return;
 	}

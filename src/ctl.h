@@ -17,7 +17,9 @@
  *         "peers":[{"name":"relay2","address":"127.0.0.1:7401",
  *                   "direction":"out"|"in","state":"up"|"connecting"|
  *                   "handshake"|"down","streams":N,"bytes_in":N,
- *                   "bytes_out":N}],
+ *                   "bytes_out":N,"last_error":"..","attempts":N|null,
+ *                   "connects":N,"retry_delay_ms":N|null,
+ *                   "next_attempt_ms":N|null, ...}],
  *         "streams":[{"id":N,"put_id":"32 hex","key":"k","size":N,
  *                     "upstream":"peer name"|"control","bytes_in":N,
  *                     "forks":[{"peer":"relay2","bytes_out":N,
@@ -65,8 +67,9 @@
  *     -> {"ok":true,"store_dir":"..","entries":[{"key":"a/b","size":N,
  *         "sha256":"64 hex"|null,"mtime":N}],"matched":N,
  *         "truncated":bool,"bytes":N,"reserved":N,"max_bytes":N}
- *        (at most CTL_STORE_MAX entries, sorted by key; keys escaped as
- *        util_escape does; sha256 null where the file system kept none)
+ *        (at most CTL_STORE_MAX entries, the smallest keys, sorted;
+ *        keys escaped as util_escape does; sha256 null where the file
+ *        system kept none; the directory is read in steps)
  *   {"cmd":"monitor"}
  *     -> {"ok":true,"event":"monitoring"} first, then one line per event
  *        until the client closes or relayd stops:

@@ -1198,40 +1198,141 @@ store_entry_cmp(const void *a, const void *b)
 	return x->key_len < y->key_len ? -1 : x->key_len > y->key_len;
 }
 
+/*
+ * A listing in steps: the directory is read a bounded number of entries
+ * at a time, so that a store_dir of any size never holds the loop (the
+ * control socket answers once the last step is done).  out keeps the
+ * max smallest matching keys seen so far; big is the index of the
+ * largest of them once out is full.
+ */
+struct store_walk {
+	DIR			*d;
+	char			 prefix[256];
+	size_t			 plen;
+	struct store_entry	*out;
+	size_t			 max;
+	size_t			 n;
+	size_t			 matched;
+	size_t			 big;
+};
+
+struct store_walk *
+store_walk_new(const struct store *st, const char *prefix, size_t plen,
+    struct store_entry *out, size_t max)
+{
+	struct store_walk	*w;
+	int			 fd;
+
+	if (max == 0) {
+		errno = EINVAL;
+		return NULL;
+	}
+	if ((w = calloc(1, sizeof(*w))) == NULL)
+		return NULL;
+	/* Its own open file: walks that run side by side (and a dup would
+	 * share one offset) each read the directory whole. */
+	if ((fd = openat(st->st_dirfd, ".", O_RDONLY | O_DIRECTORY |
+	    O_CLOEXEC)) == -1 || (w->d = fdopendir(fd)) == NULL) {
+		if (fd != -1)
+			close(fd);
+		free(w);
+		return NULL;
+	}
+	rewinddir(w->d);
+	/* A prefix longer than any key matches none (store_walk_one). */
+	memcpy(w->prefix, prefix, plen < sizeof(w->prefix) ? plen :
+	    sizeof(w->prefix));
+	w->plen = plen;
+	w->out = out;
+	w->max = max;
+	return w;
+}
+
+/* The listed entry with the largest key (out is full). */
+static size_t
+store_walk_biggest(const struct store_walk *w)
+{
+	size_t	 i, big = 0;
+
+	for (i = 1; i < w->n; i++)
+		if (store_entry_cmp(&w->out[i], &w->out[big]) > 0)
+			big = i;
+	return big;
+}
+
+/* One directory entry: listed, counted, or skipped. */
+static void
+store_walk_one(struct store_walk *w, const char *name)
+{
+	struct store_entry	 e;
+	int			 len;
+
+	if ((len = store_filename_key(name, e.key, sizeof(e.key))) == -1 ||
+	    (size_t)len < w->plen || memcmp(e.key, w->prefix, w->plen) != 0)
+		return;
+	e.key_len = (size_t)len;
+	if (w->n == w->max && store_entry_cmp(&e, &w->out[w->big]) >= 0) {
+		w->matched++;	/* counted, not listed */
+		return;
+	}
+	if (store_list_entry(dirfd(w->d), name, &e) == -1)
+		return;
+	w->matched++;
+	if (w->n < w->max) {
+		w->out[w->n++] = e;
+		if (w->n == w->max)
+			w->big = store_walk_biggest(w);
+		return;
+	}
+	w->out[w->big] = e;
+	w->big = store_walk_biggest(w);
+}
+
+int
+store_walk_step(struct store_walk *w, unsigned int budget)
+{
+	struct dirent	*de;
+
+	while (budget-- > 0) {
+		errno = 0;
+		if ((de = readdir(w->d)) == NULL)
+			return errno == 0 ? 1 : -1;
+		store_walk_one(w, de->d_name);
+	}
+	return 0;
+}
+
+size_t
+store_walk_result(struct store_walk *w, size_t *matched)
+{
+	qsort(w->out, w->n, sizeof(*w->out), store_entry_cmp);
+	*matched = w->matched;
+	return w->n;
+}
+
+void
+store_walk_free(struct store_walk *w)
+{
+	if (w == NULL)
+		return;
+	closedir(w->d);
+	free(w);
+}
+
 int
 store_list(const struct store *st, const char *prefix, size_t plen,
     struct store_entry *out, size_t max, size_t *matched)
 {
-	DIR		*d;
-	struct dirent	*de;
-	char		 key[NAME_MAX + 1];
-	size_t		 n = 0;
-	int		 fd, len;
+	struct store_walk	*w;
+	int			 r;
 
 	*matched = 0;
-	if ((fd = dup(st->st_dirfd)) == -1 || (d = fdopendir(fd)) == NULL) {
-		if (fd != -1)
-			close(fd);
+	if ((w = store_walk_new(st, prefix, plen, out, max)) == NULL)
 		return -1;
-	}
-	rewinddir(d);
-	while ((de = readdir(d)) != NULL) {
-		if ((len = store_filename_key(de->d_name, key,
-		    sizeof(key))) == -1 || (size_t)len < plen ||
-		    memcmp(key, prefix, plen) != 0)
-			continue;
-		if (n == max) {
-			(*matched)++;	/* counted, not listed */
-			continue;
-		}
-		memcpy(out[n].key, key, (size_t)len + 1);
-		out[n].key_len = (size_t)len;
-		if (store_list_entry(st->st_dirfd, de->d_name, &out[n]) == 0) {
-			n++;
-			(*matched)++;
-		}
-	}
-	closedir(d);
-	qsort(out, n, sizeof(*out), store_entry_cmp);
-	return (int)n;
+	while ((r = store_walk_step(w, 1024)) == 0)
+		;
+	if (r == 0 || r == 1)
+		r = (int)store_walk_result(w, matched);
+	store_walk_free(w);
+	return r;
 }

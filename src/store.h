@@ -111,17 +111,32 @@ struct store_entry {
 };
 
 /*
- * The stored files whose key starts with the plen bytes of prefix, at
- * most max of them into out, sorted by key; *matched says how many
- * matched in all (more than returned: the list was cut).  Each file's
- * SHA-256 comes from the user.relayd.sha256 extended attribute the
- * worker set before the rename; nothing is read back.  Runs on the loop
- * (one readdir of the directory, a stat per listed file).  The count
- * listed, or -1 if the directory cannot be read.
+ * The stored files whose key starts with the plen bytes of prefix: the
+ * max smallest keys of them into out, sorted by key; *matched says how
+ * many matched in all (more than returned: the list was cut).  Each
+ * file's SHA-256 comes from the user.relayd.sha256 extended attribute
+ * the worker set before the rename; nothing is read back.  The count
+ * listed, or -1 if the directory cannot be read.  store_list() walks the
+ * whole directory at once; the loop uses a walk instead.
  */
 int		 store_list(const struct store *, const char *prefix,
 		    size_t plen, struct store_entry *out, size_t max,
 		    size_t *matched);
+/*
+ * The same listing in steps, for the loop: a walk reads at most budget
+ * directory entries (a stat and an xattr read for each one listed) per
+ * store_walk_step(), which returns 0 while there is more, 1 when the
+ * directory is done, -1 on a read error (errno).  out (max entries, held
+ * by the caller) is filled as the walk goes; store_walk_result() sorts
+ * it and gives the count and *matched.  NULL from store_walk_new():
+ * errno says why (EINVAL: max is 0).
+ */
+struct store_walk;
+struct store_walk *store_walk_new(const struct store *, const char *prefix,
+		    size_t plen, struct store_entry *out, size_t max);
+int		 store_walk_step(struct store_walk *, unsigned int budget);
+size_t		 store_walk_result(struct store_walk *, size_t *matched);
+void		 store_walk_free(struct store_walk *);
 /* The key a file name stands for (store_key_filename undone): its
  * length, or -1 if name is not one store_key_filename makes. */
 int		 store_filename_key(const char *name, char *out, size_t cap);

@@ -412,6 +412,56 @@ store_all(struct event_base *base, struct store *st, const char *key,
  * are stored and replaced; the admission check against a cap; each file's
  * SHA-256 in its xattr; the listing (decoded keys, sorted, prefix, cut).
  */
+/*
+ * The listing in steps: each step reads at most its budget of directory
+ * entries, so 50 files take many steps; the answer keeps the smallest
+ * keys (whatever order readdir gives), sorted, and counts every match.
+ */
+static void
+test_store_walk(void **state)
+{
+	struct fixture		*fx = *state;
+	struct store_entry	 ents[5];
+	struct store_walk	*w;
+	struct store		*st;
+	char			 sub[128], err[256], name[16];
+	size_t			 matched, n;
+	int			 i, r, steps = 0;
+
+	snprintf(sub, sizeof(sub), "%s/walk", fx->dir);
+	assert_int_equal(mkdir(sub, 0700), 0);
+	for (i = 49; i >= 0; i--) {
+		snprintf(name, sizeof(name), "k%02d", i);
+		write_file(sub, name, "x", 1);
+	}
+	assert_non_null(st = store_open(fx->base, sub, err, sizeof(err)));
+	assert_non_null(w = store_walk_new(st, "", 0, ents, 5));
+	while ((r = store_walk_step(w, 3)) == 0)
+		assert_true(++steps < 100);
+	assert_int_equal(r, 1);
+	assert_true(steps >= 50 / 3);
+	n = store_walk_result(w, &matched);
+	store_walk_free(w);
+	assert_int_equal(n, 5);
+	assert_int_equal(matched, 50);
+	for (i = 0; i < 5; i++) {
+		snprintf(name, sizeof(name), "k%02d", i);
+		assert_string_equal(ents[i].key, name);
+		assert_int_equal(ents[i].size, 1);
+	}
+	assert_int_equal(store_list(st, "k1", 2, ents, 5, &matched), 5);
+	assert_int_equal(matched, 10);
+	assert_string_equal(ents[0].key, "k10");
+	assert_string_equal(ents[4].key, "k14");
+	memset(err, 'k', sizeof(err));	/* longer than any key */
+	assert_non_null(w = store_walk_new(st, err, sizeof(err), ents, 5));
+	assert_int_equal(store_walk_step(w, 1000), 1);
+	assert_int_equal(store_walk_result(w, &matched), 0);
+	assert_int_equal(matched, 0);
+	store_walk_free(w);
+	store_close(st);
+}
+
 static void
 test_store_accounting(void **state)
 {
@@ -1023,6 +1073,8 @@ main(void)
 		    setup, teardown),
 		cmocka_unit_test_setup_teardown(test_store_open_cleans,
 		    setup, teardown),
+		cmocka_unit_test_setup_teardown(test_store_walk, setup,
+		    teardown),
 		cmocka_unit_test_setup_teardown(test_store_accounting,
 		    setup, teardown),
 		cmocka_unit_test_setup_teardown(test_store_cancel_mid_write,
