@@ -145,7 +145,7 @@ FUZZ_FLAGS	 = -g -O1 -fsanitize=fuzzer,address,undefined -Isrc
 FUZZ_BUILD	 = build-fuzz
 fuzz_wire_SRCS	 = src/wire.c
 fuzz_config_SRCS = src/config.c src/log.c src/util.c
-fuzz_ctl_SRCS	 = src/ctlproto.c
+fuzz_ctl_SRCS	 = src/ctlproto.c src/util.c
 # The stateful relay target: every daemon module, with relayd.c (main
 # renamed) and session.c compiled into the target itself so that it can
 # look at sessions' timers; connect() and clock_gettime()

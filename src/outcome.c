@@ -42,7 +42,7 @@ outcome_add(struct outcome_list *l)
 	unsigned int cap;
 
 	if (l->n == l->cap) {
-		cap = l->cap ? l->cap * 2 : 4;
+		cap = l->cap ? l->cap * 2 : 1;	/* most hold one: this hop's */
 		if (cap > WIRE_MAX_ENTRIES)
 			cap = WIRE_MAX_ENTRIES;
 		if (l->n >= cap)

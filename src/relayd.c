@@ -448,6 +448,22 @@ relayd_check_say(const struct config_where *w, const char *path,
 		fprintf(stderr, "%s:0: %s (default): %s\n", path, what, why);
 }
 
+/* One address of the config that must be free to bind; -1 if not. */
+static int
+relayd_check_bind(const char *name, const char *host, const char *port,
+    const struct config_where *w, const char *path)
+{
+	char why[512], what[300];
+
+	if (host == NULL || listener_check_bind(host, port, why,
+	    sizeof(why)) == 0)
+		return 0;
+	snprintf(what, sizeof(what), "%s: cannot bind %s:%s", name, host,
+	    port);
+	relayd_check_say(w, path, what, why);
+	return -1;
+}
+
 /*
  * relayd -n: what start-up would trip over on this host, beyond the
  * file itself: listen and metrics addresses that cannot be bound, a
@@ -456,7 +472,7 @@ relayd_check_say(const struct config_where *w, const char *path,
 static int
 relayd_check_host(const struct config *cf)
 {
-	char why[512], what[300];
+	char why[512];
 	int rc = 0;
 
 	if (store_check_dir(cf->store_dir, why, sizeof(why)) == -1) {
@@ -475,20 +491,12 @@ relayd_check_host(const struct config *cf)
 		rc = -1;
 		break;
 	}
-	if (cf->listen_host != NULL && listener_check_bind(cf->listen_host,
-	    cf->listen_port, why, sizeof(why)) == -1) {
-		snprintf(what, sizeof(what), "listen: cannot bind %s:%s",
-		    cf->listen_host, cf->listen_port);
-		relayd_check_say(&cf->listen_at, cf->path, what, why);
+	if (relayd_check_bind("listen", cf->listen_host, cf->listen_port,
+	    &cf->listen_at, cf->path) == -1)
 		rc = -1;
-	}
-	if (cf->metrics_host != NULL && listener_check_bind(cf->metrics_host,
-	    cf->metrics_port, why, sizeof(why)) == -1) {
-		snprintf(what, sizeof(what), "metrics: cannot bind %s:%s",
-		    cf->metrics_host, cf->metrics_port);
-		relayd_check_say(&cf->metrics_at, cf->path, what, why);
+	if (relayd_check_bind("metrics", cf->metrics_host, cf->metrics_port,
+	    &cf->metrics_at, cf->path) == -1)
 		rc = -1;
-	}
 	return rc;
 }
 

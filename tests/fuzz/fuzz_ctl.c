@@ -16,6 +16,7 @@
 
 #include "ctl.h"
 #include "ctlproto.h"
+#include "util.h"
 
 int	LLVMFuzzerTestOneInput(const uint8_t *, size_t);
 
@@ -24,19 +25,6 @@ fuzz_check(int ok)
 {
 	if (!ok)
 		abort();
-}
-
-static void
-fuzz_hex(const uint8_t *in, size_t n, char *out)
-{
-	static const char digits[] = "0123456789abcdef";
-	size_t i;
-
-	for (i = 0; i < n; i++) {
-		out[2 * i] = digits[in[i] >> 4];
-		out[2 * i + 1] = digits[in[i] & 15];
-	}
-	out[2 * n] = '\0';
 }
 
 static void
@@ -60,13 +48,13 @@ fuzz_put_again(const struct ctl_put_req *p)
 	char err[256], *line;
 	json_t *o;
 
-	fuzz_hex(p->sha256, sizeof(p->sha256), sha);
+	util_hex_encode(p->sha256, sizeof(p->sha256), sha);
 	o = json_pack("{s:s,s:s%,s:I,s:s,s:I}", "cmd", "put", "key", p->key,
 	    p->key_len, "size", (json_int_t)p->size, "sha256", sha, "hops",
 	    (json_int_t)p->hops);
 	fuzz_check(o != NULL);
 	if (p->has_put_id) {
-		fuzz_hex(p->put_id, sizeof(p->put_id), id);
+		util_hex_encode(p->put_id, sizeof(p->put_id), id);
 		json_object_set_new(o, "put_id", json_string(id));
 	}
 	line = json_dumps(o, JSON_COMPACT);

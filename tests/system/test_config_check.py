@@ -420,29 +420,30 @@ def write(path, text):
     return str(path)
 
 
-def test_include_integer_over_32_bits(tmp_path):
-    """The 32-bit guard of the main file holds in an included file too
-    (libconfig would run conn_window = 5000000000 as 705032704)."""
-    write(tmp_path / "windows.conf", "# windows\nconn_window = 5000000000;\n")
+INCLUDE_CASES = (
+    # (files written in order, the last included from the main file,
+    #  the file and line the error names, the error's text)
+    ((("windows.conf", "# windows\nconn_window = 5000000000;\n"),),
+     "windows.conf", 2, "integer 5000000000 does not fit in 32 bits"),
+    ((("inner.conf", "max_payload = 10000000000;\n"),
+      ("outer.conf", '@include "inner.conf"\n')),
+     "inner.conf", 1, "integer 10000000000 does not fit"),
+)
+
+
+@pytest.mark.parametrize("files,where,line,text", INCLUDE_CASES,
+                         ids=["included", "nested"])
+def test_include_integer_over_32_bits(tmp_path, files, where, line, text):
+    """The 32-bit guard of the main file holds in included files too, at
+    any depth (libconfig would run conn_window = 5000000000 as 705032704)."""
+    for name, body in files:
+        write(tmp_path / name, body)
     path = write(tmp_path / "main.conf",
-                 GOOD_HEAD + '@include "windows.conf"\n')
+                 GOOD_HEAD + '@include "%s"\n' % files[-1][0])
     r = check(path)
     out = r.stdout + r.stderr
     assert r.returncode == 1, out
-    assert "%s:2: integer 5000000000 does not fit in 32 bits" % (
-        tmp_path / "windows.conf") in out, out
-
-
-def test_include_nested_integer_over_32_bits(tmp_path):
-    write(tmp_path / "inner.conf", "max_payload = 10000000000;\n")
-    write(tmp_path / "outer.conf", '@include "inner.conf"\n')
-    path = write(tmp_path / "main.conf",
-                 GOOD_HEAD + '@include "outer.conf"\n')
-    r = check(path)
-    out = r.stdout + r.stderr
-    assert r.returncode == 1, out
-    assert "%s:1: integer 10000000000 does not fit" % (
-        tmp_path / "inner.conf") in out, out
+    assert "%s:%d: %s" % (tmp_path / where, line, text) in out, out
 
 
 def test_include_absolute_path(tmp_path):
