@@ -54,7 +54,7 @@ MOD_OBJS = $(MODS:%=$(BUILD)/%.o)
 
 UNIT_TESTS = test_wire test_stream test_store test_config test_route test_ctlproto \
 	     test_util test_listener test_clock test_events test_stats test_session \
-	     test_peer test_pipe test_outcome
+	     test_peer test_pipe test_outcome test_log
 UNIT_BINS  = $(UNIT_TESTS:%=$(BUILD)/%)
 
 # Which modules each unit test links (kept small: a module is tested alone).
@@ -68,6 +68,7 @@ test_util_MODS   = util
 test_listener_MODS = listener clock log util
 test_clock_MODS  = clock
 test_events_MODS = events
+test_log_MODS    = log util
 test_outcome_MODS = outcome clock util wire
 test_stats_MODS  = stats statstab wire util
 # pipe alone: its output and its owner are the test's ops tables.

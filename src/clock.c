@@ -5,6 +5,7 @@
 #include <sys/queue.h>
 #include <sys/time.h>
 
+#include <stddef.h>
 #include <stdlib.h>
 #include <time.h>
 
@@ -86,18 +87,29 @@ clock_event_cb(evutil_socket_t fd, short what, void *arg)
 	t->cb(t->arg);
 }
 
+/* Where a real timer's event lies: right after the timer, aligned. */
+#define CLOCK_EV_OFF	((sizeof(struct clock_timer) + \
+	_Alignof(max_align_t) - 1) & ~(_Alignof(max_align_t) - 1))
+
+/*
+ * One allocation per timer: a real timer's libevent event lives in the
+ * same block (event_assign), as sessions and forks make two per PUT.
+ */
 struct clock_timer *
 clock_timer_new(clock_timer_cb cb, void *arg)
 {
 	struct clock_timer *t;
+	size_t len = clock_fake ? sizeof(*t) :
+	    CLOCK_EV_OFF + event_get_struct_event_size();
 
-	if ((t = calloc(1, sizeof(*t))) == NULL)
+	if ((t = calloc(1, len)) == NULL)
 		return NULL;
 	t->cb = cb;
 	t->arg = arg;
 	if (clock_fake)
 		return t;
-	if ((t->ev = evtimer_new(clock_base, clock_event_cb, t)) == NULL) {
+	t->ev = (struct event *)((char *)t + CLOCK_EV_OFF);
+	if (evtimer_assign(t->ev, clock_base, clock_event_cb, t) == -1) {
 		free(t);
 		return NULL;
 	}
@@ -150,7 +162,7 @@ clock_timer_free(struct clock_timer *t)
 	if (t == NULL)
 		return;
 	if (t->ev != NULL)
-		event_free(t->ev);
+		evtimer_del(t->ev);	/* in this block: freed with it */
 	else
 		clock_timer_disarm(t);
 	free(t);

@@ -2,6 +2,7 @@
 #include <sys/uio.h>
 
 #include <errno.h>
+#include <pthread.h>
 #include <inttypes.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -23,6 +24,21 @@ static int	 log_fg = 1;
 static int	 log_level = LOG_LVL_INFO;
 static int	 log_journal;		/* native journal protocol */
 static char	 log_ident[32] = "relayd";
+
+/*
+ * Deferred stderr lines (log_defer): the loop thread's info and debug
+ * lines wait here until log_flush(), one write per loop pass instead of
+ * one per line (two per PUT on every hop).  Warnings and worse, and
+ * every other thread's lines, are written at once, after what waits, so
+ * the order on stderr stays the order of the calls.  The lock guards the
+ * buffer against the store thread.
+ */
+#define LOG_DEFER_MAX	(64 * 1024)
+static pthread_mutex_t	 log_mtx = PTHREAD_MUTEX_INITIALIZER;
+static char		 log_dbuf[LOG_DEFER_MAX];
+static size_t		 log_dlen;
+static void		(*log_kick)(void);
+static pthread_t	 log_loop;
 
 /*
  * The PUT fields of this thread's next log line (log_put); every thread
@@ -150,6 +166,80 @@ log_journal_send(int pri, const char *msg)
 }
 #endif
 
+/* All of buf to stderr, whatever a signal or a short write does. */
+static void
+log_write_all(const char *buf, size_t len)
+{
+	ssize_t n;
+
+	while (len > 0) {
+		if ((n = write(STDERR_FILENO, buf, len)) == -1) {
+			if (errno == EINTR)
+				continue;
+			return;		/* nowhere else to say it */
+		}
+		buf += n;
+		len -= n;
+	}
+}
+
+/* With log_mtx held. */
+static void
+log_dflush_locked(void)
+{
+	if (log_dlen > 0)
+		log_write_all(log_dbuf, log_dlen);
+	log_dlen = 0;
+}
+
+void
+log_defer(void (*kick)(void))
+{
+	pthread_mutex_lock(&log_mtx);
+	log_loop = pthread_self();
+	log_kick = kick;
+	if (kick == NULL)
+		log_dflush_locked();
+	pthread_mutex_unlock(&log_mtx);
+}
+
+void
+log_flush(void)
+{
+	pthread_mutex_lock(&log_mtx);
+	log_dflush_locked();
+	pthread_mutex_unlock(&log_mtx);
+}
+
+/* One "<pri>msg" line to stderr, now or with the next log_flush(). */
+static void
+log_stderr(int pri, const char *msg)
+{
+	char line[LOG_MSG_MAX + 16];
+	int n, kick = 0;
+
+	n = snprintf(line, sizeof(line), "<%d>%s\n", pri, msg);
+	if (n < 0)
+		return;
+	if ((size_t)n >= sizeof(line))
+		n = sizeof(line) - 1;
+	pthread_mutex_lock(&log_mtx);
+	if (log_kick != NULL && pri >= LOG_INFO &&
+	    pthread_equal(pthread_self(), log_loop)) {
+		if (log_dlen + n > sizeof(log_dbuf))
+			log_dflush_locked();
+		kick = log_dlen == 0;
+		memcpy(log_dbuf + log_dlen, line, n);
+		log_dlen += n;
+	} else {
+		log_dflush_locked();
+		log_write_all(line, n);
+	}
+	pthread_mutex_unlock(&log_mtx);
+	if (kick)
+		log_kick();
+}
+
 void
 log_setlevel(int level)
 {
@@ -177,10 +267,9 @@ log_vemit(int pri, const char *fmt, va_list ap, int with_errno)
 	util_escape_line(msg, sizeof(msg));
 	/* A journal that cannot be reached still gets the line on stderr. */
 	if (!log_journal || log_journal_send(pri, msg) == -1) {
-		if (log_fg) {
-			fprintf(stderr, "<%d>%s\n", pri, msg);
-			fflush(stderr);
-		} else
+		if (log_fg)
+			log_stderr(pri, msg);
+		else
 			syslog(pri, "%s", msg);
 	}
 	log_put_clear();

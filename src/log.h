@@ -29,6 +29,14 @@ int	log_journal_auto(void);
  */
 void	log_put(const char *put_id, const char *key, const char *peer,
 	    const char *reason);
+/*
+ * From the loop thread: its info and debug lines to stderr wait in a
+ * buffer until log_flush(); kick() is called when the first one waits
+ * (the daemon then flushes once per loop pass).  NULL: write at once
+ * again.  Warnings and worse are never held back.
+ */
+void	log_defer(void (*kick)(void));
+void	log_flush(void);
 void	log_setlevel(int level);
 int	log_getlevel(void);
 /* log_warn appends ": strerror(errno)". */

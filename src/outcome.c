@@ -14,7 +14,7 @@
 #include "outcome.h"
 #include "util.h"
 
-#define OUTCOME_HASH	256
+#define OUTCOME_HASH	1024	/* about one record per bucket at OUTCOME_MAX */
 
 struct kept {
 	TAILQ_ENTRY(kept)	 fifo;
@@ -273,9 +273,7 @@ kept_free(struct kept_table *t, struct kept *k)
 	TAILQ_REMOVE(&t->fifo, k, fifo);
 	LIST_REMOVE(k, hash);
 	t->count--;
-	free(k->o.key);
-	free(k->o.entries);
-	free(k);
+	free(k);	/* key and entries live in the same block */
 }
 
 static void
@@ -320,22 +318,25 @@ outcome_find_any(const uint8_t *id)
 	return k != NULL ? &k->o : NULL;
 }
 
-/* A new record (entries to be filled by the caller); NULL on no memory. */
+/*
+ * A new record (entries to be filled by the caller); NULL on no memory.
+ * One allocation holds the record, its n entries and its key: one per
+ * PUT instead of three.
+ */
 static struct kept *
 kept_new(const uint8_t *put_id, uint64_t size, const char *key,
     unsigned int n)
 {
 	struct kept *k;
+	size_t klen = strlen(key) + 1, elen = (n ? n : 1) *
+	    sizeof(*k->o.entries);
 
-	if ((k = calloc(1, sizeof(*k))) == NULL ||
-	    (k->o.key = strdup(key)) == NULL ||
-	    (k->o.entries = calloc(n ? n : 1, sizeof(*k->o.entries))) ==
-	    NULL) {
-		if (k != NULL)
-			free(k->o.key);
-		free(k);
+	/* Entries right after the record (aligned, as k is), then the key. */
+	if ((k = calloc(1, sizeof(*k) + elen + klen)) == NULL)
 		return NULL;	/* only a replay or a record is lost */
-	}
+	k->o.entries = (struct session_entry *)(k + 1);
+	k->o.key = (char *)k->o.entries + elen;
+	memcpy(k->o.key, key, klen);
 	memcpy(k->o.put_id, put_id, sizeof(k->o.put_id));
 	k->o.size = size;
 	k->o.at = clock_mono();

@@ -152,14 +152,20 @@ instream_free(struct instream *in)
 		peer_check_retired(p);
 }
 
+/*
+ * A RESULT is encoded here and copied into the link's output at once, so
+ * one buffer serves every stream (the loop thread's alone): no 256 KiB
+ * allocation per PUT.
+ */
+static uint8_t			peer_result_frame[WIRE_HDR_LEN + WIRE_MAX_BODY];
+static struct wire_entry	peer_result_entries[WIRE_MAX_ENTRIES];
+
 static void
 instream_result(void *up, struct session *s, const struct session_entry *se,
     unsigned int n, int ok)
 {
 	struct instream *in = up;
-	struct wire_entry *we;
-	uint8_t *frame;
-	size_t cap = WIRE_HDR_LEN + WIRE_MAX_BODY;
+	struct wire_entry *we = peer_result_entries;
 	unsigned int i;
 	int len;
 
@@ -167,14 +173,7 @@ instream_result(void *up, struct session *s, const struct session_entry *se,
 	(void)ok;
 	if (in->peer == NULL)
 		goto done;
-	if ((we = calloc(n ? n : 1, sizeof(*we))) == NULL ||
-	    (frame = malloc(cap)) == NULL) {
-		free(we);
-		peer_send_abort(in->peer, in->id, WIRE_ABORT_INTERNAL,
-		    "out of memory for RESULT");
-		goto done;
-	}
-	for (i = 0; i < n; i++) {
+	for (i = 0; i < n && i < WIRE_MAX_ENTRIES; i++) {
 		we[i].status = se[i].status;
 		we[i].depth = se[i].depth;
 		we[i].node = se[i].node;
@@ -185,14 +184,14 @@ instream_result(void *up, struct session *s, const struct session_entry *se,
 		we[i].reason = se[i].reason;
 		we[i].reason_len = strlen(se[i].reason);
 	}
-	len = wire_enc_result(frame, cap, in->id, we, n);
+	/* More entries than a RESULT holds: the encoder refuses. */
+	len = n > WIRE_MAX_ENTRIES ? -1 : wire_enc_result(peer_result_frame,
+	    sizeof(peer_result_frame), in->id, we, n);
 	if (len > 0)
-		peer_send(in->peer, frame, len);
+		peer_send(in->peer, peer_result_frame, len);
 	else
 		peer_send_abort(in->peer, in->id, WIRE_ABORT_INTERNAL,
 		    "RESULT does not fit a frame");
-	free(we);
-	free(frame);
  done:
 	instream_free(in);
 }

@@ -500,12 +500,37 @@ relayd_check_host(const struct config *cf)
 	return rc;
 }
 
+static struct event	*relayd_log_ev;
+
+static void
+relayd_log_cb(evutil_socket_t fd, short what, void *arg)
+{
+	(void)fd;
+	(void)what;
+	(void)arg;
+	log_flush();
+}
+
+/* The first deferred log line of a loop pass: flush at its end. */
+static void
+relayd_log_kick(void)
+{
+	event_active(relayd_log_ev, 0, 0);
+}
+
 /* The signals, the tick and the systemd watchdog, then the loop. */
 static void
 relayd_run(const char *conffile)
 {
 	struct event *sigterm, *sigint, *sighup;
 	uint64_t wd_usec = 0;
+
+	/* Info lines leave once per loop pass (log_defer), not one by one. */
+	if ((relayd_log_ev = event_new(env->base, -1, 0, relayd_log_cb,
+	    NULL)) == NULL)
+		fatalx("out of memory");
+	atexit(log_flush);
+	log_defer(relayd_log_kick);
 
 	sigterm = evsignal_new(env->base, SIGTERM, relayd_signal_cb, NULL);
 	sigint = evsignal_new(env->base, SIGINT, relayd_signal_cb, NULL);
@@ -528,6 +553,9 @@ relayd_run(const char *conffile)
 	relayd_notify_status();
 	event_base_dispatch(env->base);
 	relayd_teardown();
+	log_defer(NULL);
+	event_free(relayd_log_ev);
+	relayd_log_ev = NULL;
 	event_free(sigterm);
 	event_free(sigint);
 	event_free(sighup);

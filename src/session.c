@@ -45,6 +45,7 @@ struct session {
 	uint64_t		 id;
 	uint8_t			 put_id[WIRE_PUT_ID_LEN];
 	char			 put_hex[2 * WIRE_PUT_ID_LEN + 1];
+	/* key, key_esc and key_log lie in the session's own block. */
 	char			*key;
 	char			*key_esc;	/* util_escape()d: JSON */
 	char			*key_log;	/* as a log field (no blank) */
@@ -71,7 +72,8 @@ struct session {
 	double			 last_progress;	/* data from upstream */
 	double			 last_drain;	/* credit moved on */
 	struct clock_timer	*timer;
-	struct event		*reap_ev;
+	struct event		*reap_ev;	/* in the session's block */
+	int			 listed;	/* on env->sessions */
 	int			 replay;	/* answered from an outcome */
 	int			 pinned;	/* holds its id in env->seen */
 	uint64_t		 credited;	/* consumption told upstream */
@@ -448,6 +450,56 @@ session_start(struct session *s)
 	return -1;
 }
 
+/* Where the reap event lies in a session's block: after it, aligned. */
+#define SESSION_EV_OFF	((sizeof(struct session) + \
+	_Alignof(max_align_t) - 1) & ~(_Alignof(max_align_t) - 1))
+
+/*
+ * One allocation per session: the session, its reap event (event_assign)
+ * and its key with the key's two escaped forms, each at its own length
+ * (escaped on the stack first).  NULL with code and err set if refused.
+ */
+static struct session *
+session_alloc(const struct wire_put *put, uint16_t *code, char *err,
+    size_t errlen)
+{
+	char esc[UTIL_ESCAPED_LEN(WIRE_MAX_KEY)];
+	char fld[UTIL_ESCAPED_LEN(WIRE_MAX_KEY)];
+	size_t klen = put->key_len, elen, flen, evlen;
+	struct session *s;
+	char *k;
+
+	*code = WIRE_ABORT_PROTOCOL;
+	if (klen > WIRE_MAX_KEY) {
+		snprintf(err, errlen, "key longer than %d bytes", WIRE_MAX_KEY);
+		return NULL;
+	}
+	if (memchr(put->key, '\0', klen) != NULL) {
+		snprintf(err, errlen, "key contains NUL");
+		return NULL;
+	}
+	util_escape(put->key, klen, esc, sizeof(esc));
+	util_escape_field(put->key, klen, fld, sizeof(fld));
+	elen = strlen(esc) + 1;
+	flen = strlen(fld) + 1;
+	evlen = event_get_struct_event_size();
+	*code = WIRE_ABORT_INTERNAL;
+	snprintf(err, errlen, "out of memory");
+	if ((s = calloc(1, SESSION_EV_OFF + evlen + klen + 1 + elen +
+	    flen)) == NULL)
+		return NULL;
+	s->reap_ev = (struct event *)((char *)s + SESSION_EV_OFF);
+	event_assign(s->reap_ev, env->base, -1, 0, session_reap_cb, s);
+	k = (char *)s->reap_ev + evlen;
+	memcpy(k, put->key, klen);
+	k[klen] = '\0';
+	s->key = k;
+	s->key_len = klen;
+	s->key_esc = memcpy(k + klen + 1, esc, elen);
+	s->key_log = memcpy(s->key_esc + elen, fld, flen);
+	return s;
+}
+
 struct session *
 session_new(const struct session_params *sp, uint16_t *code, char *err,
     size_t errlen)
@@ -455,9 +507,7 @@ session_new(const struct session_params *sp, uint16_t *code, char *err,
 	const struct wire_put *put = sp->put;
 	struct session *s;
 
-	*code = WIRE_ABORT_INTERNAL;
-	snprintf(err, errlen, "out of memory");
-	if ((s = calloc(1, sizeof(*s))) == NULL)
+	if ((s = session_alloc(put, code, err, errlen)) == NULL)
 		return NULL;
 	TAILQ_INIT(&s->forks);
 	s->conf = env->conf;
@@ -466,23 +516,6 @@ session_new(const struct session_params *sp, uint16_t *code, char *err,
 	util_hex_encode(s->put_id, sizeof(s->put_id), s->put_hex);
 	s->size = put->size;
 	memcpy(s->sha256, put->sha256, sizeof(s->sha256));
-	s->key_len = put->key_len;
-	if ((s->key = strndup(put->key, put->key_len)) == NULL ||
-	    strlen(s->key) != s->key_len) {
-		if (s->key != NULL) {
-			*code = WIRE_ABORT_PROTOCOL;
-			snprintf(err, errlen, "key contains NUL");
-		}
-		goto fail;
-	}
-	if ((s->key_esc = malloc(UTIL_ESCAPED_LEN(s->key_len))) == NULL)
-		goto fail;
-	util_escape(s->key, s->key_len, s->key_esc,
-	    UTIL_ESCAPED_LEN(s->key_len));
-	if ((s->key_log = malloc(UTIL_ESCAPED_LEN(s->key_len))) == NULL)
-		goto fail;
-	util_escape_field(s->key, s->key_len, s->key_log,
-	    UTIL_ESCAPED_LEN(s->key_len));
 	snprintf(s->upstream_name, sizeof(s->upstream_name), "%s",
 	    sp->upstream_name);
 	s->id = ++env->next_session_id;
@@ -495,15 +528,15 @@ session_new(const struct session_params *sp, uint16_t *code, char *err,
 	snprintf(err, errlen, "out of memory");
 	if (!s->replay && outcome_add(&s->out) == NULL)
 		goto fail;
-	s->timer = clock_timer_new(session_timer_cb, s);
-	s->reap_ev = event_new(env->base, -1, 0, session_reap_cb, s);
-	if (s->timer == NULL || s->reap_ev == NULL)
+	if ((s->timer = clock_timer_new(session_timer_cb, s)) == NULL)
 		goto fail;
 	TAILQ_INSERT_TAIL(&env->sessions, s, entry);
+	s->listed = 1;
 	s->ops = sp->ops;
 	s->up = sp->up;
 	if (session_start(s) == -1) {
 		TAILQ_REMOVE(&env->sessions, s, entry);
+		s->listed = 0;
 		s->ops = NULL;
 		goto fail;
 	}
@@ -947,29 +980,23 @@ session_free(struct session *s)
 	if (s->buf != NULL)
 		stream_buf_unref(s->buf);
 	clock_timer_free(s->timer);
-	if (s->reap_ev != NULL)
-		event_free(s->reap_ev);
+	event_del(s->reap_ev);
 	config_unref(s->conf);
 	outcome_list_free(&s->out);
-	free(s->key_esc);
-	free(s->key_log);
-	free(s->key);
-	free(s);
+	free(s);	/* the key and the reap event with it */
 }
 
 static void
 session_reap_cb(evutil_socket_t fd, short ev, void *arg)
 {
 	struct session *s = arg;
-	struct session *t;
 
 	(void)fd;
 	(void)ev;
-	TAILQ_FOREACH(t, &env->sessions, entry)
-		if (t == s) {
-			TAILQ_REMOVE(&env->sessions, s, entry);
-			break;
-		}
+	if (s->listed) {
+		TAILQ_REMOVE(&env->sessions, s, entry);
+		s->listed = 0;
+	}
 	session_free(s);
 }
 
@@ -980,6 +1007,7 @@ session_free_all(void)
 
 	while ((s = TAILQ_FIRST(&env->sessions)) != NULL) {
 		TAILQ_REMOVE(&env->sessions, s, entry);
+		s->listed = 0;
 		session_free(s);
 	}
 }

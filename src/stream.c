@@ -95,6 +95,13 @@ stream_buf_new(uint64_t size, size_t chunk_size)
 
 	if (chunk_size == 0)
 		chunk_size = STREAM_CHUNK_SIZE;
+	/*
+	 * A payload smaller than a chunk gets one chunk of its own size: a
+	 * 4 KiB PUT does not take (and free) 64 KiB, whose free also makes
+	 * malloc consolidate its fast bins.
+	 */
+	if (size > 0 && size < chunk_size)
+		chunk_size = size;
 	if (chunk_size > SIZE_MAX - sizeof(struct stream_chunk))
 		return (NULL);
 	if ((b = calloc(1, sizeof(*b))) == NULL)

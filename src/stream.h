@@ -63,8 +63,10 @@ typedef void (*stream_release_cb)(struct stream_buf *, uint64_t released,
 
 /*
  * A new buffer for a payload of `size` bytes (the declared size) with
- * chunks of chunk_size bytes (0 = STREAM_CHUNK_SIZE).  Returns NULL on
- * allocation failure.  Appending beyond `size` is refused.
+ * chunks of chunk_size bytes (0 = STREAM_CHUNK_SIZE; never more than size
+ * when size is smaller, so a small payload takes one small chunk).
+ * Returns NULL on allocation failure.  Appending beyond `size` is
+ * refused.
  */
 struct stream_buf	*stream_buf_new(uint64_t size, size_t chunk_size);
 void		 stream_buf_ref(struct stream_buf *);

@@ -21,6 +21,7 @@
 
 #define XPORT_READ_MAX		(256 * 1024)	/* bytes per read call */
 #define XPORT_READ_ROUNDS	16		/* read calls per wake-up */
+#define XPORT_BOUNDARY_READ	(16 * 1024)	/* at a frame boundary */
 #define XPORT_WRITE_ROUNDS	16		/* writev calls per flush */
 #define XPORT_RECORD		16384		/* TLS plaintext per record */
 #define XPORT_RAW_HIGH		(256 * 1024)	/* ciphertext queued, max */
@@ -353,8 +354,8 @@ xport_connect(struct xport *x, const struct sockaddr *sa, socklen_t len)
 /*
  * One read from a plain TCP socket: into the sink first if there is
  * one, then at most sink_tail bytes into the input buffer (the next frame
- * header, so the next read can go to the next sink); else as much as fits
- * there.
+ * header, so the next read can go to the next sink); at a frame boundary
+ * with no sink, XPORT_BOUNDARY_READ bytes; else as much as fits there.
  * (TLS links never come here: OpenSSL reads their socket.)
  * Bytes read (0 at EOF with *eof set, or when there is nothing), or -1.
  * *full: the read filled all the room it had (there may be more).
@@ -364,7 +365,7 @@ xport_read_once(struct xport *x, int *eof, int *full)
 {
 	struct evbuffer *buf = x->in;
 	struct evbuffer_iovec v[3];
-	size_t want, left, sunk, slen = 0;
+	size_t want, left, sunk, slen = 0, cap = XPORT_READ_MAX;
 	void *sp;
 	ssize_t n;
 	int i, nv, small;
@@ -373,21 +374,25 @@ xport_read_once(struct xport *x, int *eof, int *full)
 	if ((sp = xport_sink_space(x, &slen)) == NULL)
 		slen = 0;
 	/*
-	 * Only a header into the input buffer after a sink, and also when
-	 * there could be a sink but is none yet (at a frame boundary): the
-	 * next read then knows where the payload goes.  One more read call
-	 * per frame costs less than copying the frame.
+	 * Only a header into the input buffer after a sink: the next read
+	 * then knows where the payload goes.  One more read call per frame
+	 * costs less than copying the frame.  At a frame boundary with no
+	 * sink yet, a few KiB: small frames (PUT, END, RESULT, CREDIT) come
+	 * whole in one call, and at most that much of a payload is copied.
 	 */
-	small = sp != NULL || (x->sink != NULL &&
-	    evbuffer_get_length(buf) == 0);
-	nv = evbuffer_reserve_space(buf, small ? x->sink_tail :
-	    XPORT_READ_MAX, v + 1, small ? 1 : 2);
+	if (sp != NULL)
+		cap = x->sink_tail;
+	else if (x->sink != NULL && evbuffer_get_length(buf) == 0)
+		cap = x->sink_tail > XPORT_BOUNDARY_READ ? x->sink_tail :
+		    XPORT_BOUNDARY_READ;
+	small = cap != XPORT_READ_MAX;
+	nv = evbuffer_reserve_space(buf, cap, v + 1, small ? 1 : 2);
 	if (nv <= 0) {
 		x->err = ENOMEM;
 		return -1;
 	}
-	if (small && v[1].iov_len > x->sink_tail)
-		v[1].iov_len = x->sink_tail;
+	if (small && v[1].iov_len > cap)
+		v[1].iov_len = cap;
 	v[0].iov_base = sp;
 	v[0].iov_len = slen;
 	for (want = 0, i = 0; i <= nv; i++)

@@ -47,6 +47,7 @@
 #include "route.h"
 #include "session.h"
 #include "store.h"
+#include "util.h"
 #include "wire.h"
 
 /* The daemon context relayd.c defines; this test is the modules' main. */
@@ -271,6 +272,54 @@ test_admission(void **state)
 	assert_int_equal(code, WIRE_ABORT_LOOP);
 	assert_int_equal(session_count(), 1);
 	session_upstream_lost(s, "test over");
+}
+
+/*
+ * The key and its escaped forms share the session's one allocation: a
+ * key with a NUL is refused (no session left), and a long key (200
+ * bytes: a store refuses what cannot be a file name) and one with bytes
+ * to escape come back as given, escaped as util_escape() does.
+ */
+static void
+test_key_forms(void **state)
+{
+	static uint8_t data[16];
+	static char longkey[201];
+	static const char odd[] = "k/a b\"\xc3\xa9\x7f";
+	char want[UTIL_ESCAPED_LEN(WIRE_MAX_KEY)];
+	struct upstream u1 = { 0 }, u2 = { 0 }, u3 = { 0 };
+	struct wire_put put;
+	struct session *s, *t;
+	uint16_t code = 0;
+	char err[256];
+	json_t *o;
+
+	(void)state;
+	make_put(&put, "k/nul", data, sizeof(data), 7);
+	put.key_len = 6;	/* "k/nul" and its terminating NUL */
+	assert_null(start(&put, &u1, &code, err, sizeof(err)));
+	assert_int_equal(code, WIRE_ABORT_PROTOCOL);
+	assert_string_equal(err, "key contains NUL");
+	assert_int_equal(session_count(), 0);
+
+	memset(longkey, 'k', sizeof(longkey) - 1);
+	make_put(&put, longkey, data, sizeof(data), 8);
+	assert_non_null(s = start(&put, &u2, &code, err, sizeof(err)));
+	assert_non_null(o = session_json(s));
+	assert_string_equal(json_string_value(json_object_get(o, "key")),
+	    longkey);
+	json_decref(o);
+
+	make_put(&put, odd, data, sizeof(data), 9);
+	assert_non_null(t = start(&put, &u3, &code, err, sizeof(err)));
+	util_escape(odd, strlen(odd), want, sizeof(want));
+	assert_non_null(o = session_json(t));
+	assert_string_equal(json_string_value(json_object_get(o, "key")),
+	    want);
+	json_decref(o);
+	assert_int_equal(session_count(), 2);
+	session_upstream_lost(s, "test over");
+	session_upstream_lost(t, "test over");
 }
 
 /* A whole payload stores and the upstream hears "stored" at depth 0. */
@@ -665,6 +714,8 @@ main(void)
 {
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test_setup_teardown(test_admission, setup_store,
+		    teardown),
+		cmocka_unit_test_setup_teardown(test_key_forms, setup_store,
 		    teardown),
 		cmocka_unit_test_setup_teardown(test_stores_and_reports,
 		    setup_store, teardown),
