@@ -17,6 +17,7 @@
 #include <sys/queue.h>
 #include <sys/stat.h>
 #include <sys/types.h>
+#include <sys/uio.h>
 #include <sys/xattr.h>
 
 #include <dirent.h>
@@ -50,6 +51,23 @@ enum store_req_type {
 };
 
 /*
+ * A write request carries at most this many pieces (one per chunk, the
+ * first may start inside one): a full STORE_MAX_INFLIGHT of default
+ * chunks, taken in one go.
+ */
+#define STORE_IOV	(STORE_MAX_INFLIGHT / STREAM_CHUNK_SIZE + 1)
+/*
+ * While a job has a write out, the loop lets bytes gather until this
+ * many are readable (or the room left under STORE_MAX_INFLIGHT, if
+ * less) and hands them over in one request: a few large writev(2)s
+ * instead of one small write, wakeup and completion per append.  With
+ * nothing out it takes whatever is there, so the worker never waits
+ * for a batch to fill, and a stream window smaller than this costs
+ * batching, not progress.
+ */
+#define STORE_BATCH	(256 * 1024)
+
+/*
  * One unit of work.  Write requests are allocated per write and freed by
  * the loop; the open and final requests are embedded in the job.
  */
@@ -57,10 +75,11 @@ struct store_req {
 	TAILQ_ENTRY(store_req)	 entry;
 	enum store_req_type	 type;
 	struct store_job	*job;
-	const uint8_t		*data;		/* WRITE */
-	size_t			 len;		/* WRITE */
-	uint64_t		 off;		/* WRITE: payload offset of data */
-	struct stream_chunk	*chunk;		/* WRITE: ref held until done */
+	struct stream_piece	 piece[STORE_IOV]; /* WRITE: chunk refs held
+						 * until done */
+	int			 npieces;	/* WRITE */
+	size_t			 len;		/* WRITE: bytes in pieces */
+	uint64_t		 off;		/* WRITE: payload offset */
 #ifdef RELAYD_TEST_HOOKS
 	uint64_t		 sum;		/* WRITE: data's digest at take */
 #endif
@@ -134,6 +153,7 @@ struct store {
 	struct store_reqq	 st_reqs;	/* under st_mtx */
 	struct store_reqq	 st_done;	/* under st_mtx */
 	int			 st_stopping;	/* under st_mtx */
+	int			 st_idle;	/* under st_mtx: worker waits */
 };
 
 /*
@@ -163,10 +183,22 @@ store_test_sum(const uint8_t *p, size_t len)
 	return h;
 }
 
+static uint64_t
+store_test_sumv(const struct store_req *req)
+{
+	uint64_t	 h = 0;
+	int		 i;
+
+	for (i = 0; i < req->npieces; i++)
+		h = h * 31 + store_test_sum(req->piece[i].data,
+		    req->piece[i].len);
+	return h;
+}
+
 static void
 store_test_take(struct store_req *req)
 {
-	req->sum = store_test_sum(req->data, req->len);
+	req->sum = store_test_sumv(req);
 }
 
 static long	 store_test_delay_us;
@@ -190,7 +222,7 @@ store_test_check(struct store_req *req, const char *when)
 {
 	long	 delay_us = store_test_delay_us;
 
-	if (store_test_sum(req->data, req->len) != req->sum)
+	if (store_test_sumv(req) != req->sum)
 		fatalx("store: chunk bytes at offset %" PRIu64 " changed %s "
 		    "while the worker held them", req->off, when);
 	if (delay_us > 0 && strcmp(when, "before write") == 0)
@@ -376,12 +408,47 @@ store_worker_open(struct store_job *job, struct store_req *req)
 		store_worker_error(job, req, ENOMEM, "sha256 init");
 }
 
+/*
+ * writev(2) all of the request's pieces, resuming after short writes.
+ * 0, or -1 with errno set.
+ */
+static int
+store_worker_writev(int fd, const struct store_req *req)
+{
+	struct iovec	 iov[STORE_IOV];
+	int		 i, first = 0;
+	ssize_t		 n;
+
+	for (i = 0; i < req->npieces; i++) {
+		iov[i].iov_base = (void *)(uintptr_t)req->piece[i].data;
+		iov[i].iov_len = req->piece[i].len;
+	}
+	while (first < req->npieces) {
+		n = writev(fd, iov + first, req->npieces - first);
+		if (n == -1 && errno == EINTR)
+			continue;
+		if (n == 0)
+			errno = EIO;
+		if (n <= 0)
+			return -1;
+		while (first < req->npieces && (size_t)n >= iov[first].iov_len)
+			n -= (ssize_t)iov[first++].iov_len;
+		if (first < req->npieces) {
+			iov[first].iov_base = (uint8_t *)iov[first].iov_base + n;
+			iov[first].iov_len -= (size_t)n;
+		}
+	}
+	return 0;
+}
+
+/*
+ * Each byte is hashed once, here, right after the kernel copied it into
+ * the file: the request's pieces are still in this core's cache.
+ */
 static void
 store_worker_write(struct store_job *job, struct store_req *req)
 {
-	const uint8_t	*p = req->data;
-	size_t		 left = req->len;
-	ssize_t		 n;
+	int	 i;
 
 	/*
 	 * Requests arrive in payload order or the hash is of other bytes:
@@ -399,24 +466,17 @@ store_worker_write(struct store_job *job, struct store_req *req)
 	if (store_test_write_hook != NULL)
 		store_test_write_hook();
 	store_test_check(req, "before write");
-	while (left > 0) {
-		n = write(job->fd, p, left);
-		if (n == -1 && errno == EINTR)
-			continue;
-		if (n == 0)
-			errno = EIO;
-		if (n <= 0) {
-			/* The bare strerror text: "No space left on device". */
-			store_worker_error(job, req, errno, NULL);
-			return;
-		}
-		p += n;
-		left -= (size_t)n;
-	}
-	if (EVP_DigestUpdate(job->md, req->data, req->len) != 1) {
-		store_worker_error(job, req, EIO, "sha256 update");
+	if (store_worker_writev(job->fd, req) == -1) {
+		/* The bare strerror text: "No space left on device". */
+		store_worker_error(job, req, errno, NULL);
 		return;
 	}
+	for (i = 0; i < req->npieces; i++)
+		if (EVP_DigestUpdate(job->md, req->piece[i].data,
+		    req->piece[i].len) != 1) {
+			store_worker_error(job, req, EIO, "sha256 update");
+			return;
+		}
 	store_test_check(req, "after write");
 	job->wbytes += req->len;
 }
@@ -563,8 +623,11 @@ store_worker_main(void *arg)
 
 	pthread_mutex_lock(&st->st_mtx);
 	for (;;) {
-		while (TAILQ_EMPTY(&st->st_reqs) && !st->st_stopping)
+		while (TAILQ_EMPTY(&st->st_reqs) && !st->st_stopping) {
+			st->st_idle = 1;
 			pthread_cond_wait(&st->st_cond, &st->st_mtx);
+			st->st_idle = 0;
+		}
 		if ((req = TAILQ_FIRST(&st->st_reqs)) == NULL)
 			break;
 		TAILQ_REMOVE(&st->st_reqs, req, entry);
@@ -585,10 +648,15 @@ store_worker_main(void *arg)
 
 /* Loop side. */
 
+/*
+ * The worker is woken only if it sleeps, and after the unlock, so that
+ * it does not wake only to block on the mutex this thread still holds.
+ */
 static void
 store_queue(struct store_job *job, struct store_req *req)
 {
 	struct store	*st = job->store;
+	int		 wake;
 
 	req->job = job;
 	req->err = 0;
@@ -597,8 +665,10 @@ store_queue(struct store_job *job, struct store_req *req)
 	job->pending++;
 	pthread_mutex_lock(&st->st_mtx);
 	TAILQ_INSERT_TAIL(&st->st_reqs, req, entry);
-	pthread_cond_signal(&st->st_cond);
+	wake = st->st_idle;
 	pthread_mutex_unlock(&st->st_mtx);
+	if (wake)
+		pthread_cond_signal(&st->st_cond);
 }
 
 static void
@@ -672,30 +742,28 @@ static int
 store_job_take(struct store_job *job)
 {
 	struct store_req	*req;
-	struct stream_chunk	*chunk = NULL;
-	const uint8_t		*data = NULL;
-	size_t			 n;
+	size_t			 n = 0;
+	int			 i;
 
-	n = stream_peek(job->reader, STORE_MAX_INFLIGHT - job->inflight,
-	    &data, &chunk);
-	if (n == 0 || chunk == NULL) {
-		store_job_fail(job, "stream ready but nothing to read");
-		return -1;
-	}
-	if (n > job->size - job->queued) {
-		store_job_fail(job, "size mismatch: more bytes than declared");
-		return -1;
-	}
 	if ((req = calloc(1, sizeof(*req))) == NULL) {
 		store_job_fail(job, "out of memory");
 		return -1;
 	}
+	req->npieces = stream_peekv(job->reader, STORE_MAX_INFLIGHT -
+	    job->inflight, req->piece, STORE_IOV);
+	for (i = 0; i < req->npieces; i++)
+		n += req->piece[i].len;
+	if (n == 0 || n > job->size - job->queued) {
+		free(req);
+		store_job_fail(job, n == 0 ? "stream ready but nothing to "
+		    "read" : "size mismatch: more bytes than declared");
+		return -1;
+	}
 	req->type = STORE_REQ_WRITE;
-	req->data = data;
 	req->len = n;
 	req->off = job->queued;
-	req->chunk = chunk;
-	stream_chunk_ref(chunk);
+	for (i = 0; i < req->npieces; i++)
+		stream_chunk_ref(req->piece[i].chunk);
 	store_test_take(req);
 	store_job_open(job);
 	job->queued += n;
@@ -727,6 +795,25 @@ store_job_pump(struct store_job *job)
 	job->pumping = 0;
 }
 
+/*
+ * 1 if the readable bytes should wait for more (STORE_BATCH): a write is
+ * out, whose completion pumps again, and the batch is not full yet.
+ */
+static int
+store_job_gather(struct store_job *job)
+{
+	uint64_t	 readable, room, batch;
+
+	if (job->inflight == 0)
+		return 0;
+	readable = stream_buf_appended(stream_reader_buf(job->reader)) -
+	    stream_offset(job->reader);
+	room = STORE_MAX_INFLIGHT - job->inflight;
+	batch = room < STORE_BATCH ? room : STORE_BATCH;
+	/* The last bytes of the payload go as soon as they are in. */
+	return readable < batch && job->queued + readable < job->size;
+}
+
 static void
 store_job_pump_once(struct store_job *job)
 {
@@ -743,6 +830,8 @@ store_job_pump_once(struct store_job *job)
 		case STREAM_WAIT:
 			return;
 		case STREAM_READY:
+			if (store_job_gather(job))
+				return;		/* still subscribed */
 			if (store_job_take(job) == -1) {
 				stream_unwait(job->reader);
 				return;
@@ -827,6 +916,7 @@ static void
 store_complete(struct store_req *req)
 {
 	struct store_job	*job = req->job;
+	int			 i;
 
 	job->pending--;
 	switch (req->type) {
@@ -835,7 +925,8 @@ store_complete(struct store_req *req)
 			store_job_fail(job, req->msg);
 		break;
 	case STORE_REQ_WRITE:
-		stream_chunk_unref(req->chunk);
+		for (i = 0; i < req->npieces; i++)
+			stream_chunk_unref(req->piece[i].chunk);
 		job->inflight -= req->len;
 		if (req->err != 0)
 			store_job_fail(job, req->msg);

@@ -16,7 +16,12 @@
  * bytes to the worker (at most STORE_MAX_INFLIGHT bytes queued per job, so
  * a slow disk holds back only this reader, which the buffer's credit
  * turns into backpressure), and completions come back to the loop through
- * an event on a pipe/eventfd.  The loop never blocks on the disk.
+ * an event on a pipe/eventfd.  The loop never blocks on the disk.  While
+ * a job has a write out, the bytes that arrive gather until 256 KiB are
+ * ready (or the payload's end), and go as one request, which the worker
+ * writes with one writev(2) of the chunks themselves (no copy) and hashes
+ * right after, so each byte is copied once (into the file) and hashed
+ * once.
  *
  * Ownership: the store owns its jobs.  store_begin() takes ownership of
  * the reader.  The done callback runs on the loop exactly once per job

@@ -625,6 +625,37 @@ stream_peek(struct stream_reader *r, size_t max, const uint8_t **data,
 	return (n);
 }
 
+int
+stream_peekv(struct stream_reader *r, size_t max, struct stream_piece *out,
+    int n)
+{
+	struct stream_buf	*b = r->buf;
+	struct stream_chunk	*c;
+	size_t			 at, len, got = 0;
+	int			 i = 0;
+
+	if (stream_state(r) != STREAM_READY ||
+	    (c = stream_reader_chunk(r)) == NULL)
+		return (0);
+	at = r->offset - c->start;
+	/* Chunks follow each other without gaps; only the tail is short. */
+	while (c != NULL && i < n && got < max && at < c->len) {
+		len = c->len - at;
+		if (len > max - got)
+			len = max - got;
+		out[i].data = c->data + at;
+		out[i].len = len;
+		out[i].chunk = c;
+		got += len;
+		i++;
+		if (c->len < b->chunk_size)
+			break;
+		c = TAILQ_NEXT(c, entry);
+		at = 0;
+	}
+	return (i);
+}
+
 void
 stream_consume(struct stream_reader *r, size_t n)
 {

@@ -132,6 +132,18 @@ struct stream_buf	*stream_reader_buf(const struct stream_reader *);
  */
 size_t		 stream_peek(struct stream_reader *, size_t max,
 		    const uint8_t **data, struct stream_chunk **chunk);
+/*
+ * The same for up to n chunks at once, without consuming: the readable
+ * bytes at the cursor (at most max), one piece per chunk, in order.
+ * Returns the number of pieces filled, 0 if none.
+ */
+struct stream_piece {
+	const uint8_t		*data;
+	size_t			 len;
+	struct stream_chunk	*chunk;
+};
+int		 stream_peekv(struct stream_reader *, size_t max,
+		    struct stream_piece *, int n);
 /* Advance the cursor by n (n <= readable bytes); may release chunks. */
 void		 stream_consume(struct stream_reader *, size_t n);
 /* Copy up to len bytes out and consume them; returns the count. */

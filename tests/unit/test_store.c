@@ -954,6 +954,61 @@ test_store_loop_not_blocked(void **state)
 }
 
 /*
+ * While a write is out, small appends gather into one request of 256
+ * KiB (STORE_BATCH in store.c) instead of one each; the payload's last
+ * bytes go at once, without waiting for a full batch.
+ */
+static void
+test_store_batches_while_busy(void **state)
+{
+	struct fixture		*fx = *state;
+	struct result		 res = { 0 };
+	struct stream_buf	*buf;
+	struct stream_reader	*r;
+	uint8_t			*payload, md[32];
+	size_t			 step = 4 * KIB, len = 360 * KIB, off;
+
+	payload = malloc(len);
+	assert_non_null(payload);
+	fill(payload, len, 13);
+	sha256(payload, len, md);
+	store_test_write_hook = gate_hook;
+	gate_set(1);
+
+	buf = stream_buf_new(len, 0);
+	r = stream_reader_new(buf);
+	assert_non_null(store_begin(fx->store, "batch", 5, len, md, r,
+	    done_cb, &res));
+	assert_int_equal(stream_append(buf, payload, step), 0);
+	assert_true(gate_wait_entered());
+	assert_int_equal(stream_offset(r), step);
+
+	/* 252 KiB more, 4 KiB at a time: not taken yet. */
+	for (off = step; off < 256 * KIB; off += step) {
+		assert_int_equal(stream_append(buf, payload + off, step), 0);
+		event_base_loop(fx->base, EVLOOP_NONBLOCK);
+	}
+	assert_int_equal(stream_offset(r), step);
+	/* The 256th KiB readable: taken in one request. */
+	assert_int_equal(stream_append(buf, payload + off, step), 0);
+	off += step;
+	assert_int_equal(stream_offset(r), off);
+	/* The last 100 KiB complete the payload: taken at once. */
+	assert_int_equal(stream_append(buf, payload + off, len - off), 0);
+	assert_int_equal(stream_offset(r), len);
+	assert_int_equal(stream_finish(buf), 0);
+
+	gate_set(0);
+	stream_buf_unref(buf);
+	run_until(fx->base, &res.calls);
+	assert_int_equal(res.ok, 1);
+	assert_int_equal(res.written, len);
+	assert_file_is(fx->dir, "batch", payload, len);
+	assert_int_equal(hook_on_loop, 0);
+	free(payload);
+}
+
+/*
  * A writer paced by credit, like a control-socket upload: the buffer's
  * release callback grants credit and the writer appends more from the
  * loop, up to a window ahead of the store.  The release callback runs
@@ -1084,6 +1139,8 @@ main(void)
 		cmocka_unit_test_setup_teardown(test_store_loop_not_blocked,
 		    setup, teardown),
 		cmocka_unit_test_setup_teardown(test_store_paced_writer,
+		    setup, teardown),
+		cmocka_unit_test_setup_teardown(test_store_batches_while_busy,
 		    setup, teardown),
 	};
 

@@ -758,6 +758,63 @@ test_no_append_from_release_cb(void **state)
 	stream_buf_unref(b);
 }
 
+/*
+ * stream_peekv: the readable bytes at the cursor as one piece per chunk,
+ * cut at max and at n pieces, nothing consumed; a half-filled tail chunk
+ * ends the pieces, and the next call starts where consume left off.
+ */
+static void
+test_peekv_pieces_per_chunk_without_consuming(void **state)
+{
+	struct stream_buf	*b;
+	struct stream_reader	*r;
+	struct stream_piece	 pc[4];
+	uint8_t			 data[30];
+	int			 n;
+
+	(void)state;
+	pattern_fill(data, sizeof(data), 9);
+	assert_non_null(b = stream_buf_new(sizeof(data), 8));
+	assert_non_null(r = stream_reader_new(b));
+	assert_int_equal(stream_peekv(r, 100, pc, 4), 0);
+	assert_int_equal(stream_append(b, data, 21), 0);
+
+	/* 21 bytes: chunks of 8, 8 and a tail of 5. */
+	assert_int_equal(n = stream_peekv(r, 100, pc, 4), 3);
+	assert_int_equal(pc[0].len, 8);
+	assert_int_equal(pc[1].len, 8);
+	assert_int_equal(pc[2].len, 5);
+	assert_memory_equal(pc[0].data, data, 8);
+	assert_memory_equal(pc[1].data, data + 8, 8);
+	assert_memory_equal(pc[2].data, data + 16, 5);
+	assert_true(pc[0].chunk != pc[1].chunk && pc[1].chunk != pc[2].chunk);
+	assert_int_equal(stream_offset(r), 0);
+
+	/* Cut by max inside the second chunk, and by the piece count. */
+	assert_int_equal(stream_peekv(r, 11, pc, 4), 2);
+	assert_int_equal(pc[1].len, 3);
+	assert_int_equal(stream_peekv(r, 100, pc, 1), 1);
+	assert_int_equal(pc[0].len, 8);
+
+	/* From inside a chunk, after a consume. */
+	stream_consume(r, 10);
+	assert_int_equal(stream_peekv(r, 100, pc, 4), 2);
+	assert_int_equal(pc[0].len, 6);
+	assert_memory_equal(pc[0].data, data + 10, 6);
+	assert_int_equal(pc[1].len, 5);
+
+	/* The tail fills up; the pieces follow it into the next chunk. */
+	assert_int_equal(stream_append(b, data + 21, 9), 0);
+	assert_int_equal(stream_peekv(r, 100, pc, 4), 3);
+	assert_int_equal(pc[1].len, 8);
+	assert_int_equal(pc[2].len, 6);
+	assert_memory_equal(pc[2].data, data + 24, 6);
+	stream_consume(r, 20);
+	assert_int_equal(stream_peekv(r, 100, pc, 4), 0);
+	stream_reader_free(r);
+	stream_buf_unref(b);
+}
+
 int
 main(void)
 {
@@ -787,6 +844,7 @@ main(void)
 		test_fail_after_complete_is_noop_and_readers_reach_eof),
 	    cmocka_unit_test(test_fail_before_complete_gives_failed_and_wakes),
 	    cmocka_unit_test(test_release_callback_totals_equal_payload_size),
+	    cmocka_unit_test(test_peekv_pieces_per_chunk_without_consuming),
 	};
 
 	return (cmocka_run_group_tests(tests, NULL, NULL));
