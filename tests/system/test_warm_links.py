@@ -54,7 +54,7 @@ def sample_retries(relay, name, want, timeout):
             assert delays.setdefault(a, d) == d, (delays, p)
             if a >= want:
                 return delays
-        time.sleep(0.02)
+        time.sleep(max(0.0, min(0.02, deadline - time.monotonic())))
     raise AssertionError("attempts did not reach %d: %r" % (want, delays))
 
 
