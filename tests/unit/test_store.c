@@ -167,6 +167,24 @@ sha256(const uint8_t *p, size_t len, uint8_t out[32])
 	assert_int_equal(n, 32);
 }
 
+/*
+ * A payload of len bytes (pattern seed) and its SHA-256 in md, with the
+ * worker gate installed and closed: the next write blocks in the hook.
+ */
+static uint8_t *
+gated_payload(size_t len, uint32_t seed, uint8_t md[32])
+{
+	uint8_t	*payload;
+
+	payload = malloc(len);
+	assert_non_null(payload);
+	fill(payload, len, seed);
+	sha256(payload, len, md);
+	store_test_write_hook = gate_hook;
+	gate_set(1);
+	return payload;
+}
+
 /* Entries in dir whose name starts with prefix ("" counts all). */
 static int
 count_prefix(const char *dir, const char *prefix)
@@ -912,12 +930,7 @@ test_store_loop_not_blocked(void **state)
 	size_t			 len = 3 * MIB, off;
 	int			 ticks = 0;
 
-	payload = malloc(len);
-	assert_non_null(payload);
-	fill(payload, len, 8);
-	sha256(payload, len, md);
-	store_test_write_hook = gate_hook;
-	gate_set(1);
+	payload = gated_payload(len, 8, md);
 
 	buf = stream_buf_new(len, 0);
 	r = stream_reader_new(buf);
@@ -968,12 +981,7 @@ test_store_batches_while_busy(void **state)
 	uint8_t			*payload, md[32];
 	size_t			 step = 4 * KIB, len = 360 * KIB, off;
 
-	payload = malloc(len);
-	assert_non_null(payload);
-	fill(payload, len, 13);
-	sha256(payload, len, md);
-	store_test_write_hook = gate_hook;
-	gate_set(1);
+	payload = gated_payload(len, 13, md);
 
 	buf = stream_buf_new(len, 0);
 	r = stream_reader_new(buf);
