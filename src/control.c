@@ -76,7 +76,11 @@ static char			 ctl_path[sizeof(((struct sockaddr_un *)0)->sun_path)];
 static void	ctl_read_cb(struct xport *, void *);
 static void	ctl_feed(struct ctl_client *);
 
-/* The show store walk is over (answered, failed, or the client gone). */
+/*
+ * The show store walk is over (answered, failed, or the client gone).
+ * Its timer is only disarmed: this may run in the timer's own callback,
+ * so the timer is freed with the client.
+ */
 static void
 ctl_walk_end(struct ctl_client *c)
 {
@@ -84,8 +88,8 @@ ctl_walk_end(struct ctl_client *c)
 	c->walk = NULL;
 	free(c->walk_out);
 	c->walk_out = NULL;
-	clock_timer_free(c->walk_ev);
-	c->walk_ev = NULL;
+	if (c->walk_ev != NULL)
+		clock_timer_disarm(c->walk_ev);
 }
 
 static void
@@ -98,6 +102,7 @@ ctl_client_free(struct ctl_client *c)
 	event_free(c->feed_ev);
 	clock_timer_free(c->request_ev);
 	ctl_walk_end(c);
+	clock_timer_free(c->walk_ev);
 	if (c->slot)
 		listener_put(LSLOT_CONTROL);
 	free(c);
@@ -568,7 +573,8 @@ static void
 ctl_cmd_show_store(struct ctl_client *c, const struct ctl_request *req)
 {
 	c->walk_out = calloc(CTL_STORE_MAX, sizeof(*c->walk_out));
-	c->walk_ev = clock_timer_new(ctl_walk_cb, c);
+	if (c->walk_ev == NULL)
+		c->walk_ev = clock_timer_new(ctl_walk_cb, c);
 	if (c->walk_out == NULL || c->walk_ev == NULL) {
 		ctl_walk_end(c);
 		ctl_fail(c, "out of memory");
