@@ -581,7 +581,6 @@ main(int argc, char *argv[])
 	 */
 	mallopt(M_MMAP_THRESHOLD, 1024 * 1024);
 	mallopt(M_TRIM_THRESHOLD, 16 * 1024 * 1024);
-	relayd_prewarm_heap();
 
 	relayd_flags(argc, argv, &fl);
 	log_init("relayd", fl.debug || fl.noaction, fl.verbose);
@@ -615,6 +614,11 @@ main(int argc, char *argv[])
 	}
 	if (!fl.debug && daemon(0, 0) == -1)
 		fatal("daemon");
+	/*
+	 * After daemon(): pages the parent touched are shared copy-on-write,
+	 * and the child's first write to each would fault it in again.
+	 */
+	relayd_prewarm_heap();
 	if (log_journal_auto())
 		log_debug("logging to the journal (JOURNAL_STREAM)");
 	signal(SIGPIPE, SIG_IGN);
