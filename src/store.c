@@ -75,8 +75,9 @@ struct store_req {
 	TAILQ_ENTRY(store_req)	 entry;
 	enum store_req_type	 type;
 	struct store_job	*job;
-	struct stream_piece	 piece[STORE_IOV]; /* WRITE: chunk refs held
-						 * until done */
+	struct stream_piece	*piece;		/* WRITE: STORE_IOV of them
+						 * after the request, chunk
+						 * refs held until done */
 	int			 npieces;	/* WRITE */
 	size_t			 len;		/* WRITE: bytes in pieces */
 	uint64_t		 off;		/* WRITE: payload offset */
@@ -746,10 +747,16 @@ store_job_take(struct store_job *job)
 	size_t			 n = 0;
 	int			 i;
 
-	if ((req = calloc(1, sizeof(*req))) == NULL) {
+	/*
+	 * The pieces live after the request, in the same block: the open
+	 * and final requests, embedded in every job, carry none.
+	 */
+	if ((req = calloc(1, sizeof(*req) +
+	    STORE_IOV * sizeof(struct stream_piece))) == NULL) {
 		store_job_fail(job, "out of memory");
 		return -1;
 	}
+	req->piece = (struct stream_piece *)(req + 1);
 	req->npieces = stream_peekv(job->reader, STORE_MAX_INFLIGHT -
 	    job->inflight, req->piece, STORE_IOV);
 	for (i = 0; i < req->npieces; i++)
