@@ -1323,7 +1323,6 @@ struct store_walk {
 	size_t			 max;
 	size_t			 n;
 	size_t			 matched;
-	size_t			 big;
 };
 
 struct store_walk *
@@ -1358,16 +1357,49 @@ store_walk_new(const struct store *st, const char *prefix, size_t plen,
 	return w;
 }
 
-/* The listed entry with the largest key (out is full). */
-static size_t
-store_walk_biggest(const struct store_walk *w)
+/*
+ * While walking, out is a max-heap by key: out[0] is the largest kept,
+ * the one a smaller key replaces once out is full, in O(log max) steps,
+ * whatever order readdir() returns the names in.
+ */
+static void
+store_walk_swap(struct store_walk *w, size_t i, size_t j)
 {
-	size_t	 i, big = 0;
+	struct store_entry	 t;
 
-	for (i = 1; i < w->n; i++)
-		if (store_entry_cmp(&w->out[i], &w->out[big]) > 0)
-			big = i;
-	return big;
+	t = w->out[i];
+	w->out[i] = w->out[j];
+	w->out[j] = t;
+}
+
+static void
+store_walk_sift_up(struct store_walk *w, size_t i)
+{
+	while (i > 0 &&
+	    store_entry_cmp(&w->out[(i - 1) / 2], &w->out[i]) < 0) {
+		store_walk_swap(w, i, (i - 1) / 2);
+		i = (i - 1) / 2;
+	}
+}
+
+static void
+store_walk_sift_down(struct store_walk *w, size_t i)
+{
+	size_t	 c, big;
+
+	for (;;) {
+		big = i;
+		c = 2 * i + 1;
+		if (c < w->n && store_entry_cmp(&w->out[c], &w->out[big]) > 0)
+			big = c;
+		if (c + 1 < w->n &&
+		    store_entry_cmp(&w->out[c + 1], &w->out[big]) > 0)
+			big = c + 1;
+		if (big == i)
+			return;
+		store_walk_swap(w, i, big);
+		i = big;
+	}
 }
 
 /* One directory entry: listed, counted, or skipped. */
@@ -1381,7 +1413,7 @@ store_walk_one(struct store_walk *w, const char *name)
 	    (size_t)len < w->plen || memcmp(e.key, w->prefix, w->plen) != 0)
 		return;
 	e.key_len = (size_t)len;
-	if (w->n == w->max && store_entry_cmp(&e, &w->out[w->big]) >= 0) {
+	if (w->n == w->max && store_entry_cmp(&e, &w->out[0]) >= 0) {
 		w->matched++;	/* counted, not listed */
 		return;
 	}
@@ -1390,12 +1422,11 @@ store_walk_one(struct store_walk *w, const char *name)
 	w->matched++;
 	if (w->n < w->max) {
 		w->out[w->n++] = e;
-		if (w->n == w->max)
-			w->big = store_walk_biggest(w);
+		store_walk_sift_up(w, w->n - 1);
 		return;
 	}
-	w->out[w->big] = e;
-	w->big = store_walk_biggest(w);
+	w->out[0] = e;
+	store_walk_sift_down(w, 0);
 }
 
 int

@@ -480,6 +480,50 @@ test_store_walk(void **state)
 	store_close(st);
 }
 
+/*
+ * Whatever order the names come in (created ascending, descending or
+ * scrambled, so readdir gives them in some other order), the walk keeps
+ * the smallest keys: out is a heap while walking, sorted at the end.
+ */
+static void
+test_store_walk_any_order(void **state)
+{
+	struct fixture		*fx = *state;
+	struct store_entry	 ents[7];
+	struct store		*st;
+	char			 sub[128], err[256], name[16];
+	size_t			 matched, n;
+	int			 order, i, k;
+
+	for (order = 0; order < 3; order++) {
+		snprintf(sub, sizeof(sub), "%s/walk%d", fx->dir, order);
+		assert_int_equal(mkdir(sub, 0700), 0);
+		for (i = 0; i < 60; i++) {
+			k = order == 0 ? i : order == 1 ? 59 - i :
+			    (i * 37) % 60;
+			snprintf(name, sizeof(name), "k%02d", k);
+			write_file(sub, name, "xy", 2);
+		}
+		assert_non_null(st = store_open(fx->base, sub, err,
+		    sizeof(err)));
+		n = store_list(st, "", 0, ents, 7, &matched);
+		assert_int_equal(n, 7);
+		assert_int_equal(matched, 60);
+		for (i = 0; i < 7; i++) {
+			snprintf(name, sizeof(name), "k%02d", i);
+			assert_string_equal(ents[i].key, name);
+			assert_int_equal(ents[i].size, 2);
+		}
+		/* A prefix: its smallest three, all ten counted. */
+		assert_int_equal(store_list(st, "k5", 2, ents, 3, &matched),
+		    3);
+		assert_int_equal(matched, 10);
+		assert_string_equal(ents[0].key, "k50");
+		assert_string_equal(ents[2].key, "k52");
+		store_close(st);
+	}
+}
+
 static void
 test_store_accounting(void **state)
 {
@@ -1135,6 +1179,8 @@ main(void)
 		cmocka_unit_test_setup_teardown(test_store_write_error,
 		    setup, teardown),
 		cmocka_unit_test_setup_teardown(test_store_open_cleans,
+		    setup, teardown),
+		cmocka_unit_test_setup_teardown(test_store_walk_any_order,
 		    setup, teardown),
 		cmocka_unit_test_setup_teardown(test_store_walk, setup,
 		    teardown),
