@@ -1051,19 +1051,10 @@ control_open(const char *path, const struct control_actions *actions,
     char *err, size_t errlen)
 {
 	struct sockaddr_un sun;
-	uint8_t seed[16];
 	mode_t old;
 	int fd;
 
 	ctl_actions = actions;
-	/*
-	 * A put request without a put_id gets one from RAND_bytes(), whose
-	 * first call in a process sets up OpenSSL's generator (about 2 ms
-	 * here).  Pay that now, not on the first such request.
-	 */
-	if (RAND_bytes(seed, sizeof(seed)) != 1)
-		log_warnx("control: OpenSSL's generator is not ready; a put "
-		    "request without a put_id will fail until it is");
 	if (ctl_sockaddr(path, &sun, err, errlen) == -1)
 		return -1;
 	if ((fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0)) == -1) {

@@ -304,6 +304,18 @@ relayd_listen_fd(void)
 	return SD_LISTEN_FDS_START;
 }
 
+/* 1 if some route stores here: the store's hash is loaded at start. */
+static int
+relayd_stores(const struct config *cf)
+{
+	unsigned int	 i;
+
+	for (i = 0; i < cf->nroutes; i++)
+		if (cf->routes[i].store)
+			return 1;
+	return 0;
+}
+
 static void
 relayd_setup(void)
 {
@@ -315,6 +327,8 @@ relayd_setup(void)
 	if ((env->store = store_open(env->base, env->conf->store_dir, err,
 	    sizeof(err))) == NULL)
 		fatalx("store: %s", err);
+	if (relayd_stores(env->conf) && store_warm(env->store) == -1)
+		fatalx("store: OpenSSL has no SHA-256");
 	if ((env->seen = route_seen_new(SEEN_MAX, SEEN_TTL)) == NULL)
 		fatalx("out of memory");
 	if (control_open(env->conf->control_socket, &relayd_ctl_actions, err,

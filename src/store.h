@@ -54,6 +54,11 @@ struct store	*store_open(struct event_base *, const char *dir,
 		    char *err, size_t errlen);
 /* Cancel all jobs (their temp files are unlinked), stop and join. */
 void		 store_close(struct store *);
+/*
+ * Load SHA-256 from OpenSSL now rather than at the first stored PUT
+ * (store_begin does it otherwise).  -1 if OpenSSL has none.
+ */
+int		 store_warm(struct store *);
 
 struct store_job *store_begin(struct store *, const char *key,
 		    size_t key_len, uint64_t size,
