@@ -425,11 +425,20 @@ store_all(struct event_base *base, struct store *st, const char *key,
 	return res.ok;
 }
 
-/*
- * The bytes stored: counted at open (stored files only), kept up as files
- * are stored and replaced; the admission check against a cap; each file's
- * SHA-256 in its xattr; the listing (decoded keys, sorted, prefix, cut).
- */
+/* The listing holds k00 .. k(n-1), in order, each size bytes long. */
+static void
+assert_first_keys(const struct store_entry *ents, int n, uint64_t size)
+{
+	char	 name[16];
+	int	 i;
+
+	for (i = 0; i < n; i++) {
+		snprintf(name, sizeof(name), "k%02d", i);
+		assert_string_equal(ents[i].key, name);
+		assert_int_equal(ents[i].size, size);
+	}
+}
+
 /*
  * The listing in steps: each step reads at most its budget of directory
  * entries, so 50 files take many steps; the answer keeps the smallest
@@ -462,11 +471,7 @@ test_store_walk(void **state)
 	store_walk_free(w);
 	assert_int_equal(n, 5);
 	assert_int_equal(matched, 50);
-	for (i = 0; i < 5; i++) {
-		snprintf(name, sizeof(name), "k%02d", i);
-		assert_string_equal(ents[i].key, name);
-		assert_int_equal(ents[i].size, 1);
-	}
+	assert_first_keys(ents, 5, 1);
 	assert_int_equal(store_list(st, "k1", 2, ents, 5, &matched), 5);
 	assert_int_equal(matched, 10);
 	assert_string_equal(ents[0].key, "k10");
@@ -509,11 +514,7 @@ test_store_walk_any_order(void **state)
 		n = store_list(st, "", 0, ents, 7, &matched);
 		assert_int_equal(n, 7);
 		assert_int_equal(matched, 60);
-		for (i = 0; i < 7; i++) {
-			snprintf(name, sizeof(name), "k%02d", i);
-			assert_string_equal(ents[i].key, name);
-			assert_int_equal(ents[i].size, 2);
-		}
+		assert_first_keys(ents, 7, 2);
 		/* A prefix: its smallest three, all ten counted. */
 		assert_int_equal(store_list(st, "k5", 2, ents, 3, &matched),
 		    3);
@@ -524,6 +525,11 @@ test_store_walk_any_order(void **state)
 	}
 }
 
+/*
+ * The bytes stored: counted at open (stored files only), kept up as files
+ * are stored and replaced; the admission check against a cap; each file's
+ * SHA-256 in its xattr; the listing (decoded keys, sorted, prefix, cut).
+ */
 static void
 test_store_accounting(void **state)
 {
