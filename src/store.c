@@ -141,6 +141,8 @@ struct store {
 	struct event		*st_ev;
 	int			 st_dirfd;
 	int			 st_pipe[2];	/* worker -> loop wakeups */
+	long			 st_pid;	/* in temp names: getpid(2) is
+						 * a system call per PUT */
 	unsigned long		 st_seq;
 	TAILQ_HEAD(, store_job)	 st_jobs;	/* loop only */
 	uint64_t		 st_used;	/* loop: bytes of final files */
@@ -530,16 +532,30 @@ store_worker_tag(struct store_job *job)
 	(void)fsetxattr(job->fd, STORE_XATTR_SHA256, h, sizeof(h), 0);
 }
 
-/* The size of the file the rename is about to replace (0: none). */
-static void
-store_worker_replaced(struct store_job *job, struct store_req *req)
+/*
+ * Move the temp file to its name, and say in req->replaced how many bytes
+ * the file it replaced held (0: none).  A new key, the common case, takes
+ * one renameat2(RENAME_NOREPLACE); only when a file is there already (or
+ * the file system cannot refuse to replace) does the worker stat it and
+ * rename over it.  The worker is the only writer of the directory, so
+ * nothing comes between the two.
+ */
+static int
+store_worker_rename(struct store_job *job, struct store_req *req)
 {
+	int		 dirfd = job->store->st_dirfd;
 	struct stat	 sb;
 
 	req->replaced = 0;
-	if (fstatat(job->store->st_dirfd, job->name, &sb,
-	    AT_SYMLINK_NOFOLLOW) == 0 && S_ISREG(sb.st_mode))
+	if (renameat2(dirfd, job->tmpname, dirfd, job->name,
+	    RENAME_NOREPLACE) == 0)
+		return 0;
+	if (errno != EEXIST && errno != EINVAL && errno != ENOSYS)
+		return -1;
+	if (fstatat(dirfd, job->name, &sb, AT_SYMLINK_NOFOLLOW) == 0 &&
+	    S_ISREG(sb.st_mode))
 		req->replaced = (uint64_t)sb.st_size;
+	return renameat(dirfd, job->tmpname, dirfd, job->name);
 }
 
 static void
@@ -560,8 +576,7 @@ store_worker_finish(struct store_job *job, struct store_req *req)
 		return;
 	}
 	job->fd = -1;
-	store_worker_replaced(job, req);
-	if (renameat(dirfd, job->tmpname, dirfd, job->name) == -1) {
+	if (store_worker_rename(job, req) == -1) {
 		store_worker_error(job, req, errno, "rename");
 		return;
 	}
@@ -972,11 +987,17 @@ static void
 store_event(evutil_socket_t fd, short events, void *arg)
 {
 	char	 buf[256];
+	ssize_t	 n;
 
 	(void)events;
-	/* Empty the pipe before taking the list: no wakeup is lost. */
-	while (read(fd, buf, sizeof(buf)) > 0)
-		;
+	/*
+	 * Empty the pipe before taking the list: no wakeup is lost.  A short
+	 * read has emptied it (the worker writes a byte only when the done
+	 * list turns non-empty), so no second read just to see EAGAIN.
+	 */
+	do
+		n = read(fd, buf, sizeof(buf));
+	while (n == (ssize_t)sizeof(buf) || (n == -1 && errno == EINTR));
 	store_drain(arg);
 }
 
@@ -1017,7 +1038,7 @@ store_begin(struct store *st, const char *key, size_t key_len,
 	job->fd = -1;
 	memcpy(job->sha256, sha256, sizeof(job->sha256));
 	snprintf(job->tmpname, sizeof(job->tmpname), STORE_TMP_PREFIX "%ld-%lu",
-	    (long)getpid(), ++st->st_seq);
+	    st->st_pid, ++st->st_seq);
 	badkey = store_key_check(key, key_len, why, sizeof(why)) == -1 ||
 	    store_key_filename(key, key_len, job->name,
 	    sizeof(job->name)) == -1;
@@ -1147,6 +1168,7 @@ store_open(struct event_base *base, const char *dir, char *err,
 		return NULL;
 	}
 	st->st_base = base;
+	st->st_pid = (long)getpid();
 	st->st_dirfd = st->st_pipe[0] = st->st_pipe[1] = -1;
 	TAILQ_INIT(&st->st_jobs);
 	TAILQ_INIT(&st->st_reqs);
