@@ -35,23 +35,43 @@ static struct kept_table	kept_tabs[2] = {
 	{ TAILQ_HEAD_INITIALIZER(kept_tabs[1].fifo), { { 0 } }, 0 },
 };
 
-struct session_entry *
-outcome_add(struct outcome_list *l)
+/*
+ * Room for more entries: at least want of them, grown by doubling, never
+ * past WIRE_MAX_ENTRIES.  A RESULT's entries are reserved in one go, so a
+ * forwarding hop's list takes two allocations (its own entry, then the
+ * next hop's), not one per doubling.
+ */
+static int
+outcome_reserve(struct outcome_list *l, unsigned int want)
 {
 	struct session_entry *e;
 	unsigned int cap;
 
-	if (l->n == l->cap) {
-		cap = l->cap ? l->cap * 2 : 1;	/* most hold one: this hop's */
-		if (cap > WIRE_MAX_ENTRIES)
-			cap = WIRE_MAX_ENTRIES;
-		if (l->n >= cap)
-			return NULL;
-		if ((e = reallocarray(l->e, cap, sizeof(*e))) == NULL)
-			return NULL;
-		l->e = e;
-		l->cap = cap;
-	}
+	if (want <= l->cap - l->n)
+		return 0;
+	if (want > WIRE_MAX_ENTRIES - l->n)
+		want = WIRE_MAX_ENTRIES - l->n;
+	if (want == 0)
+		return -1;
+	cap = l->cap ? l->cap * 2 : 1;	/* most hold one: this hop's */
+	if (cap < l->n + want)
+		cap = l->n + want;
+	if (cap > WIRE_MAX_ENTRIES)
+		cap = WIRE_MAX_ENTRIES;
+	if ((e = reallocarray(l->e, cap, sizeof(*e))) == NULL)
+		return -1;
+	l->e = e;
+	l->cap = cap;
+	return 0;
+}
+
+struct session_entry *
+outcome_add(struct outcome_list *l)
+{
+	struct session_entry *e;
+
+	if (outcome_reserve(l, 1) == -1)
+		return NULL;
 	e = &l->e[l->n++];
 	memset(e, 0, sizeof(*e));
 	return e;
@@ -65,6 +85,7 @@ outcome_add_result(struct outcome_list *l, const struct wire_frame *res,
 	struct wire_entry we;
 	unsigned int i;
 
+	(void)outcome_reserve(l, res->u.result.count);
 	for (i = 0; i < res->u.result.count; i++) {
 		if (wire_result_entry(res, i, &we) != 0 ||
 		    (e = outcome_add(l)) == NULL)
