@@ -363,6 +363,50 @@ class NsChain:
         wait_for(self.links_up, timeout, "every link of the chain to be up",
                  interval=0.1)
 
+    def link_marks(self):
+        """What each live relay's up links had received, now: pass it to
+        wait_links_live() once a fault is healed."""
+        marks = {"t": time.monotonic()}
+        for r in self.relays:
+            if not r.alive():
+                continue
+            for p in r.status().get("peers") or []:
+                if p.get("state") == "up":
+                    marks[(r.name, p.get("direction"), p.get("name"))] = \
+                        p.get("bytes_in", 0)
+        return marks
+
+    def links_live(self, marks):
+        """links_up(), and every one of those links has carried bytes in
+        since marks were taken, or was made since: a link that TCP is
+        still backing off on after a blackhole shows "up" but is not."""
+        if not self.links_up():
+            return False
+        new = time.monotonic() - marks["t"]
+        for i, r in enumerate(self.relays):
+            live = {"out": [], "in": []}
+            for p in r.status().get("peers") or []:
+                if p.get("state") != "up":
+                    continue
+                was = marks.get((r.name, p.get("direction"), p.get("name")))
+                fresh = p.get("state_s", new) < new or was is None
+                live[p.get("direction")].append(
+                    fresh or p.get("bytes_in", 0) > was)
+            if i < self.n and not all(live["out"]):
+                return False
+            if i > 0 and not any(live["in"]):
+                return False
+        return True
+
+    def wait_links_live(self, marks, timeout=20):
+        """Until links_live(marks).  A blackholed connection comes back
+        when TCP next retransmits (the backoff doubles up to seconds) or
+        is replaced once its keepalive PING goes unanswered (twice
+        idle_timeout): both bounded, so a deadline holds."""
+        wait_for(lambda: self.links_live(marks), timeout,
+                 "every link of the chain to carry bytes after the heal",
+                 interval=0.1)
+
 
 @pytest.fixture
 def ns_chain(relay_root):

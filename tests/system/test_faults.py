@@ -47,7 +47,10 @@ After every case: relayctl put ended within its bound, exit 0 with the
 payload on every storing hop (SHA-256 on disk), or exit 1 with a failed
 entry naming a hop and a reason; no file of wrong content under a final
 name anywhere; no .tmp-* file and no stream left on any live relay; once
-the fault is healed (and killed relays restarted) every link comes back,
+the fault is healed (and killed relays restarted) every link comes back
+and carries bytes again (a blackholed connection that TCP is still
+backing off on shows "up" for seconds; a PUT sent into it fails at the
+keepalive deadline, which is right, but it is not a healed chain),
 each surviving relay's open fd count returns to its pre-PUT baseline
 (+-2) and its RSS stays within baseline + 8 MiB; a small PUT is then
 stored again.  The matrix fault x position -> outcome, time is printed at
@@ -367,6 +370,7 @@ def test_fault(ns_chain, fault, pos):
             assert c.relays[pos].temp_files(), \
                 "r%d died without a temp file: nothing to clean up" % pos
         c.heal()
+        marks = c.link_marks()
         for r in c.relays:
             if not r.alive():
                 r.restart()
@@ -377,7 +381,7 @@ def test_fault(ns_chain, fault, pos):
             assert lines_matching(victim.log_text(), "removed stale tmp"), \
                 "r%d did not log removing its stale temp file" % pos
             assert not os.path.exists(victim.stored_path(key))
-        c.wait_links_up()
+        c.wait_links_live(marks)
         entry["detail"] += " " + check_resources(c, base)
 
         # The healed chain works again.
