@@ -343,21 +343,36 @@ class NsChain:
 
     # -- observation
 
+    def _peer_lists(self):
+        """Each relay's peers, from one status read per relay; None when
+        a relay is down."""
+        lists = []
+        for r in self.relays:
+            if not r.alive():
+                return None
+            lists.append(r.status().get("peers") or [])
+        return lists
+
+    def _chain_holds(self, lists, good):
+        """True when good(i, peer) holds for every outbound peer of every
+        relay i that dials (there must be one) and for some inbound peer
+        of every relay but r0."""
+        if lists is None:
+            return False
+        for i, peers in enumerate(lists):
+            out = [good(i, p) for p in peers if p.get("direction") == "out"]
+            inb = [good(i, p) for p in peers if p.get("direction") == "in"]
+            if i < self.n and not (out and all(out)):
+                return False
+            if i > 0 and not any(inb):
+                return False
+        return True
+
     def links_up(self):
         """True when every relay's outbound link is up and every relay
         but r0 has its inbound link up."""
-        for i, r in enumerate(self.relays):
-            if not r.alive():
-                return False
-            peers = r.status().get("peers") or []
-            out = [p for p in peers if p.get("direction") == "out"]
-            inb = [p for p in peers if p.get("direction") == "in"]
-            if i < self.n and not (out and all(p.get("state") == "up"
-                                               for p in out)):
-                return False
-            if i > 0 and not any(p.get("state") == "up" for p in inb):
-                return False
-        return True
+        return self._chain_holds(self._peer_lists(),
+                                 lambda i, p: p.get("state") == "up")
 
     def wait_links_up(self, timeout=15):
         wait_for(self.links_up, timeout, "every link of the chain to be up",
@@ -380,23 +395,17 @@ class NsChain:
         """links_up(), and every one of those links has carried bytes in
         since marks were taken, or was made since: a link that TCP is
         still backing off on after a blackhole shows "up" but is not."""
-        if not self.links_up():
-            return False
         new = time.monotonic() - marks["t"]
-        for i, r in enumerate(self.relays):
-            live = {"out": [], "in": []}
-            for p in r.status().get("peers") or []:
-                if p.get("state") != "up":
-                    continue
-                was = marks.get((r.name, p.get("direction"), p.get("name")))
-                fresh = p.get("state_s", new) < new or was is None
-                live[p.get("direction")].append(
-                    fresh or p.get("bytes_in", 0) > was)
-            if i < self.n and not all(live["out"]):
+
+        def live(i, p):
+            if p.get("state") != "up":
                 return False
-            if i > 0 and not any(live["in"]):
-                return False
-        return True
+            was = marks.get((self.relays[i].name, p.get("direction"),
+                             p.get("name")))
+            return (was is None or p.get("state_s", new) < new
+                    or p.get("bytes_in", 0) > was)
+
+        return self._chain_holds(self._peer_lists(), live)
 
     def wait_links_live(self, marks, timeout=20):
         """Until links_live(marks).  A blackholed connection comes back
