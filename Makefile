@@ -92,8 +92,12 @@ $(BUILD)/loadgen: scripts/loadgen.c | $(BUILD)
 	    $(LDFLAGS) -o $@ $< \
 	    $(shell pkg-config --libs libssl libcrypto jansson 2>/dev/null)
 
+# -z now: the daemon binds every library symbol at start, so the first
+# PUT after start does not pay the dynamic linker's lazy lookups on
+# each hop (issue 17, cold start).  relayctl keeps lazy binding: it is
+# short-lived and calls few of its symbols.
 $(BUILD)/relayd: $(MOD_OBJS) $(BUILD)/relayd.o
-	$(CC) $(LDFLAGS) -pthread -o $@ $^ $(PKG_LIBS)
+	$(CC) $(LDFLAGS) -Wl,-z,now -pthread -o $@ $^ $(PKG_LIBS)
 
 # relayctl: one file per command family in src/relayctl/, built into
 # $(BUILD)/relayctl-*.o (the binary keeps the name $(BUILD)/relayctl).
